@@ -1,0 +1,38 @@
+//! The one cross-process test binary of the workspace. One `mod` per feature; every test
+//! builds its own isolated resources (see `tollgate_tests::env`), so all run in parallel.
+
+mod isolation;
+mod mock_upstream;
+
+use std::sync::Once;
+
+/// An HTTP client for tests. reqwest is built without a default TLS crypto provider
+/// (the workspace uses ring everywhere), so install it once per process first.
+pub fn http() -> reqwest::Client {
+    static CRYPTO: Once = Once::new();
+    CRYPTO.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
+        .build()
+        .expect("building the test HTTP client")
+}
+
+/// Splits an SSE body into `(event name, data)` pairs.
+pub fn sse_events(body: &str) -> Vec<(Option<String>, String)> {
+    body.split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .map(|block| {
+            let mut event = None;
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(name) = line.strip_prefix("event: ") {
+                    event = Some(name.to_owned());
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data.push_str(d);
+                }
+            }
+            (event, data)
+        })
+        .collect()
+}

@@ -1,0 +1,260 @@
+//! Per-test isolation on the real local services (STYLE: no fixed ports, no serial tests).
+//!
+//! - [`TestDb`]: a fresh `tg_test_<uuid>` Postgres database, dropped when the value is
+//!   dropped — also while unwinding from a failed assertion.
+//! - [`TestRedis`]: a key prefix `tgtest:<uuid>:` on the shared Redis; every key under it
+//!   is unlinked on drop. A prefix rather than `SELECT n`, because Redis Cluster only
+//!   has database 0.
+//! - [`TestEnv`]: both, plus an in-process [`MockUpstream`].
+//!
+//! Where the services live comes from `TOLLGATE_TEST_DATABASE_URL` (an admin connection,
+//! default `postgres://postgres@127.0.0.1:5432/postgres`) and `TOLLGATE_TEST_REDIS_URL`
+//! (default `redis://127.0.0.1:6379`).
+
+use std::str::FromStr;
+
+use anyhow::Context;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection};
+
+use crate::mock::MockUpstream;
+
+pub const DEFAULT_ADMIN_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// Database names this module creates start with this; nothing else is ever dropped.
+pub const DB_NAME_PREFIX: &str = "tg_test_";
+
+/// Redis prefixes this module hands out start with this.
+pub const REDIS_PREFIX_ROOT: &str = "tgtest:";
+
+fn admin_url() -> String {
+    std::env::var("TOLLGATE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| DEFAULT_ADMIN_DATABASE_URL.to_owned())
+}
+
+fn redis_url() -> String {
+    std::env::var("TOLLGATE_TEST_REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned())
+}
+
+/// `postgres://user@host:port/<name>` from the admin URL, keeping its query string.
+fn with_database(admin: &str, name: &str) -> anyhow::Result<String> {
+    let (base, query) = match admin.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (admin, None),
+    };
+    let authority_start = base.find("://").context("database URL has no scheme")? + 3;
+    let path_start = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
+    let mut url = format!("{}/{name}", &base[..path_start]);
+    if let Some(query) = query {
+        url.push('?');
+        url.push_str(query);
+    }
+    Ok(url)
+}
+
+/// A Postgres database that exists for one test.
+pub struct TestDb {
+    pub name: String,
+    /// Connection URL of this database, for handing to binaries.
+    pub url: String,
+    admin_url: String,
+}
+
+impl TestDb {
+    pub async fn create() -> anyhow::Result<Self> {
+        let admin_url = admin_url();
+        let name = format!("{DB_NAME_PREFIX}{}", uuid::Uuid::now_v7().simple());
+        let mut admin = PgConnection::connect(&admin_url).await.with_context(|| {
+            format!("connecting to Postgres at {admin_url} (is deploy/local/services running?)")
+        })?;
+        // The name is generated above (hex only), so quoting it is enough.
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .with_context(|| format!("creating database {name}"))?;
+        admin.close().await.ok();
+        let url = with_database(&admin_url, &name)?;
+        Ok(Self {
+            name,
+            url,
+            admin_url,
+        })
+    }
+
+    /// A small pool on this database.
+    pub async fn pool(&self) -> anyhow::Result<PgPool> {
+        let options = PgConnectOptions::from_str(&self.url)?.disable_statement_logging();
+        Ok(PgPoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?)
+    }
+
+    /// True while a database of this name exists (to check teardown).
+    pub async fn exists(name: &str) -> anyhow::Result<bool> {
+        let mut admin = PgConnection::connect(&admin_url()).await?;
+        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+            .bind(name)
+            .fetch_optional(&mut admin)
+            .await?;
+        Ok(found.is_some())
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Drop may run inside a runtime (or while unwinding); a separate thread with its
+        // own runtime can block on the DROP without stalling anyone's executor.
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || -> anyhow::Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&admin_url).await?;
+                sqlx::raw_sql(AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                )))
+                .execute(&mut admin)
+                .await?;
+                anyhow::Ok(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            tracing::warn!(database = %self.name, "could not drop test database");
+        }
+    }
+}
+
+/// A Redis key prefix that belongs to one test.
+pub struct TestRedis {
+    pub url: String,
+    /// `tgtest:<uuid>:`; every key a test writes must start with it.
+    pub prefix: String,
+}
+
+impl TestRedis {
+    pub async fn new() -> anyhow::Result<Self> {
+        let this = Self {
+            url: redis_url(),
+            prefix: format!("{REDIS_PREFIX_ROOT}{}:", uuid::Uuid::now_v7().simple()),
+        };
+        // Fail here, with a clear message, rather than in the middle of a test.
+        this.connection().await.with_context(|| {
+            format!(
+                "connecting to Redis at {} (is deploy/local/services running?)",
+                this.url
+            )
+        })?;
+        Ok(this)
+    }
+
+    pub async fn connection(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+        let client = redis::Client::open(self.url.as_str())?;
+        Ok(client.get_multiplexed_async_connection().await?)
+    }
+
+    /// Every key under this prefix.
+    pub async fn keys(&self) -> anyhow::Result<Vec<String>> {
+        let mut connection = self.connection().await?;
+        scan_prefix(&mut connection, &self.prefix).await
+    }
+}
+
+async fn scan_prefix(
+    connection: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+) -> anyhow::Result<Vec<String>> {
+    let pattern = format!("{prefix}*");
+    let mut cursor = 0u64;
+    let mut keys = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(connection)
+            .await?;
+        keys.extend(batch);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let (url, prefix) = (self.url.clone(), self.prefix.clone());
+        let cleaned = std::thread::spawn(move || -> anyhow::Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let client = redis::Client::open(url.as_str())?;
+                let mut connection = client.get_multiplexed_async_connection().await?;
+                let keys = scan_prefix(&mut connection, &prefix).await?;
+                for batch in keys.chunks(500) {
+                    redis::cmd("UNLINK")
+                        .arg(batch)
+                        .query_async::<()>(&mut connection)
+                        .await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .join();
+        if !matches!(cleaned, Ok(Ok(()))) {
+            tracing::warn!(prefix = %self.prefix, "could not clean test Redis keys");
+        }
+    }
+}
+
+/// Everything one cross-process test needs, isolated from every other test.
+pub struct TestEnv {
+    pub db: TestDb,
+    pub redis: TestRedis,
+    pub upstream: MockUpstream,
+}
+
+impl TestEnv {
+    pub async fn start() -> anyhow::Result<Self> {
+        let (db, redis, upstream) = tokio::try_join!(TestDb::create(), TestRedis::new(), async {
+            MockUpstream::start()
+                .await
+                .context("starting the mock upstream")
+        })?;
+        Ok(Self {
+            db,
+            redis,
+            upstream,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_name_replaces_the_path_and_keeps_the_query() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "tg_test_1").unwrap(),
+            "postgres://postgres@127.0.0.1:5432/tg_test_1"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "x").unwrap(),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://h:5432", "x").unwrap(),
+            "postgres://h:5432/x"
+        );
+    }
+}
