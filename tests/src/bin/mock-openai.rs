@@ -43,7 +43,7 @@ fn directives_help() -> &'static str {
         let mut help = String::from(
             "Per-request behaviour: append directives to the model name, separated by '+'\n\
              (\"model\": \"gpt-4o+ttfb=200+chunks=3\"), or send them as headers\n\
-             (x-mock-ttfb: 200; '_' becomes '-'). Headers win. Directives:\n",
+             (x-mock-ttfb: 200, x-mock-retry-after: 2). Headers win. Directives:\n",
         );
         for (directive, what) in DIRECTIVES {
             help.push_str(&format!("  {directive:<18} {what}\n"));
