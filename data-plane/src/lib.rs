@@ -1,7 +1,27 @@
-//! The gateway (binary `tollgate-gateway`, coming with the data-plane issue) will own the
-//! OpenAI-compatible HTTP API and its request pipeline — authenticate, authorize, limit,
-//! reserve, route, forward, settle, emit — plus the provider adapters, the Redis budget
-//! ledger and rate limiters, the config-push client and the telemetry client.
+//! The Tollgate gateway: an OpenAI-compatible HTTP API that authenticates virtual keys,
+//! enforces model access, rate limits and budgets, and forwards calls to providers.
 //!
-//! It is stateless apart from the live config snapshot (swapped atomically) and its
-//! last-known-good copy on disk; budgets and limits shared between gateways live in Redis.
+//! Layout (one module per concern):
+//! - [`config`]: the process's own `Settings` (TOML + `TOLLGATE_*` env);
+//! - [`snapshot`]: the validated runtime config (keys, models, deployments, budgets),
+//!   swapped atomically by [`snapshot::live`]; [`snapshot::file`] reads the standalone form;
+//! - [`pipeline`]: the request steps, one module each, in call order;
+//! - [`providers`]: one adapter per provider behind one trait;
+//! - [`ledger`]: budget reservation and settlement;
+//! - [`money`], [`prices`], [`tokenize`], [`keys`]: pure building blocks;
+//! - [`api`]: the axum routes and the OpenAI-shaped error.
+//!
+//! The gateway holds no state that outlives the process except what the ledger keeps;
+//! it never logs key secrets, provider credentials, prompts or responses.
+
+pub mod api;
+pub mod config;
+pub mod gateway;
+pub mod keys;
+pub mod ledger;
+pub mod money;
+pub mod pipeline;
+pub mod prices;
+pub mod providers;
+pub mod snapshot;
+pub mod tokenize;

@@ -1,6 +1,10 @@
 //! The one cross-process test binary of the workspace. One `mod` per feature; every test
 //! builds its own isolated resources (see `tollgate_tests::env`), so all run in parallel.
 
+// A panic is how a test reports failure; helpers here are test code too.
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+mod gateway;
 mod isolation;
 mod mock_upstream;
 

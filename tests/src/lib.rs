@@ -11,4 +11,5 @@
 //! Nothing here may depend on fixed ports or on tests running one at a time.
 
 pub mod env;
+pub mod gateway;
 pub mod mock;

@@ -1,0 +1,324 @@
+//! The gateway's own settings (`Settings`), loaded from defaults → TOML (`--config`) →
+//! `TOLLGATE_<SECTION>__<FIELD>` environment variables, plus — in standalone mode — the
+//! snapshot sections of the same file.
+//!
+//! Runtime rules (keys, models, budgets) are not settings: they live in the snapshot,
+//! which a control plane may replace at any time. Settings are fixed for the process.
+
+use std::net::SocketAddr;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::snapshot::file::StaticSnapshot;
+
+/// Top-level tables that are settings; every other table belongs to the snapshot.
+const SETTINGS_SECTIONS: &[&str] = &["server", "auth", "routing", "ledger"];
+pub const ENV_PREFIX: &str = "TOLLGATE_";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub server: ServerSettings,
+    pub auth: AuthSettings,
+    #[serde(default)]
+    pub routing: RoutingSettings,
+    #[serde(default)]
+    pub ledger: LedgerSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address the OpenAI-compatible API listens on. Port 0 picks a free port (printed).
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes; bigger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Region this gateway serves (deployments of other regions are ignored).
+    pub region: String,
+    /// Identity in usage events and the fleet view.
+    pub gateway_id: String,
+    /// Usage events waiting to be shipped; when full, new events are dropped and counted.
+    pub usage_queue_capacity: usize,
+    /// Append every usage event as a JSON line to this file (a standalone spend record).
+    pub usage_log: Option<std::path::PathBuf>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 8 * 1024 * 1024,
+            region: "local".into(),
+            gateway_id: "gateway-local".into(),
+            usage_queue_capacity: 65_536,
+            usage_log: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Server-side secret mixed into every key's HMAC. The control plane and every gateway
+    /// must share it. At least 16 bytes. Prefer setting it through TOLLGATE_AUTH__KEY_PEPPER.
+    pub key_pepper: SecretString,
+}
+
+impl AuthSettings {
+    pub fn key_pepper_bytes(&self) -> &[u8] {
+        self.key_pepper.expose_secret().as_bytes()
+    }
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("key_pepper", &"[redacted]")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingSettings {
+    /// Attempts per call across all deployments of the model (1 = no retry).
+    pub max_attempts: u32,
+    /// First retry waits about this long (ms), doubling each time, with full jitter.
+    pub backoff_base_ms: u64,
+    /// Longest wait between attempts (ms), also caps an upstream's Retry-After.
+    pub backoff_max_ms: u64,
+    /// Consecutive failures after which a deployment is cooled down.
+    pub cooldown_failures: u32,
+    /// How long a cooled-down deployment is avoided (ms).
+    pub cooldown_ms: u64,
+}
+
+impl Default for RoutingSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            backoff_base_ms: 25,
+            backoff_max_ms: 2_000,
+            cooldown_failures: 3,
+            cooldown_ms: 15_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerSettings {
+    /// `memory`: budgets enforced inside this process (standalone, one gateway).
+    pub kind: LedgerKind,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerKind {
+    #[default]
+    Memory,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file is not valid TOML")]
+    Toml(#[source] toml::de::Error),
+    #[error("{var}: {message}")]
+    Env { var: String, message: String },
+    #[error("{path}: {message}")]
+    Field { path: String, message: String },
+    #[error("invalid config ({} problem{}):\n  {}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.join("\n  "))]
+    Invalid(Vec<String>),
+}
+
+/// What a config file holds: settings, and the snapshot sections if any were given.
+#[derive(Debug)]
+pub struct Loaded {
+    pub settings: Settings,
+    pub snapshot: Option<StaticSnapshot>,
+}
+
+impl Settings {
+    /// Defaults ← `toml` ← `env` (`TOLLGATE_SERVER__LISTEN=…`). Tests pass a map for
+    /// `env`; nothing here reads or mutates the process environment.
+    pub fn from_sources(
+        toml_text: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
+        let mut table: toml::Table = match toml_text {
+            Some(text) => text.parse().map_err(ConfigError::Toml)?,
+            None => toml::Table::new(),
+        };
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        env.sort();
+        for (var, raw) in env {
+            let path: Vec<String> = var[ENV_PREFIX.len()..]
+                .split("__")
+                .map(str::to_ascii_lowercase)
+                .collect();
+            let [section, field] = path.as_slice() else {
+                continue;
+            };
+            if !SETTINGS_SECTIONS.contains(&section.as_str()) {
+                // Other TOLLGATE_* variables (credentials, test knobs) are not settings.
+                continue;
+            }
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let Some(section_table) = entry.as_table_mut() else {
+                return Err(ConfigError::Env {
+                    var,
+                    message: format!("[{section}] in the file is not a table"),
+                });
+            };
+            section_table.insert(field.clone(), env_value(&raw));
+        }
+
+        let mut snapshot_table = toml::Table::new();
+        let keys: Vec<String> = table.keys().cloned().collect();
+        for key in keys {
+            if !SETTINGS_SECTIONS.contains(&key.as_str())
+                && let Some(value) = table.remove(&key)
+            {
+                snapshot_table.insert(key, value);
+            }
+        }
+        let settings: Settings = deserialize(table)?;
+        settings.validate()?;
+        let snapshot = if snapshot_table.is_empty() {
+            None
+        } else {
+            Some(deserialize(snapshot_table)?)
+        };
+        Ok(Loaded { settings, snapshot })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.auth.key_pepper.expose_secret().len() < 16 {
+            problems.push("auth.key_pepper: must be at least 16 bytes".to_owned());
+        }
+        if self.server.max_body_bytes < 1024 {
+            problems.push("server.max_body_bytes: must be at least 1024".to_owned());
+        }
+        if self.routing.max_attempts == 0 {
+            problems.push("routing.max_attempts: must be at least 1".to_owned());
+        }
+        if self.server.usage_queue_capacity == 0 {
+            problems.push("server.usage_queue_capacity: must be at least 1".to_owned());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+/// An environment value as TOML when it parses as a scalar (`8080`, `true`), else text.
+fn env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(|v| !v.is_table())
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+fn deserialize<T: for<'de> Deserialize<'de>>(table: toml::Table) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Field {
+        path: e.path().to_string(),
+        message: e.inner().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PEPPER: &str = "[auth]\nkey_pepper = \"0123456789abcdef0123\"\n";
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_then_file_then_env() {
+        let text = format!("{PEPPER}[server]\nlisten = \"127.0.0.1:9000\"\nregion = \"eu\"\n");
+        let loaded = Settings::from_sources(
+            Some(&text),
+            env(&[
+                ("TOLLGATE_SERVER__LISTEN", "127.0.0.1:9100"),
+                ("TOLLGATE_ROUTING__MAX_ATTEMPTS", "5"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        let s = loaded.settings;
+        assert_eq!(s.server.listen.port(), 9100);
+        assert_eq!(s.server.region, "eu");
+        assert_eq!(s.routing.max_attempts, 5);
+        assert_eq!(
+            s.routing.cooldown_failures,
+            RoutingSettings::default().cooldown_failures
+        );
+        assert!(loaded.snapshot.is_none());
+    }
+
+    #[test]
+    fn pepper_can_come_from_env_only() {
+        let loaded = Settings::from_sources(
+            None,
+            env(&[("TOLLGATE_AUTH__KEY_PEPPER", "a-long-enough-pepper")]),
+        )
+        .unwrap();
+        assert_eq!(
+            loaded.settings.auth.key_pepper.expose_secret(),
+            "a-long-enough-pepper"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_named() {
+        let text = format!("{PEPPER}[server]\nlisen = \"x\"\n");
+        let err = Settings::from_sources(Some(&text), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+
+        let err = Settings::from_sources(Some(PEPPER), env(&[("TOLLGATE_SERVER__LISTEN", "nope")]))
+            .unwrap_err();
+        assert!(err.to_string().starts_with("server.listen"), "{err}");
+    }
+
+    #[test]
+    fn every_invalid_setting_is_reported_at_once() {
+        let text = "[auth]\nkey_pepper = \"short\"\n[routing]\nmax_attempts = 0\n";
+        let ConfigError::Invalid(problems) =
+            Settings::from_sources(Some(text), env(&[])).unwrap_err()
+        else {
+            panic!("expected Invalid")
+        };
+        assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn snapshot_sections_are_split_off() {
+        let text = format!("{PEPPER}[[orgs]]\nid = \"acme\"\n");
+        let loaded = Settings::from_sources(Some(&text), env(&[])).unwrap();
+        assert_eq!(loaded.snapshot.unwrap().orgs[0].id, "acme");
+    }
+
+    #[test]
+    fn the_pepper_never_shows_in_debug_output() {
+        let loaded = Settings::from_sources(Some(PEPPER), env(&[])).unwrap();
+        assert!(!format!("{:?}", loaded.settings).contains("0123456789abcdef"));
+    }
+}

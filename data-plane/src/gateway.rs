@@ -1,0 +1,70 @@
+//! `Gateway`: the state every request handler shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::{ExposeSecret, SecretString};
+use tokio_util::task::TaskTracker;
+
+use crate::config::{RoutingSettings, Settings};
+use crate::ledger::Ledgers;
+use crate::pipeline::emit::Emitter;
+use crate::pipeline::forward::HttpClients;
+use crate::pipeline::limit::LocalLimiter;
+use crate::pipeline::route::Cooldowns;
+use crate::prices::PriceTable;
+use crate::snapshot::live::Live;
+
+pub struct Gateway {
+    pub live: Live,
+    pub ledger: Arc<Ledgers>,
+    pub limiter: Arc<LocalLimiter>,
+    pub cooldowns: Cooldowns,
+    pub http: HttpClients,
+    pub routing: RoutingSettings,
+    pub prices: PriceTable,
+    pub emitter: Emitter,
+    /// Background work that must finish before exit (settlements).
+    pub tasks: TaskTracker,
+    pub metrics: PrometheusHandle,
+    pub max_body_bytes: usize,
+    pub gateway_id: String,
+    pub region: String,
+    pepper: SecretString,
+}
+
+impl Gateway {
+    pub fn new(
+        settings: &Settings,
+        live: Live,
+        ledger: Ledgers,
+        prices: PriceTable,
+        emitter: Emitter,
+        metrics: PrometheusHandle,
+    ) -> Self {
+        Self {
+            live,
+            ledger: Arc::new(ledger),
+            limiter: Arc::new(LocalLimiter::default()),
+            cooldowns: Cooldowns::new(
+                settings.routing.cooldown_failures,
+                Duration::from_millis(settings.routing.cooldown_ms),
+            ),
+            http: HttpClients::default(),
+            routing: settings.routing.clone(),
+            prices,
+            emitter,
+            tasks: TaskTracker::new(),
+            metrics,
+            max_body_bytes: settings.server.max_body_bytes,
+            gateway_id: settings.server.gateway_id.clone(),
+            region: settings.server.region.clone(),
+            pepper: settings.auth.key_pepper.clone(),
+        }
+    }
+
+    pub fn pepper(&self) -> &[u8] {
+        self.pepper.expose_secret().as_bytes()
+    }
+}

@@ -1,0 +1,241 @@
+//! `tollgate-gateway`: serve the OpenAI-compatible API, check a config, or mint a key.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tollgate_data_plane::config::{Loaded, Settings};
+use tollgate_data_plane::gateway::Gateway;
+use tollgate_data_plane::ledger::{Ledgers, memory::MemoryLedger};
+use tollgate_data_plane::pipeline::emit::{Emitter, run_consumer};
+use tollgate_data_plane::prices::PriceTable;
+use tollgate_data_plane::snapshot::live::Live;
+use tollgate_data_plane::snapshot::{Credentials, Snapshot};
+use tollgate_data_plane::{api, keys};
+
+const CONFIG_HELP: &str = "\
+Configuration: a TOML file (--config) whose values TOLLGATE_<SECTION>__<FIELD> environment
+variables override, e.g. TOLLGATE_SERVER__LISTEN=0.0.0.0:8080.
+
+Settings (all optional except auth.key_pepper):
+  [server]  listen = \"127.0.0.1:8080\"   address; port 0 picks one (printed on stdout)
+            max_body_bytes = 8388608     larger bodies get 413
+            region = \"local\"             gateway_id = \"gateway-local\"
+            usage_queue_capacity = 65536 usage_log = \"usage.jsonl\" (one JSON line per call)
+  [auth]    key_pepper = \"...\"           >= 16 bytes; the secret in every key's HMAC.
+                                         Prefer TOLLGATE_AUTH__KEY_PEPPER.
+  [routing] max_attempts = 3  backoff_base_ms = 25  backoff_max_ms = 2000
+            cooldown_failures = 3  cooldown_ms = 15000
+  [ledger]  kind = \"memory\"              budgets enforced inside this process
+
+Standalone mode: the same file holds the config a control plane would push:
+  [[orgs]] id, name, limits = { rpm, tpm, max_concurrent }
+  [[teams]] id, org, name, allowed_models = [..], limits
+  [[projects]] id, team, name, allowed_models, limits
+  [[keys]] public_id, display_prefix, secret_hmac (hex), team, project, status, expires_at,
+           allowed_models, limits, name          <- printed by `tollgate-gateway keys new`
+  [[models]] name, aliases, default_max_output_tokens, tokenizer (o200k_base|cl100k_base)
+  [[deployments]] id, model, provider (openai|azure|anthropic|openai_compatible), base_url,
+           upstream_model, credential (\"env:NAME\"), api_version, weight,
+           prices = { input, output, cached_input, cache_write } (micro-USD per 1M tokens),
+           timeouts = { connect_ms, first_byte_ms, total_ms }
+  [[budgets]] scope (\"org:ID\"|\"team:ID\"|\"project:ID\"|\"key:PUBLIC_ID\"), amount_usd = \"25.00\",
+           period (day|week|month|total), alert_thresholds_pct, clamp (refuse|clamp)
+See deploy/local/gateway.example.toml for a complete example.";
+
+/// Tollgate gateway: one OpenAI-compatible endpoint with per-team keys, limits and budgets.
+#[derive(Debug, Parser)]
+#[command(name = "tollgate-gateway", version, after_help = CONFIG_HELP)]
+struct Cli {
+    /// The TOML config file.
+    #[arg(long, short, env = "TOLLGATE_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Validate the config and exit: every problem is listed, exit code 1 if any.
+    Check,
+    /// Manage virtual keys of a standalone gateway.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Mint a key: prints it once, and the [[keys]] entry to paste into the config.
+    New {
+        /// Team the key belongs to.
+        #[arg(long)]
+        team: String,
+        /// Project within the team, if any.
+        #[arg(long)]
+        project: Option<String>,
+        /// A human-readable name.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let loaded = load(cli.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(serve(loaded))
+        }
+        Command::Check => {
+            let snapshot = build_snapshot(loaded)?.1;
+            report(&format!(
+                "config ok: {} keys, {} models, {} budgets",
+                snapshot.keys.len(),
+                snapshot.model_names.len(),
+                snapshot.budgets.values().map(Vec::len).sum::<usize>()
+            ));
+            Ok(())
+        }
+        Command::Keys(KeysCommand::New {
+            team,
+            project,
+            name,
+        }) => {
+            let key = keys::generate(loaded.settings.auth.key_pepper_bytes());
+            let mut entry = format!(
+                "[[keys]]\npublic_id = \"{}\"\ndisplay_prefix = \"{}\"\nsecret_hmac = \"{}\"\nteam = \"{team}\"\n",
+                key.public_id,
+                key.display_prefix,
+                hex::encode(key.secret_hmac)
+            );
+            if let Some(project) = project {
+                entry.push_str(&format!("project = \"{project}\"\n"));
+            }
+            if !name.is_empty() {
+                entry.push_str(&format!("name = {name:?}\n"));
+            }
+            report(&format!(
+                "Your new key (shown once, store it now):\n\n  {}\n\nAdd this to the config:\n\n{entry}",
+                key.full
+            ));
+            Ok(())
+        }
+    }
+}
+
+#[expect(
+    clippy::print_stdout,
+    reason = "the key, the check result and the listen address are this binary's output"
+)]
+fn report(text: &str) {
+    println!("{text}");
+}
+
+fn load(path: Option<&Path>) -> anyhow::Result<Loaded> {
+    let text = match path {
+        Some(path) => Some(
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        ),
+        None => None,
+    };
+    Ok(Settings::from_sources(text.as_deref(), std::env::vars())?)
+}
+
+fn build_snapshot(loaded: Loaded) -> anyhow::Result<(Settings, Snapshot, PriceTable)> {
+    let prices = PriceTable::built_in()?;
+    let Some(file) = loaded.snapshot else {
+        anyhow::bail!(
+            "the config has no [[orgs]], [[keys]], [[models]] or [[deployments]]; a standalone gateway needs them \
+             (connecting to a control plane is not available yet)"
+        );
+    };
+    let wire = file
+        .into_proto(&loaded.settings.server.region)
+        .map_err(|problems| anyhow::anyhow!("invalid config:\n  {}", problems.join("\n  ")))?;
+    let snapshot = Snapshot::from_proto(wire, &prices, &Credentials::from_env())?;
+    Ok((loaded.settings, snapshot, prices))
+}
+
+async fn serve(loaded: Loaded) -> anyhow::Result<()> {
+    let (settings, snapshot, prices) = build_snapshot(loaded)?;
+    for model in snapshot.models.values() {
+        model.encoding.warm_up();
+    }
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let (emitter, events) = Emitter::new(settings.server.usage_queue_capacity);
+    let consumer = tokio::spawn(run_consumer(events, settings.server.usage_log.clone()));
+    let ledger = Ledgers::Memory(MemoryLedger::default());
+    let version = snapshot.version;
+    let gateway = Arc::new(Gateway::new(
+        &settings,
+        Live::new(snapshot),
+        ledger,
+        prices,
+        emitter,
+        metrics,
+    ));
+
+    let listener = tokio::net::TcpListener::bind(settings.server.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.server.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, config_version = version, "gateway ready");
+    report(&format!("tollgate-gateway listening on http://{addr}"));
+
+    axum::serve(listener, api::router(gateway.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+
+    // Settle what is still open before exiting; settlements are quick.
+    gateway.tasks.close();
+    if tokio::time::timeout(Duration::from_secs(10), gateway.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::error!("some settlements did not finish before shutdown");
+    }
+    drop(gateway);
+    let _ = tokio::time::timeout(Duration::from_secs(5), consumer).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down: finishing calls in flight");
+}

@@ -1,0 +1,108 @@
+//! Step 8: emit. One usage event per call goes into a bounded queue; the request path
+//! never waits on it. When the queue is full the event is dropped **and counted**
+//! (`tollgate_usage_events_dropped_total`), never silently.
+//!
+//! Until the telemetry link to the control plane exists, the consumer records metrics
+//! and, when `server.usage_log` is set, appends each event as a JSON line to that file —
+//! which also gives a standalone gateway a spend record.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tollgate_proto::telemetry::{CallStatus, UsageEvent};
+
+#[derive(Debug, Clone)]
+pub struct Emitter {
+    tx: mpsc::Sender<UsageEvent>,
+}
+
+impl Emitter {
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<UsageEvent>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Self { tx }, rx)
+    }
+
+    pub fn emit(&self, event: UsageEvent) {
+        let status = CallStatus::try_from(event.status).map_or("unknown", |s| s.as_str_name());
+        metrics::counter!("tollgate_requests_total",
+            "endpoint" => event.endpoint.clone(), "model" => event.model.clone(),
+            "status" => event.http_status.to_string())
+        .increment(1);
+        metrics::histogram!("tollgate_request_duration_seconds", "endpoint" => event.endpoint.clone())
+            .record(f64::from(event.latency_ms) / 1000.0);
+        if event.prompt_tokens + event.completion_tokens > 0 {
+            metrics::counter!("tollgate_tokens_total", "kind" => "prompt")
+                .increment(event.prompt_tokens);
+            metrics::counter!("tollgate_tokens_total", "kind" => "completion")
+                .increment(event.completion_tokens);
+        }
+        if event.cost_micros > 0 {
+            metrics::counter!("tollgate_cost_micros_total", "model" => event.model.clone())
+                .increment(u64::try_from(event.cost_micros).unwrap_or(0));
+        }
+        if let Err(e) = self.tx.try_send(event) {
+            metrics::counter!("tollgate_usage_events_dropped_total").increment(1);
+            tracing::warn!(status, reason = %e, "usage event dropped: queue full or closed");
+        }
+    }
+}
+
+/// Consumes the queue until every sender is gone.
+pub async fn run_consumer(mut rx: mpsc::Receiver<UsageEvent>, log_path: Option<PathBuf>) {
+    let mut file = match &log_path {
+        Some(path) => match tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .await
+        {
+            Ok(f) => Some(tokio::io::BufWriter::new(f)),
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot open the usage log; events are only counted");
+                None
+            }
+        },
+        None => None,
+    };
+    while let Some(event) = rx.recv().await {
+        if let Some(f) = file.as_mut() {
+            let mut line = to_json(&event).to_string();
+            line.push('\n');
+            let written = f.write_all(line.as_bytes()).await;
+            // Flush when the queue is drained, so a burst costs one write.
+            let flushed = if rx.is_empty() {
+                f.flush().await
+            } else {
+                Ok(())
+            };
+            if let Err(e) = written.and(flushed) {
+                metrics::counter!("tollgate_usage_events_dropped_total").increment(1);
+                tracing::error!(error = %e, "could not write the usage log");
+            }
+        }
+    }
+    if let Some(f) = file.as_mut() {
+        let _ = f.flush().await;
+    }
+}
+
+/// The event as one JSON object (the usage log's line format).
+pub fn to_json(e: &UsageEvent) -> serde_json::Value {
+    let status =
+        CallStatus::try_from(e.status).map_or("CALL_STATUS_UNSPECIFIED", |s| s.as_str_name());
+    json!({
+        "event_id": e.event_id, "gateway_id": e.gateway_id, "region": e.region,
+        "org_id": e.org_id, "team_id": e.team_id, "project_id": e.project_id, "key_id": e.key_id,
+        "model": e.model, "deployment_id": e.deployment_id, "endpoint": e.endpoint,
+        "status": status, "http_status": e.http_status, "error_code": e.error_code,
+        "streamed": e.streamed, "started_at_unix_ms": e.started_at_unix_ms,
+        "ttfb_ms": e.ttfb_ms, "latency_ms": e.latency_ms,
+        "prompt_tokens": e.prompt_tokens, "completion_tokens": e.completion_tokens,
+        "cache_read_tokens": e.cache_read_tokens, "cache_write_tokens": e.cache_write_tokens,
+        "cost_micros": e.cost_micros, "reserved_micros": e.reserved_micros,
+        "price_table_version": e.price_table_version, "request_id": e.request_id,
+        "trace_id": e.trace_id, "attempts": e.attempts,
+    })
+}

@@ -1,0 +1,456 @@
+//! Provider adapters: one module per provider behind one [`Provider`] trait, dispatched
+//! through the closed [`Adapter`] enum. Adding a provider = one module, one variant, one
+//! match arm per method.
+//!
+//! Adapters only translate and call. They know nothing of keys, budgets, Redis or
+//! snapshots beyond the [`Deployment`] they are handed; they return OpenAI-shaped
+//! results plus normalised [`Usage`], or a [`ProviderError`] that says whose fault it
+//! was and whether trying elsewhere may help.
+//!
+//! OpenAI-compatible servers (vLLM, Ollama, Groq, Together, Mistral, DeepSeek,
+//! OpenRouter, Gemini's OpenAI endpoint) use the [`openai`] adapter with their base URL:
+//! speaking OpenAI's API is exactly what makes them compatible.
+
+pub mod anthropic;
+pub mod azure;
+pub mod openai;
+pub mod sse;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use serde_json::{Map, Value};
+
+use crate::money::Usage;
+use crate::snapshot::{Deployment, ProviderKind};
+
+/// Who caused a failure. Decides retry/fallback and the OpenAI error `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The request itself is wrong; another deployment would refuse it too.
+    Client,
+    /// The provider failed or is overloaded; another attempt may succeed.
+    Upstream,
+    /// Tollgate itself is at fault (misconfiguration, a bug).
+    Internal,
+}
+
+/// A validated OpenAI-shaped request body (chat, completions or embeddings). Adapters
+/// read it and build what their provider wants; they never mutate the caller's copy.
+#[derive(Debug, Clone)]
+pub struct JsonRequest {
+    pub body: Map<String, Value>,
+}
+
+impl JsonRequest {
+    pub fn model(&self) -> &str {
+        self.body
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    pub fn stream(&self) -> bool {
+        self.body.get("stream").and_then(Value::as_bool) == Some(true)
+    }
+
+    /// Did the client ask for the final usage chunk of a stream?
+    pub fn include_usage(&self) -> bool {
+        self.body
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            == Some(true)
+    }
+
+    /// `max_completion_tokens`, else `max_tokens`.
+    pub fn max_output_tokens(&self) -> Option<u64> {
+        self.body
+            .get("max_completion_tokens")
+            .or_else(|| self.body.get("max_tokens"))
+            .and_then(Value::as_u64)
+    }
+
+    pub fn messages(&self) -> &[Value] {
+        self.body
+            .get("messages")
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+/// What an adapter needs for one attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct CallCx<'a> {
+    /// Already configured with this deployment's connect timeout.
+    pub http: &'a reqwest::Client,
+    pub deployment: &'a Deployment,
+    /// Sent upstream as `x-request-id` so provider logs can be matched with ours.
+    pub request_id: &'a str,
+    /// W3C trace context to propagate, if the caller sent one.
+    pub traceparent: Option<&'a str>,
+}
+
+/// A complete (non-streamed) answer in OpenAI's shape.
+#[derive(Debug, Clone)]
+pub struct JsonReply {
+    pub body: Value,
+    /// `None` when the provider reported none (the gateway then estimates).
+    pub usage: Option<Usage>,
+}
+
+/// One streamed event in OpenAI's chunk shape.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    /// The JSON text that goes after `data: ` (no framing, no newline).
+    pub data: Bytes,
+    /// Usage carried by this chunk, if any (normalised; for Anthropic the totals).
+    pub usage: Option<Usage>,
+    /// A chunk that only exists to carry usage (`"choices": []`); dropped when the
+    /// client did not ask for `stream_options.include_usage`.
+    pub usage_only: bool,
+    /// Characters of generated text (content, tool-call arguments) in this chunk, for
+    /// estimating output tokens when a provider reports no usage.
+    pub text_chars: usize,
+}
+
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Chunk, ProviderError>> + Send>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("upstream answered {status}: {message}")]
+    Status {
+        status: u16,
+        retry_after: Option<Duration>,
+        /// The provider's own error message (it is about the request, so the client may see it).
+        message: String,
+    },
+    #[error("could not reach upstream")]
+    Connect(#[source] reqwest::Error),
+    #[error("upstream timed out before {0}")]
+    Timeout(TimeoutPhase),
+    #[error("upstream connection failed")]
+    Transport(#[source] reqwest::Error),
+    #[error("upstream sent something unexpected: {0}")]
+    Protocol(String),
+    #[error("upstream reported an error mid-stream: {0}")]
+    InStream(String),
+    #[error("{provider} deployments do not support {what}")]
+    Unsupported {
+        provider: &'static str,
+        what: &'static str,
+    },
+    #[error("{message}")]
+    Untranslatable {
+        param: Option<String>,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutPhase {
+    FirstByte,
+    Completion,
+}
+
+impl std::fmt::Display for TimeoutPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::FirstByte => "the first byte",
+            Self::Completion => "the response completed",
+        })
+    }
+}
+
+impl ProviderError {
+    pub fn fault(&self) -> Fault {
+        match self {
+            Self::Status { status, .. } => match status {
+                408 | 409 | 429 => Fault::Upstream,
+                400..=499 => Fault::Client,
+                _ => Fault::Upstream,
+            },
+            Self::Connect(_)
+            | Self::Timeout(_)
+            | Self::Transport(_)
+            | Self::Protocol(_)
+            | Self::InStream(_) => Fault::Upstream,
+            Self::Unsupported { .. } | Self::Untranslatable { .. } => Fault::Client,
+        }
+    }
+
+    /// Worth trying again (here or on another deployment), before any byte reached the client.
+    pub fn retryable(&self) -> bool {
+        self.fault() == Fault::Upstream
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// The one trait every adapter implements. Methods an adapter cannot serve keep the
+/// default, which says so with [`ProviderError::Unsupported`].
+pub trait Provider {
+    const KIND: &'static str;
+
+    fn chat(
+        &self,
+        req: &JsonRequest,
+        cx: CallCx<'_>,
+    ) -> impl Future<Output = Result<JsonReply, ProviderError>> + Send;
+
+    fn chat_stream(
+        &self,
+        req: &JsonRequest,
+        cx: CallCx<'_>,
+    ) -> impl Future<Output = Result<ChunkStream, ProviderError>> + Send;
+
+    fn completions(
+        &self,
+        _req: &JsonRequest,
+        _cx: CallCx<'_>,
+    ) -> impl Future<Output = Result<JsonReply, ProviderError>> + Send {
+        async {
+            Err(ProviderError::Unsupported {
+                provider: Self::KIND,
+                what: "/v1/completions",
+            })
+        }
+    }
+
+    fn completions_stream(
+        &self,
+        _req: &JsonRequest,
+        _cx: CallCx<'_>,
+    ) -> impl Future<Output = Result<ChunkStream, ProviderError>> + Send {
+        async {
+            Err(ProviderError::Unsupported {
+                provider: Self::KIND,
+                what: "/v1/completions",
+            })
+        }
+    }
+
+    fn embeddings(
+        &self,
+        _req: &JsonRequest,
+        _cx: CallCx<'_>,
+    ) -> impl Future<Output = Result<JsonReply, ProviderError>> + Send {
+        async {
+            Err(ProviderError::Unsupported {
+                provider: Self::KIND,
+                what: "/v1/embeddings",
+            })
+        }
+    }
+}
+
+/// Which OpenAI endpoint a call is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Chat,
+    Completions,
+    Embeddings,
+}
+
+impl Endpoint {
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Chat => "/v1/chat/completions",
+            Self::Completions => "/v1/completions",
+            Self::Embeddings => "/v1/embeddings",
+        }
+    }
+}
+
+/// Closed set of adapters.
+#[derive(Debug, Clone, Copy)]
+pub enum Adapter {
+    OpenAi(openai::OpenAi),
+    Azure(azure::Azure),
+    Anthropic(anthropic::Anthropic),
+}
+
+/// An adapter's answer: a whole body, or a stream of chunks.
+pub enum Reply {
+    Json(JsonReply),
+    Stream(ChunkStream),
+}
+
+impl Adapter {
+    pub fn for_kind(kind: ProviderKind) -> Self {
+        match kind {
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => Self::OpenAi(openai::OpenAi),
+            ProviderKind::AzureOpenAi => Self::Azure(azure::Azure),
+            ProviderKind::Anthropic => Self::Anthropic(anthropic::Anthropic),
+        }
+    }
+
+    /// One attempt at `endpoint`, streamed when the request asks for it.
+    pub async fn call(
+        &self,
+        endpoint: Endpoint,
+        req: &JsonRequest,
+        cx: CallCx<'_>,
+    ) -> Result<Reply, ProviderError> {
+        macro_rules! dispatch {
+            ($p:expr) => {
+                match (endpoint, req.stream()) {
+                    (Endpoint::Chat, false) => $p.chat(req, cx).await.map(Reply::Json),
+                    (Endpoint::Chat, true) => $p.chat_stream(req, cx).await.map(Reply::Stream),
+                    (Endpoint::Completions, false) => {
+                        $p.completions(req, cx).await.map(Reply::Json)
+                    }
+                    (Endpoint::Completions, true) => {
+                        $p.completions_stream(req, cx).await.map(Reply::Stream)
+                    }
+                    (Endpoint::Embeddings, _) => $p.embeddings(req, cx).await.map(Reply::Json),
+                }
+            };
+        }
+        match self {
+            Self::OpenAi(p) => dispatch!(p),
+            Self::Azure(p) => dispatch!(p),
+            Self::Anthropic(p) => dispatch!(p),
+        }
+    }
+}
+
+/// Sends `request`, waiting at most the deployment's first-byte timeout for the
+/// response head; maps transport failures and non-2xx answers to [`ProviderError`].
+/// `error_message` extracts the provider's message from an error body.
+pub(crate) async fn send(
+    request: reqwest::RequestBuilder,
+    cx: CallCx<'_>,
+    error_message: fn(&Value) -> Option<String>,
+) -> Result<reqwest::Response, ProviderError> {
+    let mut request = request.header("x-request-id", cx.request_id);
+    if let Some(traceparent) = cx.traceparent {
+        request = request.header("traceparent", traceparent);
+    }
+    let response = tokio::time::timeout(cx.deployment.timeouts.first_byte, request.send())
+        .await
+        .map_err(|_| ProviderError::Timeout(TimeoutPhase::FirstByte))?
+        .map_err(|e| {
+            if e.is_connect() {
+                ProviderError::Connect(e)
+            } else if e.is_timeout() {
+                ProviderError::Timeout(TimeoutPhase::FirstByte)
+            } else {
+                ProviderError::Transport(e)
+            }
+        })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    // The error body is small; a bounded wait keeps a trickling one from hanging us.
+    let body = tokio::time::timeout(cx.deployment.timeouts.first_byte, response.bytes())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| error_message(&v))
+        .unwrap_or_else(|| format!("upstream returned HTTP {}", status.as_u16()));
+    Err(ProviderError::Status {
+        status: status.as_u16(),
+        retry_after,
+        message,
+    })
+}
+
+/// Reads a whole JSON body within the deployment's total timeout.
+pub(crate) async fn read_json(
+    response: reqwest::Response,
+    cx: CallCx<'_>,
+) -> Result<Value, ProviderError> {
+    let bytes = tokio::time::timeout(cx.deployment.timeouts.total, response.bytes())
+        .await
+        .map_err(|_| ProviderError::Timeout(TimeoutPhase::Completion))?
+        .map_err(ProviderError::Transport)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ProviderError::Protocol(format!("body is not JSON: {e}")))
+}
+
+/// OpenAI's `{"error": {"message": …}}`.
+pub(crate) fn openai_error_message(body: &Value) -> Option<String> {
+    body.pointer("/error/message")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// OpenAI's usage object → [`Usage`] (cached prompt tokens kept apart).
+pub fn openai_usage(usage: &Value) -> Option<Usage> {
+    let prompt = usage.get("prompt_tokens").and_then(Value::as_u64)?;
+    let output = usage
+        .get("completion_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let cached = usage
+        .pointer("/prompt_tokens_details/cached_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+        .min(prompt);
+    Some(Usage {
+        input: prompt - cached,
+        output,
+        cache_read: cached,
+        cache_write: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn openai_usage_keeps_cached_tokens_apart() {
+        let usage = openai_usage(&json!({"prompt_tokens": 100, "completion_tokens": 7,
+            "prompt_tokens_details": {"cached_tokens": 60}}))
+        .unwrap();
+        assert_eq!(
+            usage,
+            Usage {
+                input: 40,
+                output: 7,
+                cache_read: 60,
+                cache_write: 0
+            }
+        );
+        assert_eq!(openai_usage(&json!(null)), None);
+    }
+
+    #[test]
+    fn faults_decide_retries() {
+        let status = |status| ProviderError::Status {
+            status,
+            retry_after: None,
+            message: String::new(),
+        };
+        assert!(status(429).retryable());
+        assert!(status(503).retryable());
+        assert!(status(500).retryable());
+        assert!(!status(400).retryable());
+        assert!(!status(401).retryable());
+        assert_eq!(
+            ProviderError::Timeout(TimeoutPhase::FirstByte).fault(),
+            Fault::Upstream
+        );
+    }
+}

@@ -1,0 +1,226 @@
+//! OpenAI, and every server that speaks its API (`base_url` ends in `/v1`, e.g.
+//! `https://api.openai.com/v1`, `http://vllm:8000/v1`, `https://api.groq.com/openai/v1`).
+//! The request goes upstream as the client sent it, with the deployment's model name;
+//! streams always ask for usage so the gateway can settle exactly.
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use secrecy::ExposeSecret;
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+
+use super::sse::{self, SseEvent};
+use super::{
+    CallCx, Chunk, ChunkStream, JsonReply, JsonRequest, Provider, ProviderError,
+    openai_error_message, openai_usage, read_json, send,
+};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenAi;
+
+impl Provider for OpenAi {
+    const KIND: &'static str = "openai";
+
+    async fn chat(&self, req: &JsonRequest, cx: CallCx<'_>) -> Result<JsonReply, ProviderError> {
+        json_call(post(cx, "/chat/completions"), req, cx).await
+    }
+
+    async fn chat_stream(
+        &self,
+        req: &JsonRequest,
+        cx: CallCx<'_>,
+    ) -> Result<ChunkStream, ProviderError> {
+        stream_call(post(cx, "/chat/completions"), req, cx).await
+    }
+
+    async fn completions(
+        &self,
+        req: &JsonRequest,
+        cx: CallCx<'_>,
+    ) -> Result<JsonReply, ProviderError> {
+        json_call(post(cx, "/completions"), req, cx).await
+    }
+
+    async fn completions_stream(
+        &self,
+        req: &JsonRequest,
+        cx: CallCx<'_>,
+    ) -> Result<ChunkStream, ProviderError> {
+        stream_call(post(cx, "/completions"), req, cx).await
+    }
+
+    async fn embeddings(
+        &self,
+        req: &JsonRequest,
+        cx: CallCx<'_>,
+    ) -> Result<JsonReply, ProviderError> {
+        json_call(post(cx, "/embeddings"), req, cx).await
+    }
+}
+
+fn post(cx: CallCx<'_>, path: &str) -> reqwest::RequestBuilder {
+    let request = cx.http.post(format!("{}{path}", cx.deployment.base_url));
+    match &cx.deployment.credential {
+        Some(key) => request.bearer_auth(key.expose_secret()),
+        None => request,
+    }
+}
+
+/// The client's body with the deployment's model, and for streams `include_usage` on.
+pub(super) fn upstream_body(
+    req: &JsonRequest,
+    cx: CallCx<'_>,
+    model_field: bool,
+) -> Map<String, Value> {
+    let mut body = req.body.clone();
+    if model_field {
+        body.insert(
+            "model".into(),
+            Value::String(cx.deployment.upstream_model.clone()),
+        );
+    } else {
+        // Azure names the model in the URL.
+        body.remove("model");
+    }
+    if req.stream() {
+        let options = body.entry("stream_options").or_insert_with(|| json!({}));
+        if let Some(options) = options.as_object_mut() {
+            options.insert("include_usage".into(), Value::Bool(true));
+        }
+    }
+    body
+}
+
+pub(super) async fn json_call(
+    request: reqwest::RequestBuilder,
+    req: &JsonRequest,
+    cx: CallCx<'_>,
+) -> Result<JsonReply, ProviderError> {
+    let model_field = !request_is_azure(cx);
+    let response = send(
+        request.json(&upstream_body(req, cx, model_field)),
+        cx,
+        openai_error_message,
+    )
+    .await?;
+    let body = read_json(response, cx).await?;
+    let usage = body.get("usage").and_then(openai_usage);
+    Ok(JsonReply { body, usage })
+}
+
+pub(super) async fn stream_call(
+    request: reqwest::RequestBuilder,
+    req: &JsonRequest,
+    cx: CallCx<'_>,
+) -> Result<ChunkStream, ProviderError> {
+    let model_field = !request_is_azure(cx);
+    let deadline = Instant::now() + cx.deployment.timeouts.total;
+    let response = send(
+        request.json(&upstream_body(req, cx, model_field)),
+        cx,
+        openai_error_message,
+    )
+    .await?;
+    let chunks = sse::events(response, deadline)
+        .map(|event| event.and_then(|e| chunk(&e)))
+        // `[DONE]` ends the stream: the gateway writes its own terminator.
+        .take_while(|item| std::future::ready(!matches!(item, Ok(None))))
+        .filter_map(|item| std::future::ready(item.transpose()));
+    Ok(Box::pin(chunks))
+}
+
+fn request_is_azure(cx: CallCx<'_>) -> bool {
+    cx.deployment.provider == crate::snapshot::ProviderKind::AzureOpenAi
+}
+
+/// One OpenAI SSE event → a [`Chunk`]; `Ok(None)` for the `[DONE]` terminator.
+pub fn chunk(event: &SseEvent) -> Result<Option<Chunk>, ProviderError> {
+    let data = event.data.trim();
+    if data == "[DONE]" {
+        return Ok(None);
+    }
+    let json: Value = serde_json::from_str(data)
+        .map_err(|e| ProviderError::Protocol(format!("stream chunk is not JSON: {e}")))?;
+    if let Some(error) = json.get("error") {
+        let message = error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown error");
+        return Err(ProviderError::InStream(message.to_owned()));
+    }
+    let usage = json.get("usage").and_then(openai_usage);
+    let choices = json.get("choices").and_then(Value::as_array);
+    let usage_only = usage.is_some() && choices.is_none_or(Vec::is_empty);
+    let text_chars = choices.map_or(0, |choices| {
+        choices
+            .iter()
+            .map(|c| {
+                let delta = c.get("delta");
+                let content = delta
+                    .and_then(|d| d.get("content"))
+                    .and_then(Value::as_str)
+                    .map_or(0, str::len);
+                let text = c.get("text").and_then(Value::as_str).map_or(0, str::len);
+                let arguments = delta
+                    .and_then(|d| d.get("tool_calls"))
+                    .and_then(Value::as_array)
+                    .map_or(0, |calls| {
+                        calls
+                            .iter()
+                            .filter_map(|t| {
+                                t.pointer("/function/arguments").and_then(Value::as_str)
+                            })
+                            .map(str::len)
+                            .sum()
+                    });
+                content + text + arguments
+            })
+            .sum()
+    });
+    Ok(Some(Chunk {
+        data: Bytes::copy_from_slice(data.as_bytes()),
+        usage,
+        usage_only,
+        text_chars,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(data: &str) -> SseEvent {
+        SseEvent {
+            event: "message".into(),
+            data: data.into(),
+        }
+    }
+
+    #[test]
+    fn content_chunks_pass_through_verbatim() {
+        let data = r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"héllo"}}]}"#;
+        let chunk = chunk(&event(data)).unwrap().unwrap();
+        assert_eq!(chunk.data, data.as_bytes());
+        assert!(!chunk.usage_only);
+        assert_eq!(chunk.text_chars, "héllo".len());
+    }
+
+    #[test]
+    fn the_usage_chunk_is_recognised() {
+        let data = r#"{"id":"c","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
+        let chunk = chunk(&event(data)).unwrap().unwrap();
+        assert!(chunk.usage_only);
+        assert_eq!(chunk.usage.unwrap().output, 2);
+    }
+
+    #[test]
+    fn done_ends_and_errors_surface() {
+        assert!(chunk(&event("[DONE]")).unwrap().is_none());
+        let err = chunk(&event(r#"{"error":{"message":"overloaded"}}"#)).unwrap_err();
+        assert!(matches!(err, ProviderError::InStream(m) if m == "overloaded"));
+        assert!(matches!(
+            chunk(&event("{oops")),
+            Err(ProviderError::Protocol(_))
+        ));
+    }
+}

@@ -1,0 +1,755 @@
+//! The domain snapshot: everything a gateway needs to serve calls, validated.
+//!
+//! It arrives as a `tollgate_proto::config::Snapshot` (from the control plane, or built
+//! from the standalone TOML by [`file`]) and becomes a [`Snapshot`] only through
+//! [`Snapshot::from_proto`], which checks every reference and reports **every** problem
+//! at once, each with its field path. Nothing downstream re-validates.
+//!
+//! A snapshot is immutable; [`live::Live`] swaps whole snapshots atomically.
+
+pub mod file;
+pub mod live;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use secrecy::SecretString;
+use tollgate_proto::config as proto;
+
+use crate::money::{Micros, Prices};
+use crate::prices::PriceTable;
+use crate::tokenize::Encoding;
+
+/// Where deployment credentials come from. Captured once (tests pass a map), so that
+/// resolving never reads or mutates the live process environment mid-flight.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    env: HashMap<String, String>,
+}
+
+impl Credentials {
+    pub fn from_env() -> Self {
+        Self {
+            env: std::env::vars().collect(),
+        }
+    }
+
+    pub fn from_map(env: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self {
+            env: env.into_iter().collect(),
+        }
+    }
+
+    /// `""` → no credential; `env:NAME` → that variable, which must be set.
+    fn resolve(&self, reference: &str) -> Result<Option<SecretString>, String> {
+        if reference.is_empty() {
+            return Ok(None);
+        }
+        let Some(name) = reference.strip_prefix("env:") else {
+            return Err(format!(
+                "unsupported credential reference {reference:?}; use \"env:NAME\""
+            ));
+        };
+        match self.env.get(name) {
+            Some(value) if !value.is_empty() => Ok(Some(SecretString::from(value.clone()))),
+            _ => Err(format!("environment variable {name} is not set")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScopeKind {
+    Org,
+    Team,
+    Project,
+    Key,
+}
+
+impl fmt::Display for ScopeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Org => "org",
+            Self::Team => "team",
+            Self::Project => "project",
+            Self::Key => "key",
+        })
+    }
+}
+
+/// Rate limits of one scope; `None` = unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+    pub max_concurrent: Option<u32>,
+}
+
+impl Limits {
+    pub fn is_unlimited(&self) -> bool {
+        self.rpm.is_none() && self.tpm.is_none() && self.max_concurrent.is_none()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Org {
+    pub id: String,
+    pub name: String,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct Team {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    /// Empty = every model.
+    pub allowed_models: HashSet<String>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub id: String,
+    pub org_id: String,
+    pub team_id: String,
+    pub name: String,
+    pub allowed_models: HashSet<String>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    pub public_id: String,
+    pub display_prefix: String,
+    pub secret_hmac: Vec<u8>,
+    pub revoked: bool,
+    /// Unix ms; `None` = never.
+    pub expires_at_ms: Option<i64>,
+    pub org_id: String,
+    pub team_id: String,
+    pub project_id: Option<String>,
+    pub owner_user_id: Option<String>,
+    pub allowed_models: HashSet<String>,
+    pub limits: Limits,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    OpenAi,
+    AzureOpenAi,
+    Anthropic,
+    OpenAiCompatible,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai",
+            Self::AzureOpenAi => "azure",
+            Self::Anthropic => "anthropic",
+            Self::OpenAiCompatible => "openai_compatible",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            first_byte: Duration::from_secs(120),
+            total: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Deployment {
+    pub id: String,
+    pub model: String,
+    pub provider: ProviderKind,
+    /// Without a trailing slash.
+    pub base_url: String,
+    pub upstream_model: String,
+    pub credential: Option<SecretString>,
+    pub api_version: String,
+    pub prices: Prices,
+    pub weight: u32,
+    pub region: String,
+    pub timeouts: Timeouts,
+    pub max_staleness: Option<Duration>,
+}
+
+#[derive(Debug)]
+pub struct Model {
+    pub name: String,
+    pub aliases: Vec<String>,
+    /// Output ceiling for reservations when the request names none.
+    pub default_max_output_tokens: u32,
+    pub encoding: Encoding,
+    pub owned_by: String,
+    /// Never empty (validated).
+    pub deployments: Vec<Arc<Deployment>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Period {
+    Day,
+    Week,
+    Month,
+    Total,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClampPolicy {
+    Refuse,
+    Clamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct Budget {
+    pub id: String,
+    pub scope: ScopeKind,
+    pub scope_id: String,
+    pub org_id: String,
+    pub amount: Micros,
+    pub period: Period,
+    pub alert_thresholds_pct: Vec<u32>,
+    pub clamp: ClampPolicy,
+}
+
+/// A validated, immutable view of the config. Lookups are by id (keys by public id,
+/// models by name or alias).
+#[derive(Debug)]
+pub struct Snapshot {
+    pub version: u64,
+    pub region: String,
+    pub generated_at_ms: i64,
+    pub price_table_version: String,
+    pub orgs: HashMap<String, Org>,
+    pub teams: HashMap<String, Team>,
+    pub projects: HashMap<String, Project>,
+    pub keys: HashMap<String, ApiKey>,
+    /// Name and every alias → the model.
+    pub models: HashMap<String, Arc<Model>>,
+    /// Canonical model names in config order (for `GET /v1/models`).
+    pub model_names: Vec<String>,
+    /// Scope id → budgets on it.
+    pub budgets: HashMap<(ScopeKind, String), Vec<Budget>>,
+}
+
+/// Every problem found in a snapshot, one line per field.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid config ({} problem{}):\n  {}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.join("\n  "))]
+pub struct SnapshotError(pub Vec<String>);
+
+impl Snapshot {
+    /// An empty snapshot (version 0): every key is unknown, every model too.
+    pub fn empty() -> Self {
+        Self {
+            version: 0,
+            region: String::new(),
+            generated_at_ms: 0,
+            price_table_version: String::new(),
+            orgs: HashMap::new(),
+            teams: HashMap::new(),
+            projects: HashMap::new(),
+            keys: HashMap::new(),
+            models: HashMap::new(),
+            model_names: Vec::new(),
+            budgets: HashMap::new(),
+        }
+    }
+
+    pub fn model(&self, name: &str) -> Option<&Arc<Model>> {
+        self.models.get(name)
+    }
+
+    /// Validates `wire` and builds the domain snapshot; `Err` lists every problem.
+    pub fn from_proto(
+        wire: proto::Snapshot,
+        prices: &PriceTable,
+        credentials: &Credentials,
+    ) -> Result<Self, SnapshotError> {
+        let mut problems = Vec::new();
+        let mut snapshot = Self::empty();
+        snapshot.version = wire.version;
+        snapshot.region = wire.region;
+        snapshot.generated_at_ms = wire.generated_at_unix_ms;
+        snapshot.price_table_version = prices.version.clone();
+
+        for (i, org) in wire.orgs.into_iter().enumerate() {
+            if org.id.is_empty() {
+                problems.push(format!("orgs[{i}].id: must not be empty"));
+                continue;
+            }
+            if snapshot.orgs.contains_key(&org.id) {
+                problems.push(format!("orgs[{i}].id: duplicate org {:?}", org.id));
+            }
+            let limits = limits(org.limits);
+            snapshot.orgs.insert(
+                org.id.clone(),
+                Org {
+                    id: org.id,
+                    name: org.name,
+                    limits,
+                },
+            );
+        }
+
+        for (i, team) in wire.teams.into_iter().enumerate() {
+            if team.id.is_empty() {
+                problems.push(format!("teams[{i}].id: must not be empty"));
+                continue;
+            }
+            if !snapshot.orgs.contains_key(&team.org_id) {
+                problems.push(format!("teams[{i}].org_id: unknown org {:?}", team.org_id));
+            }
+            if snapshot.teams.contains_key(&team.id) {
+                problems.push(format!("teams[{i}].id: duplicate team {:?}", team.id));
+            }
+            snapshot.teams.insert(
+                team.id.clone(),
+                Team {
+                    id: team.id,
+                    org_id: team.org_id,
+                    name: team.name,
+                    allowed_models: team.allowed_models.into_iter().collect(),
+                    limits: limits(team.limits),
+                },
+            );
+        }
+
+        for (i, project) in wire.projects.into_iter().enumerate() {
+            if project.id.is_empty() {
+                problems.push(format!("projects[{i}].id: must not be empty"));
+                continue;
+            }
+            match snapshot.teams.get(&project.team_id) {
+                None => problems.push(format!(
+                    "projects[{i}].team_id: unknown team {:?}",
+                    project.team_id
+                )),
+                Some(team) if team.org_id != project.org_id => problems.push(format!(
+                    "projects[{i}].org_id: {:?} is not the org of team {:?}",
+                    project.org_id, project.team_id
+                )),
+                Some(_) => {}
+            }
+            if snapshot.projects.contains_key(&project.id) {
+                problems.push(format!(
+                    "projects[{i}].id: duplicate project {:?}",
+                    project.id
+                ));
+            }
+            snapshot.projects.insert(
+                project.id.clone(),
+                Project {
+                    id: project.id,
+                    org_id: project.org_id,
+                    team_id: project.team_id,
+                    name: project.name,
+                    allowed_models: project.allowed_models.into_iter().collect(),
+                    limits: limits(project.limits),
+                },
+            );
+        }
+
+        let mut deployments_by_model: HashMap<String, Vec<Arc<Deployment>>> = HashMap::new();
+        let mut deployment_ids = HashSet::new();
+        for (i, d) in wire.deployments.into_iter().enumerate() {
+            let at = |field: &str| format!("deployments[{i}].{field}");
+            if d.id.is_empty() {
+                problems.push(format!("{}: must not be empty", at("id")));
+            } else if !deployment_ids.insert(d.id.clone()) {
+                problems.push(format!("{}: duplicate deployment {:?}", at("id"), d.id));
+            }
+            let provider = match proto::ProviderKind::try_from(d.provider) {
+                Ok(proto::ProviderKind::Openai) => Some(ProviderKind::OpenAi),
+                Ok(proto::ProviderKind::AzureOpenai) => Some(ProviderKind::AzureOpenAi),
+                Ok(proto::ProviderKind::Anthropic) => Some(ProviderKind::Anthropic),
+                Ok(proto::ProviderKind::OpenaiCompatible) => Some(ProviderKind::OpenAiCompatible),
+                _ => {
+                    problems.push(format!(
+                        "{}: unknown provider kind {}",
+                        at("provider"),
+                        d.provider
+                    ));
+                    None
+                }
+            };
+            if !(d.base_url.starts_with("http://") || d.base_url.starts_with("https://")) {
+                problems.push(format!(
+                    "{}: must be an http(s) URL, got {:?}",
+                    at("base_url"),
+                    d.base_url
+                ));
+            }
+            if provider == Some(ProviderKind::AzureOpenAi) && d.api_version.is_empty() {
+                problems.push(format!(
+                    "{}: Azure deployments need an api-version",
+                    at("api_version")
+                ));
+            }
+            let url_safe = |s: &str| {
+                s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+            };
+            if !url_safe(&d.api_version) {
+                problems.push(format!(
+                    "{}: {:?} is not a valid api-version",
+                    at("api_version"),
+                    d.api_version
+                ));
+            }
+            let credential = credentials
+                .resolve(&d.credential_ref)
+                .map_err(|e| problems.push(format!("{}: {e}", at("credential_ref"))))
+                .ok()
+                .flatten();
+            let upstream_model = if d.upstream_model.is_empty() {
+                d.model.clone()
+            } else {
+                d.upstream_model
+            };
+            let deployment_prices = match d.prices {
+                Some(p) => Some(Prices {
+                    input: p.input_micros_per_mtok,
+                    output: p.output_micros_per_mtok,
+                    cached_input: p.cached_input_micros_per_mtok,
+                    cache_write: p.cache_write_micros_per_mtok,
+                }),
+                None => prices
+                    .lookup(&upstream_model)
+                    .or_else(|| prices.lookup(&d.model)),
+            };
+            let Some(deployment_prices) = deployment_prices else {
+                problems.push(format!(
+                    "{}: no price known for {:?} in price table {}; set prices on the deployment",
+                    at("prices"),
+                    upstream_model,
+                    prices.version
+                ));
+                continue;
+            };
+            let p = deployment_prices;
+            if [p.input, p.output, p.cached_input, p.cache_write]
+                .iter()
+                .any(|p| *p < 0)
+            {
+                problems.push(format!("{}: prices must not be negative", at("prices")));
+            }
+            let timeouts = d.timeouts.map_or_else(Timeouts::default, |t| {
+                let default = Timeouts::default();
+                let ms = |v: u32, fallback: Duration| {
+                    if v == 0 {
+                        fallback
+                    } else {
+                        Duration::from_millis(u64::from(v))
+                    }
+                };
+                Timeouts {
+                    connect: ms(t.connect_ms, default.connect),
+                    first_byte: ms(t.first_byte_ms, default.first_byte),
+                    total: ms(t.total_ms, default.total),
+                }
+            });
+            let Some(provider) = provider else { continue };
+            let deployment = Deployment {
+                id: d.id,
+                model: d.model.clone(),
+                provider,
+                base_url: d.base_url.trim_end_matches('/').to_owned(),
+                upstream_model,
+                credential,
+                api_version: d.api_version,
+                prices: deployment_prices,
+                weight: if d.weight == 0 { 1 } else { d.weight },
+                region: d.region,
+                timeouts,
+                max_staleness: (d.max_staleness_ms > 0)
+                    .then(|| Duration::from_millis(d.max_staleness_ms)),
+            };
+            deployments_by_model
+                .entry(d.model)
+                .or_default()
+                .push(Arc::new(deployment));
+        }
+
+        for (i, m) in wire.models.into_iter().enumerate() {
+            let at = |field: &str| format!("models[{i}].{field}");
+            if m.name.is_empty() {
+                problems.push(format!("{}: must not be empty", at("name")));
+                continue;
+            }
+            let encoding = match Encoding::from_name(&m.tokenizer) {
+                Some(e) => e,
+                None => {
+                    problems.push(format!(
+                        "{}: unknown tokenizer {:?} (known: o200k_base, cl100k_base)",
+                        at("tokenizer"),
+                        m.tokenizer
+                    ));
+                    Encoding::O200k
+                }
+            };
+            let deployments = deployments_by_model.remove(&m.name).unwrap_or_default();
+            if deployments.is_empty() {
+                problems.push(format!(
+                    "{}: model {:?} has no deployment",
+                    at("name"),
+                    m.name
+                ));
+            }
+            let model = Arc::new(Model {
+                name: m.name.clone(),
+                aliases: m.aliases.clone(),
+                default_max_output_tokens: if m.default_max_output_tokens == 0 {
+                    4096
+                } else {
+                    m.default_max_output_tokens
+                },
+                encoding,
+                owned_by: m.owned_by,
+                deployments,
+            });
+            for name in std::iter::once(&m.name).chain(&m.aliases) {
+                if snapshot
+                    .models
+                    .insert(name.clone(), model.clone())
+                    .is_some()
+                {
+                    problems.push(format!(
+                        "{}: the name {name:?} is used by two models",
+                        at("aliases")
+                    ));
+                }
+            }
+            snapshot.model_names.push(m.name);
+        }
+        let mut orphans: Vec<_> = deployments_by_model.into_keys().collect();
+        orphans.sort();
+        for model in orphans {
+            problems.push(format!(
+                "deployments: model {model:?} is not declared in models"
+            ));
+        }
+
+        for (i, key) in wire.keys.into_iter().enumerate() {
+            let at = |field: &str| format!("keys[{i}].{field}");
+            if key.public_id.is_empty() || !key.public_id.bytes().all(|b| b.is_ascii_alphanumeric())
+            {
+                problems.push(format!(
+                    "{}: must be non-empty base62, got {:?}",
+                    at("public_id"),
+                    key.public_id
+                ));
+            }
+            if key.secret_hmac.len() != 32 {
+                problems.push(format!(
+                    "{}: must be 32 bytes (HMAC-SHA256), got {}",
+                    at("secret_hmac"),
+                    key.secret_hmac.len()
+                ));
+            }
+            match snapshot.teams.get(&key.team_id) {
+                None => problems.push(format!("{}: unknown team {:?}", at("team_id"), key.team_id)),
+                Some(team) if team.org_id != key.org_id => problems.push(format!(
+                    "{}: {:?} is not the org of team {:?}",
+                    at("org_id"),
+                    key.org_id,
+                    key.team_id
+                )),
+                Some(_) => {}
+            }
+            if !key.project_id.is_empty() {
+                match snapshot.projects.get(&key.project_id) {
+                    None => problems.push(format!(
+                        "{}: unknown project {:?}",
+                        at("project_id"),
+                        key.project_id
+                    )),
+                    Some(p) if p.team_id != key.team_id => problems.push(format!(
+                        "{}: project {:?} is not in team {:?}",
+                        at("project_id"),
+                        key.project_id,
+                        key.team_id
+                    )),
+                    Some(_) => {}
+                }
+            }
+            let revoked = match proto::KeyStatus::try_from(key.status) {
+                Ok(proto::KeyStatus::Active) => false,
+                Ok(proto::KeyStatus::Revoked) => true,
+                _ => {
+                    problems.push(format!(
+                        "{}: unknown key status {}",
+                        at("status"),
+                        key.status
+                    ));
+                    true
+                }
+            };
+            if snapshot.keys.contains_key(&key.public_id) {
+                problems.push(format!(
+                    "{}: duplicate key {:?}",
+                    at("public_id"),
+                    key.public_id
+                ));
+            }
+            snapshot.keys.insert(
+                key.public_id.clone(),
+                ApiKey {
+                    public_id: key.public_id,
+                    display_prefix: key.display_prefix,
+                    secret_hmac: key.secret_hmac,
+                    revoked,
+                    expires_at_ms: (key.expires_at_unix_ms != 0).then_some(key.expires_at_unix_ms),
+                    org_id: key.org_id,
+                    team_id: key.team_id,
+                    project_id: (!key.project_id.is_empty()).then_some(key.project_id),
+                    owner_user_id: (!key.owner_user_id.is_empty()).then_some(key.owner_user_id),
+                    allowed_models: key.allowed_models.into_iter().collect(),
+                    limits: limits(key.limits),
+                    name: key.name,
+                },
+            );
+        }
+
+        // Allow-lists may only name models that exist, or typos silently lock people out.
+        let check_allowed =
+            |what: String, allowed: &HashSet<String>, problems: &mut Vec<String>| {
+                let mut unknown: Vec<_> = allowed
+                    .iter()
+                    .filter(|m| !snapshot.models.contains_key(*m))
+                    .collect();
+                unknown.sort();
+                for model in unknown {
+                    problems.push(format!("{what}.allowed_models: unknown model {model:?}"));
+                }
+            };
+        for team in snapshot.teams.values() {
+            check_allowed(
+                format!("teams[{}]", team.id),
+                &team.allowed_models,
+                &mut problems,
+            );
+        }
+        for project in snapshot.projects.values() {
+            check_allowed(
+                format!("projects[{}]", project.id),
+                &project.allowed_models,
+                &mut problems,
+            );
+        }
+        for key in snapshot.keys.values() {
+            check_allowed(
+                format!("keys[{}]", key.public_id),
+                &key.allowed_models,
+                &mut problems,
+            );
+        }
+
+        for (i, b) in wire.budgets.into_iter().enumerate() {
+            let at = |field: &str| format!("budgets[{i}].{field}");
+            let Some(scope) = b.scope else {
+                problems.push(format!("{}: missing", at("scope")));
+                continue;
+            };
+            let kind = match proto::ScopeKind::try_from(scope.kind) {
+                Ok(proto::ScopeKind::Org) => ScopeKind::Org,
+                Ok(proto::ScopeKind::Team) => ScopeKind::Team,
+                Ok(proto::ScopeKind::Project) => ScopeKind::Project,
+                Ok(proto::ScopeKind::Key) => ScopeKind::Key,
+                _ => {
+                    problems.push(format!(
+                        "{}: unknown scope kind {}",
+                        at("scope.kind"),
+                        scope.kind
+                    ));
+                    continue;
+                }
+            };
+            let owner_org = match kind {
+                ScopeKind::Org => snapshot.orgs.get(&scope.id).map(|o| o.id.clone()),
+                ScopeKind::Team => snapshot.teams.get(&scope.id).map(|t| t.org_id.clone()),
+                ScopeKind::Project => snapshot.projects.get(&scope.id).map(|p| p.org_id.clone()),
+                ScopeKind::Key => snapshot.keys.get(&scope.id).map(|k| k.org_id.clone()),
+            };
+            match owner_org {
+                None => problems.push(format!("{}: unknown {kind} {:?}", at("scope.id"), scope.id)),
+                Some(org) if org != b.org_id => problems.push(format!(
+                    "{}: {:?} is not the org of {kind} {:?}",
+                    at("org_id"),
+                    b.org_id,
+                    scope.id
+                )),
+                Some(_) => {}
+            }
+            if b.amount_micros < 0 {
+                problems.push(format!("{}: must not be negative", at("amount_micros")));
+            }
+            let period = match proto::BudgetPeriod::try_from(b.period) {
+                Ok(proto::BudgetPeriod::Day) => Period::Day,
+                Ok(proto::BudgetPeriod::Week) => Period::Week,
+                Ok(proto::BudgetPeriod::Month) => Period::Month,
+                Ok(proto::BudgetPeriod::Total) => Period::Total,
+                _ => {
+                    problems.push(format!("{}: unknown period {}", at("period"), b.period));
+                    continue;
+                }
+            };
+            let clamp = match proto::ClampPolicy::try_from(b.clamp) {
+                Ok(proto::ClampPolicy::Clamp) => ClampPolicy::Clamp,
+                _ => ClampPolicy::Refuse,
+            };
+            snapshot
+                .budgets
+                .entry((kind, scope.id.clone()))
+                .or_default()
+                .push(Budget {
+                    id: b.id,
+                    scope: kind,
+                    scope_id: scope.id,
+                    org_id: b.org_id,
+                    amount: Micros(b.amount_micros),
+                    period,
+                    alert_thresholds_pct: b.alert_thresholds_pct,
+                    clamp,
+                });
+        }
+
+        if problems.is_empty() {
+            Ok(snapshot)
+        } else {
+            Err(SnapshotError(problems))
+        }
+    }
+}
+
+fn limits(wire: Option<proto::Limits>) -> Limits {
+    wire.map_or_else(Limits::default, |l| Limits {
+        rpm: l.rpm,
+        tpm: l.tpm,
+        max_concurrent: l.max_concurrent,
+    })
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests;

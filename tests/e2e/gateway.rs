@@ -1,0 +1,577 @@
+//! The standalone gateway binary end to end: routing, retries, timeouts, streaming,
+//! budgets, limits and bad input, against the mock upstream.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tollgate_tests::gateway::{GatewayProcess, TestKey, binary};
+use tollgate_tests::mock::MockUpstream;
+
+use crate::{http, sse_events};
+
+/// Prices that make costs easy to check: 1 µ$ per prompt token, 2 µ$ per output token.
+const PRICES: &str = "prices = { input = 1000000, output = 2000000 }";
+
+struct Setup {
+    mock: MockUpstream,
+    key: TestKey,
+    gateway: GatewayProcess,
+}
+
+/// One org/team, model `chat` on the mock, plus `extra` TOML (models, budgets, ...).
+async fn setup(extra: &str) -> Setup {
+    setup_with(extra, "").await
+}
+
+async fn setup_with(extra: &str, key_extra: &str) -> Setup {
+    let mock = MockUpstream::start().await.unwrap();
+    let key = TestKey::new();
+    let config = format!(
+        "[routing]\nbackoff_base_ms = 1\nbackoff_max_ms = 5\n{extra}\n\
+         [[orgs]]\nid = \"acme\"\n[[teams]]\nid = \"search\"\norg = \"acme\"\n\
+         [[models]]\nname = \"chat\"\ndefault_max_output_tokens = 100\n\
+         [[deployments]]\nid = \"primary\"\nmodel = \"chat\"\nprovider = \"openai\"\nbase_url = \"{base}\"\nupstream_model = \"mock-gpt-4o\"\n{PRICES}\n\
+         {entry}",
+        base = mock.openai_base_url(),
+        entry = key.entry("search", key_extra),
+    );
+    let gateway = GatewayProcess::start(&config, &[]).await.unwrap();
+    Setup { mock, key, gateway }
+}
+
+/// A deployment block on the mock with an upstream model name (carrying directives).
+fn deployment(id: &str, model: &str, upstream: &str, mock: &str, extra: &str) -> String {
+    format!(
+        "[[deployments]]\nid = \"{id}\"\nmodel = \"{model}\"\nprovider = \"openai\"\nbase_url = \"{mock}/v1\"\nupstream_model = \"{upstream}\"\n{PRICES}\n{extra}\n"
+    )
+}
+
+impl Setup {
+    async fn chat(&self, body: Value) -> reqwest::Response {
+        http()
+            .post(format!("{}/chat/completions", self.gateway.v1()))
+            .bearer_auth(&self.key.full)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn hello(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "hello big world"}]})
+}
+
+#[tokio::test]
+async fn a_call_is_proxied_priced_and_recorded() {
+    let s = setup("").await;
+    let response = s.chat(hello("chat")).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().contains_key("x-request-id"));
+    assert_eq!(response.headers()["x-tollgate-deployment"], "primary");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "w0 w1 w2 w3 w4 w5 w6 w7"
+    );
+
+    let sent = s.mock.requests();
+    assert_eq!(
+        sent[0].json()["model"],
+        "mock-gpt-4o",
+        "the deployment's model goes upstream"
+    );
+    assert!(sent[0].header("x-request-id").is_some());
+
+    let events = s.gateway.usage_events(1).await;
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(e["status"], "CALL_STATUS_OK");
+    assert_eq!(e["key_id"], s.key.public_id);
+    assert_eq!(e["team_id"], "search");
+    assert_eq!(e["deployment_id"], "primary");
+    assert_eq!(e["prompt_tokens"], 3);
+    assert_eq!(e["completion_tokens"], 8);
+    // 3 × 1 µ$ + 8 × 2 µ$
+    assert_eq!(e["cost_micros"], 19);
+    assert!(!e["price_table_version"].as_str().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn streams_pass_through_and_strip_the_usage_chunk_unless_asked() {
+    let s = setup("").await;
+    let mut body = hello("chat");
+    body["stream"] = json!(true);
+    let text = s.chat(body.clone()).await.text().await.unwrap();
+    let events = sse_events(&text);
+    assert_eq!(events.last().unwrap().1, "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|(_, d)| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(
+        chunks
+            .iter()
+            .all(|c| !c["choices"].as_array().unwrap().is_empty()),
+        "no usage-only chunk: {text}"
+    );
+    // The gateway asked upstream for usage anyway, to settle exactly.
+    assert_eq!(
+        s.mock.requests()[0].json()["stream_options"]["include_usage"],
+        true
+    );
+
+    body["stream_options"] = json!({"include_usage": true});
+    let text = s.chat(body).await.text().await.unwrap();
+    let events = sse_events(&text);
+    let usage: Value = serde_json::from_str(&events[events.len() - 2].1).unwrap();
+    assert_eq!(usage["usage"]["completion_tokens"], 8);
+
+    let usage_events = s.gateway.usage_events(2).await;
+    assert!(
+        usage_events
+            .iter()
+            .all(|e| e["cost_micros"] == 19 && e["streamed"] == true),
+        "{usage_events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_deployment_falls_back_and_then_cools_down() {
+    let mock = MockUpstream::start().await.unwrap();
+    let m = mock.url();
+    // The failing deployment is nearly always picked first, until it is cooled down.
+    let extra = format!(
+        "[routing]\nmax_attempts = 2\nbackoff_base_ms = 1\ncooldown_failures = 2\ncooldown_ms = 60000\n\
+         [[models]]\nname = \"flaky\"\n{}{}",
+        deployment("broken", "flaky", "x+status=503", &m, "weight = 1000"),
+        deployment("healthy", "flaky", "ok", &m, "weight = 1")
+    );
+    let key = TestKey::new();
+    let config = format!(
+        "{extra}\n[[orgs]]\nid = \"acme\"\n[[teams]]\nid = \"t\"\norg = \"acme\"\n{}",
+        key.entry("t", "")
+    );
+    let gateway = GatewayProcess::start(&config, &[]).await.unwrap();
+    for _ in 0..6 {
+        let response = http()
+            .post(format!("{}/chat/completions", gateway.v1()))
+            .bearer_auth(&key.full)
+            .json(&hello("flaky"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-tollgate-deployment"], "healthy");
+    }
+    let to_broken = mock
+        .requests()
+        .iter()
+        .filter(|r| r.json()["model"] == "x+status=503")
+        .count();
+    assert_eq!(
+        to_broken, 2,
+        "after 2 failures the broken deployment is skipped"
+    );
+}
+
+#[tokio::test]
+async fn errors_from_upstream_map_to_the_right_statuses() {
+    let mock = MockUpstream::start().await.unwrap();
+    let m = mock.url();
+    let extra = format!(
+        "[routing]\nmax_attempts = 2\nbackoff_base_ms = 1\n\
+         [[models]]\nname = \"down\"\n{}\
+         [[models]]\nname = \"bad\"\n{}\
+         [[models]]\nname = \"hung\"\n{}",
+        deployment("d1", "down", "x+status=503", &m, ""),
+        deployment("d2", "bad", "x+status=400", &m, ""),
+        deployment(
+            "d3",
+            "hung",
+            "x+hang",
+            &m,
+            "timeouts = { first_byte_ms = 300 }"
+        ),
+    );
+    let key = TestKey::new();
+    let config = format!(
+        "{extra}\n[[orgs]]\nid = \"acme\"\n[[teams]]\nid = \"t\"\norg = \"acme\"\n{}",
+        key.entry("t", "")
+    );
+    let gateway = GatewayProcess::start(&config, &[]).await.unwrap();
+    let call = |model: &'static str| {
+        http()
+            .post(format!("{}/chat/completions", gateway.v1()))
+            .bearer_auth(&key.full)
+            .json(&hello(model))
+            .send()
+    };
+
+    let down = call("down").await.unwrap();
+    assert_eq!(down.status(), 502);
+    let body: Value = down.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upstream_error");
+    assert_eq!(mock.requests().len(), 2, "retried once");
+
+    let bad = call("bad").await.unwrap();
+    assert_eq!(
+        bad.status(),
+        400,
+        "a client error from upstream is passed on, not retried"
+    );
+    assert_eq!(mock.requests().len(), 3);
+
+    let hung = call("hung").await.unwrap();
+    assert_eq!(hung.status(), 504);
+    assert_eq!(
+        hung.json::<Value>().await.unwrap()["error"]["code"],
+        "upstream_timeout"
+    );
+
+    let events = gateway.usage_events(3).await;
+    assert!(
+        events
+            .iter()
+            .all(|e| e["status"] != "CALL_STATUS_OK" && e["cost_micros"] == 0),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_that_breaks_ends_with_an_error_event_not_a_hang() {
+    let mock = MockUpstream::start().await.unwrap();
+    let m = mock.url();
+    let extra = format!(
+        "[[models]]\nname = \"cut\"\n{}[[models]]\nname = \"stall\"\n{}",
+        deployment("c", "cut", "x+cut=3", &m, ""),
+        deployment(
+            "s",
+            "stall",
+            "x+stall=2",
+            &m,
+            "timeouts = { total_ms = 500 }"
+        ),
+    );
+    let key = TestKey::new();
+    let config = format!(
+        "{extra}\n[[orgs]]\nid = \"acme\"\n[[teams]]\nid = \"t\"\norg = \"acme\"\n{}",
+        key.entry("t", "")
+    );
+    let gateway = GatewayProcess::start(&config, &[]).await.unwrap();
+    for model in ["cut", "stall"] {
+        let mut body = hello(model);
+        body["stream"] = json!(true);
+        let text = tokio::time::timeout(
+            Duration::from_secs(10),
+            http()
+                .post(format!("{}/chat/completions", gateway.v1()))
+                .bearer_auth(&key.full)
+                .json(&body)
+                .send(),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+        let events = sse_events(&text);
+        let last: Value = serde_json::from_str(&events.last().unwrap().1).unwrap();
+        assert_eq!(last["error"]["code"], "upstream_error", "{model}: {text}");
+        assert!(events.iter().all(|(_, d)| d != "[DONE]"));
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_cancels_upstream_and_still_settles() {
+    let mock = MockUpstream::start().await.unwrap();
+    let key = TestKey::new();
+    let config = format!(
+        "[[models]]\nname = \"slow\"\n{}\n[[orgs]]\nid = \"acme\"\n[[teams]]\nid = \"t\"\norg = \"acme\"\n{}\
+         [[budgets]]\nscope = \"team:t\"\namount_usd = \"1.00\"\nperiod = \"day\"\n",
+        deployment("slow", "slow", "x+chunks=50+delay=50", &mock.url(), ""),
+        key.entry("t", "")
+    );
+    let gateway = GatewayProcess::start(&config, &[]).await.unwrap();
+    let mut body = hello("slow");
+    body["stream"] = json!(true);
+    let mut response = http()
+        .post(format!("{}/chat/completions", gateway.v1()))
+        .bearer_auth(&key.full)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let _first = response.chunk().await.unwrap().unwrap();
+    let _second = response.chunk().await.unwrap().unwrap();
+    assert_eq!(mock.stats().in_flight, 1);
+    drop(response);
+
+    let events = gateway.usage_events(1).await;
+    assert_eq!(events.len(), 1, "{}", gateway.stderr());
+    assert_eq!(events[0]["status"], "CALL_STATUS_CLIENT_DISCONNECTED");
+    assert!(
+        events[0]["cost_micros"].as_i64().unwrap() > 0,
+        "usage seen so far is charged: {:?}",
+        events[0]
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while mock.stats().in_flight != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the upstream call was not cancelled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_budget_is_a_hard_limit_under_concurrency() {
+    // Each call reserves prompt (~10) + 10 output × 2 µ$ ≈ 30 µ$ and really costs
+    // 3 + 8 × 2 = 19 µ$; 100 µ$ of budget cannot pay for more than 5 calls.
+    let s = setup(
+        "[[budgets]]\nscope = \"team:search\"\namount_usd = \"0.000100\"\nperiod = \"month\"\n",
+    )
+    .await;
+    let calls = (0..20).map(|_| {
+        let mut body = hello("chat");
+        body["max_tokens"] = json!(10);
+        s.chat(body)
+    });
+    let responses = futures_util::future::join_all(calls).await;
+    let mut ok = 0;
+    for response in responses {
+        match response.status().as_u16() {
+            200 => ok += 1,
+            429 => {
+                let body: Value = response.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "insufficient_quota");
+                assert_eq!(body["error"]["type"], "insufficient_quota");
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!((1..=5).contains(&ok), "{ok} calls succeeded");
+    let events = s.gateway.usage_events(20).await;
+    let spent: i64 = events
+        .iter()
+        .map(|e| e["cost_micros"].as_i64().unwrap())
+        .sum();
+    assert!(spent <= 100, "spent {spent} µ$ of a 100 µ$ budget");
+    assert_eq!(spent, 19 * ok);
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_openai_headers() {
+    let s = setup_with("", "limits = { rpm = 2 }").await;
+    for _ in 0..2 {
+        let response = s.chat(hello("chat")).await;
+        assert_eq!(response.status(), 200);
+        assert!(
+            response
+                .headers()
+                .contains_key("x-ratelimit-remaining-requests")
+        );
+    }
+    let refused = s.chat(hello("chat")).await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(refused.headers()["x-ratelimit-limit-requests"], "2");
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["error"]["code"],
+        "rate_limit_exceeded"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_openai_errors_never_a_crash() {
+    let s = setup("[server]\nmax_body_bytes = 4096\n").await;
+    let send = |body: Vec<u8>| {
+        http()
+            .post(format!("{}/chat/completions", s.gateway.v1()))
+            .bearer_auth(&s.key.full)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let malformed = send(b"{\"model\": \"chat\", \"messages\": [".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+    assert_eq!(
+        malformed.json::<Value>().await.unwrap()["error"]["type"],
+        "invalid_request_error"
+    );
+
+    let huge = serde_json::to_vec(
+        &json!({"model": "chat", "messages": [{"role": "user", "content": "x".repeat(10_000)}]}),
+    )
+    .unwrap();
+    let too_big = send(huge).await.unwrap();
+    assert_eq!(too_big.status(), 413);
+    assert_eq!(
+        too_big.json::<Value>().await.unwrap()["error"]["code"],
+        "request_too_large"
+    );
+
+    let no_messages = send(br#"{"model":"chat"}"#.to_vec()).await.unwrap();
+    assert_eq!(
+        no_messages.json::<Value>().await.unwrap()["error"]["param"],
+        "messages"
+    );
+
+    let unicode = json!({"model": "chat", "messages": [{"role": "user", "content": "héllo 世界 🦀 \u{0000}"}]});
+    let response = s.chat(unicode).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        s.mock.requests()[0].json()["messages"][0]["content"],
+        "héllo 世界 🦀 \u{0000}"
+    );
+
+    let unknown = http()
+        .get(format!("{}/v1/files", s.gateway.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert!(unknown.headers().contains_key("x-request-id"));
+    assert_eq!(
+        unknown.json::<Value>().await.unwrap()["error"]["code"],
+        "unknown_url"
+    );
+
+    let no_key = http()
+        .post(format!("{}/chat/completions", s.gateway.v1()))
+        .json(&hello("chat"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_key.status(), 401);
+    // Nothing bad reached the upstream.
+    assert_eq!(s.mock.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn health_readiness_metrics_and_models() {
+    let s = setup("[[models]]\nname = \"hidden\"\n[[deployments]]\nid = \"h\"\nmodel = \"hidden\"\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nprices = { input = 1, output = 1 }\n").await;
+    let get = |path: &str| {
+        http()
+            .get(format!("{}{path}", s.gateway.url))
+            .bearer_auth(&s.key.full)
+            .send()
+    };
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+    let _ = s.chat(hello("chat")).await;
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("tollgate_requests_total"), "{metrics}");
+
+    let models: Value = get("/v1/models").await.unwrap().json().await.unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["hidden", "chat"], "config order");
+    assert_eq!(get("/v1/models/chat").await.unwrap().status(), 200);
+    assert_eq!(get("/v1/models/nope").await.unwrap().status(), 404);
+}
+
+#[tokio::test]
+async fn an_invalid_config_is_refused_naming_every_bad_field() {
+    let config = "[[orgs]]\nid = \"acme\"\n[[teams]]\nid = \"t\"\norg = \"ghost\"\n\
+                  [[models]]\nname = \"m\"\n[[deployments]]\nid = \"d\"\nmodel = \"m\"\nprovider = \"openai\"\nbase_url = \"nope\"\ncredential = \"env:TOLLGATE_TEST_UNSET_VAR\"\nprices = { input = 1, output = 1 }\n";
+    let Err(error) = GatewayProcess::start(config, &[]).await else {
+        panic!("gateway started with a bad config")
+    };
+    let message = error.to_string();
+    for field in [
+        "teams[0].org_id",
+        "deployments[0].base_url",
+        "deployments[0].credential_ref",
+    ] {
+        assert!(message.contains(field), "{field} not named in:\n{message}");
+    }
+}
+
+#[tokio::test]
+async fn keys_new_prints_a_working_key_and_its_config_entry() {
+    let output =
+        tokio::process::Command::new(binary("tollgate-gateway", "TOLLGATE_GATEWAY_BIN").unwrap())
+            .args(["keys", "new", "--team", "t"])
+            .env("TOLLGATE_AUTH__KEY_PEPPER", tollgate_tests::gateway::PEPPER)
+            .output()
+            .await
+            .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let full = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("tg_"))
+        .unwrap()
+        .to_owned();
+    let entry = &text[text.find("[[keys]]").unwrap()..];
+
+    let mock = MockUpstream::start().await.unwrap();
+    let config = format!(
+        "[[orgs]]\nid = \"acme\"\n[[teams]]\nid = \"t\"\norg = \"acme\"\n[[models]]\nname = \"chat\"\n{}\n{entry}",
+        deployment("d", "chat", "m", &mock.url(), "")
+    );
+    let gateway = GatewayProcess::start(&config, &[]).await.unwrap();
+    let response = http()
+        .post(format!("{}/chat/completions", gateway.v1()))
+        .bearer_auth(&full)
+        .json(&hello("chat"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let wrong = format!("{}x", &full[..full.len() - 1]);
+    let response = http()
+        .post(format!("{}/chat/completions", gateway.v1()))
+        .bearer_auth(&wrong)
+        .json(&hello("chat"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test]
+async fn shutdown_finishes_and_settles_calls_in_flight() {
+    let mock = MockUpstream::start().await.unwrap();
+    let key = TestKey::new();
+    let config = format!(
+        "[[models]]\nname = \"slow\"\n{}\n[[orgs]]\nid = \"acme\"\n[[teams]]\nid = \"t\"\norg = \"acme\"\n{}",
+        deployment("slow", "slow", "x+ttfb=500", &mock.url(), ""),
+        key.entry("t", "")
+    );
+    let gateway = GatewayProcess::start(&config, &[]).await.unwrap();
+    let url = gateway.v1();
+    let call = tokio::spawn(async move {
+        http()
+            .post(format!("{url}/chat/completions"))
+            .bearer_auth(&key.full)
+            .json(&hello("slow"))
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut gateway = gateway;
+    let status = gateway.stop().await.unwrap();
+    assert!(status.success());
+    assert_eq!(
+        call.await.unwrap().unwrap().status(),
+        200,
+        "the call in flight was finished"
+    );
+    let log = std::fs::read_to_string(gateway.dir.path().join("usage.jsonl")).unwrap();
+    assert_eq!(
+        log.lines().count(),
+        1,
+        "its usage event was written before exit"
+    );
+}
