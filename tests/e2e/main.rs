@@ -4,6 +4,7 @@
 // A panic is how a test reports failure; helpers here are test code too.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
+mod conformance;
 mod gateway;
 mod isolation;
 mod mock_upstream;

@@ -14,9 +14,9 @@ import re
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import openai
@@ -253,36 +253,18 @@ def pytest_terminal_summary(terminalreporter) -> None:
 
 @pytest.fixture(scope="session")
 def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """Starts the mock, mints the keys, writes the config and starts the gateway; both
+    processes are stopped at the end of the session, also when anything fails."""
     mock_bin, gateway_bin = binary("mock-openai"), binary("tollgate-gateway")
     with contextlib.ExitStack() as cleanup:
         tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="tollgate-python-tests-")))
-
-        mock = start("mock-openai", [str(mock_bin), "--listen", "127.0.0.1:0"], tmp)
-        cleanup.callback(mock.stop)
-        mock_url = mock.wait_for(MOCK_READY)
-
-        minimal = tmp / "keys.toml"
-        minimal.write_text(f'[auth]\nkey_pepper = "{PEPPER}"\n')
-        keys, blocks = {}, []
-        for name, team, extra in [
-            ("search", "search", ""),
-            ("restricted", "restricted", ""),
-            ("revoked", "search", 'status = "revoked"\n'),
-            ("broke", "broke", ""),
-        ]:
-            keys[name], block = mint_key(gateway_bin, minimal, team)
-            blocks.append(block + extra)
-
-        config = tmp / "gateway.toml"
-        config.write_text(CONFIG_TEMPLATE.format(pepper=PEPPER, mock=mock_url) + "\n" + "\n".join(blocks))
-        gateway = start("tollgate-gateway", [str(gateway_bin), "--config", str(config)], tmp)
-        cleanup.callback(gateway.stop)
         try:
-            gateway_root = gateway.wait_for(GATEWAY_READY)
+            mock, gateway, running = start_stack(mock_bin, gateway_bin, tmp, cleanup)
         except RuntimeError as e:
-            raise RuntimeError(f"{e}\n--- config ---\n{config.read_text()}") from None
+            # One clear message instead of the same setup error for every test.
+            pytest.exit(f"the processes under test did not start:\n{e}", returncode=3)
 
-        yield Stack(mock_url=mock_url, gateway_url=f"{gateway_root}/v1", keys=keys, config=config)
+        yield running
 
         for process in (gateway, mock):
             code = process.popen.poll()
@@ -290,6 +272,36 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
                 _LOGS_AFTER_FAILURE.append(f"{process.name} exited with {code} during the tests\n{process.output()}")
             elif request.session.testsfailed:
                 _LOGS_AFTER_FAILURE.append(process.output())
+
+
+def start_stack(
+    mock_bin: Path, gateway_bin: Path, tmp: Path, cleanup: contextlib.ExitStack
+) -> tuple[Process, Process, Stack]:
+    mock = start("mock-openai", [str(mock_bin), "--listen", "127.0.0.1:0"], tmp)
+    cleanup.callback(mock.stop)
+    mock_url = mock.wait_for(MOCK_READY)
+
+    minimal = tmp / "keys.toml"
+    minimal.write_text(f'[auth]\nkey_pepper = "{PEPPER}"\n')
+    keys, blocks = {}, []
+    for name, team, extra in [
+        ("search", "search", ""),
+        ("restricted", "restricted", ""),
+        ("revoked", "search", 'status = "revoked"\n'),
+        ("broke", "broke", ""),
+    ]:
+        keys[name], block = mint_key(gateway_bin, minimal, team)
+        blocks.append(block + extra)
+
+    config = tmp / "gateway.toml"
+    config.write_text(CONFIG_TEMPLATE.format(pepper=PEPPER, mock=mock_url) + "\n" + "\n".join(blocks))
+    gateway = start("tollgate-gateway", [str(gateway_bin), "--config", str(config)], tmp)
+    cleanup.callback(gateway.stop)
+    try:
+        gateway_root = gateway.wait_for(GATEWAY_READY)
+    except RuntimeError as e:
+        raise RuntimeError(f"{e}\n--- config ({config}) ---\n{config.read_text()}") from None
+    return mock, gateway, Stack(mock_url=mock_url, gateway_url=f"{gateway_root}/v1", keys=keys, config=config)
 
 
 @pytest.fixture(scope="session")

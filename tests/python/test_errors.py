@@ -147,9 +147,7 @@ def test_success_headers(client):
 def test_request_ids_are_unique(client):
     """Without a client-supplied id, each call gets its own."""
     ids = {
-        client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES).headers[
-            "x-request-id"
-        ]
+        client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES).headers["x-request-id"]
         for _ in range(3)
     }
     assert len(ids) == 3

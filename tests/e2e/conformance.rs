@@ -1,0 +1,362 @@
+//! One conformance matrix for every provider adapter: the same OpenAI-shaped calls go
+//! through a gateway whose only deployment uses that adapter, in front of the mock
+//! upstream speaking that provider's API. An adapter that cannot serve a case opts out
+//! explicitly, and the opt-out itself is tested (a clear 400, never a silent pass).
+
+use serde_json::{Value, json};
+use tollgate_tests::gateway::{GatewayProcess, TestKey};
+use tollgate_tests::mock::MockUpstream;
+
+use crate::{http, sse_events};
+
+/// 1 µ$ per prompt token, 2 µ$ per output token.
+const PRICES: &str = "prices = { input = 1000000, output = 2000000 }";
+
+struct Harness {
+    mock: MockUpstream,
+    key: TestKey,
+    gateway: GatewayProcess,
+}
+
+/// The `[[deployments]]` block of `provider` for model `m`, with `directives` appended
+/// to the upstream model name (they steer the mock).
+fn deployment(provider: &str, mock: &str, directives: &str) -> String {
+    let (base, upstream, extra) = match provider {
+        "openai" | "openai_compatible" => (format!("{mock}/v1"), "mock-gpt", ""),
+        "azure" => (
+            mock.to_owned(),
+            "prod-gpt",
+            "api_version = \"2024-10-21\"\n",
+        ),
+        "anthropic" => (format!("{mock}/v1"), "mock-claude", ""),
+        other => panic!("no conformance setup for {other}"),
+    };
+    format!(
+        "[[deployments]]\nid = \"dep\"\nmodel = \"m\"\nprovider = \"{provider}\"\nbase_url = \"{base}\"\n\
+         upstream_model = \"{upstream}{directives}\"\ncredential = \"env:TOLLGATE_CONFORMANCE_KEY\"\n{extra}{PRICES}\n"
+    )
+}
+
+async fn harness(provider: &str, directives: &str) -> Harness {
+    let mock = MockUpstream::start_with(tollgate_tests::mock::MockOptions {
+        require_key: Some("provider-secret".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let key = TestKey::new();
+    let config = format!(
+        "[routing]\nmax_attempts = 2\nbackoff_base_ms = 1\n[[orgs]]\nid = \"o\"\n[[teams]]\nid = \"t\"\norg = \"o\"\n\
+         [[models]]\nname = \"m\"\ndefault_max_output_tokens = 64\n{}{}",
+        deployment(provider, &mock.url(), directives),
+        key.entry("t", "")
+    );
+    let gateway =
+        GatewayProcess::start(&config, &[("TOLLGATE_CONFORMANCE_KEY", "provider-secret")])
+            .await
+            .unwrap();
+    Harness { mock, key, gateway }
+}
+
+impl Harness {
+    async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        http()
+            .post(format!("{}{path}", self.gateway.v1()))
+            .bearer_auth(&self.key.full)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn chat(extra: Value) -> Value {
+    let mut body = json!({"model": "m", "messages": [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hello big world"},
+    ]});
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    body
+}
+
+fn tools() -> Value {
+    json!([{"type": "function", "function": {"name": "lookup", "description": "Find a thing",
+        "parameters": {"type": "object", "properties": {"ok": {"type": "boolean"}}}}}])
+}
+
+/// Chunks of an OpenAI stream (without `[DONE]`), and whether `[DONE]` ended it.
+fn chunks(text: &str) -> (Vec<Value>, bool) {
+    let events = sse_events(text);
+    let done = events.last().is_some_and(|(_, d)| d == "[DONE]");
+    let chunks = events
+        .iter()
+        .filter(|(_, d)| d != "[DONE]")
+        .map(|(_, d)| serde_json::from_str(d).unwrap())
+        .collect();
+    (chunks, done)
+}
+
+pub async fn plain(provider: &str) {
+    let h = harness(provider, "").await;
+    let response = h.post("/chat/completions", chat(json!({}))).await;
+    assert_eq!(response.status(), 200, "{}", h.gateway.stderr());
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "w0 w1 w2 w3 w4 w5 w6 w7"
+    );
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    // The provider credential was resolved from the environment and sent upstream.
+    assert_eq!(h.mock.requests().len(), 1);
+}
+
+pub async fn max_tokens(provider: &str) {
+    let h = harness(provider, "").await;
+    let body: Value = h
+        .post("/chat/completions", chat(json!({"max_tokens": 3})))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], "w0 w1 w2");
+    assert_eq!(body["choices"][0]["finish_reason"], "length");
+}
+
+pub async fn streaming(provider: &str) {
+    let h = harness(provider, "").await;
+    let text = h
+        .post("/chat/completions", chat(json!({"stream": true})))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let (chunks, done) = chunks(&text);
+    assert!(done, "{text}");
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content, "w0 w1 w2 w3 w4 w5 w6 w7");
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk")
+    );
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c["choices"][0]["finish_reason"] == "stop")
+    );
+    assert!(
+        chunks
+            .iter()
+            .all(|c| !c["choices"].as_array().unwrap().is_empty()),
+        "usage chunk not asked for"
+    );
+}
+
+pub async fn streaming_usage(provider: &str) {
+    let h = harness(provider, "").await;
+    let body = chat(json!({"stream": true, "stream_options": {"include_usage": true}}));
+    let text = h
+        .post("/chat/completions", body)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let (chunks, _) = chunks(&text);
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"], json!([]));
+    // "be brief" + "hello big world" = 5 words → 5 prompt tokens by the mock's rule.
+    assert_eq!(last["usage"]["prompt_tokens"], 5);
+    assert_eq!(last["usage"]["completion_tokens"], 8);
+}
+
+pub async fn tools_json(provider: &str) {
+    let h = harness(provider, "").await;
+    let body: Value = h
+        .post("/chat/completions", chat(json!({"tools": tools()})))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let call = &body["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(call["type"], "function");
+    assert_eq!(call["function"]["name"], "lookup");
+    let arguments: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(arguments, json!({"ok": true}));
+    assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
+}
+
+pub async fn tools_streaming(provider: &str) {
+    let h = harness(provider, "").await;
+    let text = h
+        .post(
+            "/chat/completions",
+            chat(json!({"tools": tools(), "stream": true})),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    let (chunks, done) = chunks(&text);
+    assert!(done);
+    let calls: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].get(0))
+        .collect();
+    assert_eq!(calls[0]["function"]["name"], "lookup");
+    assert!(calls[0]["id"].is_string());
+    let arguments: String = calls
+        .iter()
+        .filter_map(|c| c["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&arguments).unwrap(),
+        json!({"ok": true})
+    );
+}
+
+pub async fn upstream_errors(provider: &str) {
+    let h = harness(provider, "+status=503").await;
+    let response = h.post("/chat/completions", chat(json!({}))).await;
+    assert_eq!(response.status(), 502);
+    assert_eq!(h.mock.requests().len(), 2, "retried once, then gave up");
+
+    let h = harness(provider, "+status=400").await;
+    let response = h.post("/chat/completions", chat(json!({}))).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(h.mock.requests().len(), 1, "a client error is not retried");
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("injected 400"),
+        "{body}"
+    );
+}
+
+pub async fn usage_and_cost(provider: &str) {
+    let h = harness(provider, "+cache_read=10").await;
+    let _ = h
+        .post("/chat/completions", chat(json!({})))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let _ = h
+        .post("/chat/completions", chat(json!({"stream": true})))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let events = h.gateway.usage_events(2).await;
+    assert_eq!(events.len(), 2);
+    for e in &events {
+        // 5 uncached words + 10 cached, 8 out. Cached input has no price here, so the
+        // cost is 5 × 1 + 8 × 2 µ$.
+        assert_eq!(e["prompt_tokens"], 15, "{e}");
+        assert_eq!(e["cache_read_tokens"], 10, "{e}");
+        assert_eq!(e["completion_tokens"], 8, "{e}");
+        assert_eq!(e["cost_micros"], 21, "{e}");
+    }
+}
+
+pub async fn embeddings(provider: &str) {
+    let h = harness(provider, "").await;
+    let response = h
+        .post(
+            "/embeddings",
+            json!({"model": "m", "input": ["one two", "three"]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["data"].as_array().unwrap().len(), 2);
+    assert_eq!(body["usage"]["prompt_tokens"], 3);
+}
+
+pub async fn completions(provider: &str) {
+    let h = harness(provider, "").await;
+    let body: Value = h
+        .post(
+            "/completions",
+            json!({"model": "m", "prompt": "say this", "max_tokens": 2}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["choices"][0]["text"], "w0 w1");
+    let text = h
+        .post(
+            "/completions",
+            json!({"model": "m", "prompt": "say this", "max_tokens": 2, "stream": true}),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    let (chunks, done) = chunks(&text);
+    assert!(done);
+    let streamed: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["text"].as_str())
+        .collect();
+    assert_eq!(streamed, "w0 w1");
+}
+
+/// The explicit opt-out: the endpoint answers a clear 400 and nothing reaches upstream.
+pub async fn unsupported(provider: &str, path: &str, body: Value) {
+    let h = harness(provider, "").await;
+    let response = h.post(path, body).await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unsupported_endpoint");
+    assert!(h.mock.requests().is_empty());
+}
+
+/// `conformance!(provider, opt_out: [case, ...])` runs every case not opted out; an
+/// opted-out `embeddings`/`completions` case checks the clear refusal instead.
+macro_rules! conformance {
+    ($provider:ident $(, opt_out: [$($skip:ident),*])?) => {
+        mod $provider {
+            const P: &str = stringify!($provider);
+            #[tokio::test] async fn plain() { super::plain(P).await }
+            #[tokio::test] async fn max_tokens() { super::max_tokens(P).await }
+            #[tokio::test] async fn streaming() { super::streaming(P).await }
+            #[tokio::test] async fn streaming_usage() { super::streaming_usage(P).await }
+            #[tokio::test] async fn tools_json() { super::tools_json(P).await }
+            #[tokio::test] async fn tools_streaming() { super::tools_streaming(P).await }
+            #[tokio::test] async fn upstream_errors() { super::upstream_errors(P).await }
+            #[tokio::test] async fn usage_and_cost() { super::usage_and_cost(P).await }
+            conformance!(@case embeddings $($($skip)*)?);
+            conformance!(@case completions $($($skip)*)?);
+        }
+    };
+    (@case embeddings embeddings $($rest:ident)*) => {
+        #[tokio::test] async fn embeddings_opted_out() {
+            super::unsupported(P, "/embeddings", serde_json::json!({"model": "m", "input": "x"})).await
+        }
+    };
+    (@case completions embeddings $($rest:ident)*) => { conformance!(@case completions $($rest)*); };
+    (@case completions completions $($rest:ident)*) => {
+        #[tokio::test] async fn completions_opted_out() {
+            super::unsupported(P, "/completions", serde_json::json!({"model": "m", "prompt": "x"})).await
+        }
+    };
+    (@case embeddings completions $($rest:ident)*) => { conformance!(@case embeddings $($rest)*); };
+    (@case embeddings) => { #[tokio::test] async fn embeddings() { super::embeddings(P).await } };
+    (@case completions) => { #[tokio::test] async fn completions() { super::completions(P).await } };
+}
+
+conformance!(openai);
+conformance!(openai_compatible);
+conformance!(azure);
+conformance!(anthropic, opt_out: [embeddings, completions]);
