@@ -1,1 +1,150 @@
-fn main() {}
+//! Criterion benchmarks of the gateway's per-call hot path: key lookup + HMAC, request
+//! parsing, token counting + pricing, and SSE chunk rewriting (OpenAI pass-through and
+//! Anthropic translation). Run: `cargo bench -p tollgate-data-plane --bench hot_path`.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::HeaderMap;
+use serde_json::json;
+use tollgate_data_plane::keys;
+use tollgate_data_plane::money::{self, Prices, Usage};
+use tollgate_data_plane::pipeline::authenticate::authenticate;
+use tollgate_data_plane::pipeline::request;
+use tollgate_data_plane::prices::PriceTable;
+use tollgate_data_plane::providers::anthropic::StreamTranslator;
+use tollgate_data_plane::providers::sse::SseEvent;
+use tollgate_data_plane::providers::{Endpoint, openai};
+use tollgate_data_plane::snapshot::{Credentials, Snapshot};
+use tollgate_data_plane::tokenize::Encoding;
+use tollgate_proto::config as proto;
+
+const PEPPER: &[u8] = b"bench-pepper-0123456789";
+
+/// A snapshot with `n` keys in one team, and the full text of one of them.
+fn snapshot_with_keys(n: usize) -> (Snapshot, String) {
+    let mut wire = proto::Snapshot {
+        version: 1,
+        orgs: vec![proto::Org {
+            id: "o".into(),
+            ..Default::default()
+        }],
+        teams: vec![proto::Team {
+            id: "t".into(),
+            org_id: "o".into(),
+            ..Default::default()
+        }],
+        models: vec![proto::Model {
+            name: "gpt-4o".into(),
+            ..Default::default()
+        }],
+        deployments: vec![proto::Deployment {
+            id: "d".into(),
+            model: "gpt-4o".into(),
+            provider: proto::ProviderKind::Openai as i32,
+            base_url: "http://127.0.0.1:1/v1".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut probe = String::new();
+    for i in 0..n {
+        let key = keys::generate(PEPPER);
+        if i == n / 2 {
+            probe = key.full.clone();
+        }
+        wire.keys.push(proto::ApiKey {
+            public_id: key.public_id,
+            secret_hmac: key.secret_hmac.to_vec(),
+            status: proto::KeyStatus::Active as i32,
+            org_id: "o".into(),
+            team_id: "t".into(),
+            ..Default::default()
+        });
+    }
+    let prices = PriceTable::built_in().expect("price table");
+    let snapshot =
+        Snapshot::from_proto(wire, &prices, &Credentials::default()).expect("valid snapshot");
+    (snapshot, probe)
+}
+
+fn bench_authenticate(c: &mut Criterion) {
+    let (snapshot, key) = snapshot_with_keys(100_000);
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "authorization",
+        format!("Bearer {key}").parse().expect("header"),
+    );
+    c.bench_function("authenticate (100k keys, HMAC-SHA256 verify)", |b| {
+        b.iter(|| {
+            authenticate(black_box(&snapshot), black_box(&headers), PEPPER, 0).expect("valid key")
+        })
+    });
+}
+
+fn bench_request_and_pricing(c: &mut Criterion) {
+    let body = serde_json::to_vec(&json!({
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant that answers briefly."},
+            {"role": "user", "content": "What is the capital of France, and why is it famous? Answer in two sentences."},
+        ],
+        "max_tokens": 256,
+        "stream": true,
+    }))
+    .expect("json");
+    c.bench_function("parse + validate chat request (300 B)", |b| {
+        b.iter(|| request::parse(black_box(&body), Endpoint::Chat).expect("valid"))
+    });
+    let req = request::parse(&body, Endpoint::Chat).expect("valid");
+    Encoding::O200k.warm_up();
+    c.bench_function("count prompt tokens (o200k, 2 messages)", |b| {
+        b.iter(|| Encoding::O200k.count_chat(black_box(req.messages()), None))
+    });
+    let prices = Prices {
+        input: 2_500_000,
+        output: 10_000_000,
+        cached_input: 1_250_000,
+        cache_write: 0,
+    };
+    let usage = Usage {
+        input: 1234,
+        output: 567,
+        cache_read: 890,
+        cache_write: 0,
+    };
+    c.bench_function("price a call (micro-USD)", |b| {
+        b.iter(|| money::cost(black_box(&usage), black_box(&prices)))
+    });
+}
+
+fn bench_sse(c: &mut Criterion) {
+    let chunk = SseEvent {
+        event: "message".into(),
+        data: r#"{"id":"chatcmpl-abc","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o","system_fingerprint":"fp","choices":[{"index":0,"delta":{"content":" Paris"},"logprobs":null,"finish_reason":null}],"usage":null}"#.into(),
+    };
+    c.bench_function("OpenAI SSE chunk pass-through (inspect + frame)", |b| {
+        b.iter(|| openai::chunk(black_box(&chunk)).expect("chunk"))
+    });
+    let start = SseEvent {
+        event: "message_start".into(),
+        data: r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":25,"output_tokens":1}}}"#.into(),
+    };
+    let delta = SseEvent {
+        event: "content_block_delta".into(),
+        data: r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" Paris"}}"#.into(),
+    };
+    let mut translator = StreamTranslator::new();
+    let _ = translator.on_event(&start).expect("start");
+    c.bench_function("Anthropic SSE event -> OpenAI chunk", |b| {
+        b.iter(|| translator.on_event(black_box(&delta)).expect("delta"))
+    });
+}
+
+criterion_group!(
+    benches,
+    bench_authenticate,
+    bench_request_and_pricing,
+    bench_sse
+);
+criterion_main!(benches);

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tollgate_data_plane::config::{Loaded, Settings};
@@ -201,6 +202,12 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     tracing::info!(%addr, config_version = version, "gateway ready");
     report(&format!("tollgate-gateway listening on http://{addr}"));
 
+    // Small SSE writes must leave at once, not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, api::router(gateway.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await?;

@@ -163,10 +163,11 @@ def binary(name: str) -> Path:
 
 def child_env() -> dict[str, str]:
     """The environment for the binaries: none of the caller's TOLLGATE_* settings leak
-    in (they would override the config), the pepper is set, logs stay quiet."""
+    in (they would override the config), the pepper is set, logs stay quiet and uncoloured."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
     env["TOLLGATE_AUTH__KEY_PEPPER"] = PEPPER
     env["RUST_LOG"] = "warn"
+    env["NO_COLOR"] = "1"  # plain logs in the files shown on failure
     return env
 
 

@@ -146,7 +146,7 @@ async fn run(
     body: Body,
     guard: &mut CallGuard,
 ) -> Result<Success, GatewayError> {
-    let req = request::read(body, gw.max_body_bytes, endpoint).await?;
+    let mut req = request::read(body, gw.max_body_bytes, endpoint).await?;
     guard.event.model = req.model().to_owned();
     guard.event.streamed = req.stream();
     let snapshot = gw.live.load(); // one snapshot for the whole call
@@ -161,6 +161,9 @@ async fn run(
     guard.event.model = grant.model.name.clone();
 
     let estimate = reserve::estimate(&grant, &req, endpoint);
+    if endpoint != Endpoint::Embeddings {
+        req.output_ceiling = Some(estimate.max_output_tokens);
+    }
     let (permit, rate) = gw.limiter.admit(
         &caller,
         estimate.prompt_tokens + estimate.max_output_tokens,

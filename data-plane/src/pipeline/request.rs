@@ -94,7 +94,10 @@ pub fn parse(bytes: &[u8], endpoint: Endpoint) -> Result<JsonRequest, RequestErr
             "stream_options",
         ));
     }
-    Ok(JsonRequest { body })
+    Ok(JsonRequest {
+        body,
+        output_ceiling: None,
+    })
 }
 
 fn check_optional(

@@ -6,6 +6,8 @@
 //! Ledger I/O runs on the gateway's `TaskTracker`, which shutdown drains.
 
 use std::sync::Arc;
+
+use futures_util::FutureExt;
 use std::time::Instant;
 
 use tokio_util::task::TaskTracker;
@@ -163,11 +165,16 @@ impl Drop for CallGuard {
 
         if let Some(reservation) = self.reservation.take() {
             let ledger = self.ledger.clone();
-            self.tasks.spawn(async move {
+            let settle = async move {
                 if let Err(e) = ledger.settle(&reservation, cost).await {
                     tracing::error!(error = %e, reservation = %reservation.id, "could not settle a reservation");
                 }
-            });
+            };
+            // An in-process ledger settles without waiting; only real I/O needs a task.
+            let mut settle = Box::pin(settle);
+            if settle.as_mut().now_or_never().is_none() {
+                self.tasks.spawn(settle);
+            }
         }
         self.emitter.emit(std::mem::take(&mut self.event));
     }

@@ -151,7 +151,9 @@ pub fn request_body(
     out.insert("model".into(), model.into());
     out.insert(
         "max_tokens".into(),
-        req.max_output_tokens().unwrap_or(DEFAULT_MAX_TOKENS).into(),
+        req.upstream_max_tokens()
+            .unwrap_or(DEFAULT_MAX_TOKENS)
+            .into(),
     );
     if let Some(system) = system {
         out.insert("system".into(), system.into());
@@ -871,6 +873,7 @@ mod tests {
 
     fn request(body: Value) -> JsonRequest {
         JsonRequest {
+            output_ceiling: None,
             body: body.as_object().unwrap().clone(),
         }
     }

@@ -43,6 +43,9 @@ pub enum Fault {
 #[derive(Debug, Clone)]
 pub struct JsonRequest {
     pub body: Map<String, Value>,
+    /// The output ceiling the budget reservation assumed, sent upstream when the client
+    /// named no limit so that the reservation really is an upper bound.
+    pub output_ceiling: Option<u64>,
 }
 
 impl JsonRequest {
@@ -66,7 +69,12 @@ impl JsonRequest {
             == Some(true)
     }
 
-    /// `max_completion_tokens`, else `max_tokens`.
+    /// The limit to send upstream: the client's own, else the reserved ceiling.
+    pub fn upstream_max_tokens(&self) -> Option<u64> {
+        self.max_output_tokens().or(self.output_ceiling)
+    }
+
+    /// `max_completion_tokens`, else `max_tokens`, as the client sent them.
     pub fn max_output_tokens(&self) -> Option<u64> {
         self.body
             .get("max_completion_tokens")

@@ -14,6 +14,7 @@ use super::{
     CallCx, Chunk, ChunkStream, JsonReply, JsonRequest, Provider, ProviderError,
     openai_error_message, openai_usage, read_json, send,
 };
+use crate::snapshot::ProviderKind;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OpenAi;
@@ -130,7 +131,7 @@ pub(super) async fn stream_call(
 }
 
 fn request_is_azure(cx: CallCx<'_>) -> bool {
-    cx.deployment.provider == crate::snapshot::ProviderKind::AzureOpenAi
+    cx.deployment.provider == ProviderKind::AzureOpenAi
 }
 
 /// One OpenAI SSE event → a [`Chunk`]; `Ok(None)` for the `[DONE]` terminator.
