@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::snapshot::file::StaticSnapshot;
 
 /// Top-level tables that are settings; every other table belongs to the snapshot.
-const SETTINGS_SECTIONS: &[&str] = &["server", "auth", "routing", "ledger"];
+const SETTINGS_SECTIONS: &[&str] = &["server", "auth", "routing", "ledger", "redis"];
 pub const ENV_PREFIX: &str = "TOLLGATE_";
 
 #[derive(Debug, Deserialize)]
@@ -26,6 +26,8 @@ pub struct Settings {
     pub routing: RoutingSettings,
     #[serde(default)]
     pub ledger: LedgerSettings,
+    #[serde(default)]
+    pub redis: RedisSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,11 +109,31 @@ impl Default for RoutingSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LedgerSettings {
-    /// `memory`: budgets enforced inside this process (standalone, one gateway).
+    /// `memory`: budgets enforced inside this process (one gateway).
+    /// `redis`: budgets shared by every gateway using the same Redis.
     pub kind: LedgerKind,
+    /// What to do when Redis cannot be reached: `fail_closed` answers 503 without calling
+    /// upstream; `fail_open` lets calls through up to `fail_open_cap_usd` per gateway.
+    pub on_redis_error: FailurePolicy,
+    /// Spend this gateway may allow while Redis is unreachable (USD, e.g. "5.00").
+    pub fail_open_cap_usd: String,
+    /// A reservation's lease: the call's longest possible duration plus this (ms); after
+    /// it, any gateway's reaper may release a reservation that was never settled.
+    pub lease_margin_ms: u64,
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        Self {
+            kind: LedgerKind::Memory,
+            on_redis_error: FailurePolicy::FailClosed,
+            fail_open_cap_usd: "0".into(),
+            lease_margin_ms: 60_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -119,6 +141,42 @@ pub struct LedgerSettings {
 pub enum LedgerKind {
     #[default]
     Memory,
+    Redis,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    #[default]
+    FailClosed,
+    FailOpen,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// `redis://host:port/`.
+    pub url: String,
+    /// Every key this gateway writes starts with it (then the org's hash tag).
+    pub key_prefix: String,
+    /// Per command (ms); a slower Redis counts as unreachable.
+    pub timeout_ms: u64,
+    /// How often health, queued settlements and expired leases are looked after (ms).
+    pub maintenance_interval_ms: u64,
+    /// Settlements kept while Redis is unreachable; beyond it they are dropped and counted.
+    pub settle_queue_capacity: usize,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379/".into(),
+            key_prefix: "tg:".into(),
+            timeout_ms: 500,
+            maintenance_interval_ms: 1000,
+            settle_queue_capacity: 100_000,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -209,6 +267,14 @@ impl Settings {
         }
         if self.routing.max_attempts == 0 {
             problems.push("routing.max_attempts: must be at least 1".to_owned());
+        }
+        if let Err(e) = crate::snapshot::file::parse_usd(&self.ledger.fail_open_cap_usd) {
+            problems.push(format!("ledger.fail_open_cap_usd: {e}"));
+        }
+        if self.redis.key_prefix.contains(['{', '}']) {
+            problems.push(
+                "redis.key_prefix: must not contain '{' or '}' (they delimit hash tags)".to_owned(),
+            );
         }
         if self.server.usage_queue_capacity == 0 {
             problems.push("server.usage_queue_capacity: must be at least 1".to_owned());

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{RoutingSettings, Settings};
@@ -29,8 +30,12 @@ pub struct Gateway {
     pub tasks: TaskTracker,
     pub metrics: PrometheusHandle,
     pub max_body_bytes: usize,
+    /// Added to a call's longest duration to make its reservation's lease.
+    pub lease_margin: Duration,
     pub gateway_id: String,
     pub region: String,
+    /// Stops background loops at shutdown.
+    pub shutdown: CancellationToken,
     pepper: SecretString,
 }
 
@@ -58,8 +63,10 @@ impl Gateway {
             tasks: TaskTracker::new(),
             metrics,
             max_body_bytes: settings.server.max_body_bytes,
+            lease_margin: Duration::from_millis(settings.ledger.lease_margin_ms),
             gateway_id: settings.server.gateway_id.clone(),
             region: settings.server.region.clone(),
+            shutdown: CancellationToken::new(),
             pepper: settings.auth.key_pepper.clone(),
         }
     }

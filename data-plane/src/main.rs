@@ -8,12 +8,17 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use metrics_exporter_prometheus::PrometheusBuilder;
+use tollgate_data_plane::config::LedgerKind;
 use tollgate_data_plane::config::{Loaded, Settings};
 use tollgate_data_plane::gateway::Gateway;
+use tollgate_data_plane::ledger::redis::RedisLedger;
 use tollgate_data_plane::ledger::{Ledgers, memory::MemoryLedger};
+use tollgate_data_plane::money::Micros;
 use tollgate_data_plane::pipeline::emit::{Emitter, run_consumer};
 use tollgate_data_plane::prices::PriceTable;
+use tollgate_data_plane::snapshot::file::parse_usd;
 use tollgate_data_plane::snapshot::live::Live;
+use tollgate_data_plane::snapshot::now_ms;
 use tollgate_data_plane::snapshot::{Credentials, Snapshot};
 use tollgate_data_plane::{api, keys};
 
@@ -30,7 +35,10 @@ Settings (all optional except auth.key_pepper):
                                          Prefer TOLLGATE_AUTH__KEY_PEPPER.
   [routing] max_attempts = 3  backoff_base_ms = 25  backoff_max_ms = 2000
             cooldown_failures = 3  cooldown_ms = 15000
-  [ledger]  kind = \"memory\"              budgets enforced inside this process
+  [ledger]  kind = \"memory\" | \"redis\"    in this process, or shared by every gateway
+            on_redis_error = \"fail_closed\" | \"fail_open\"   fail_open_cap_usd = \"0\"
+  [redis]   url = \"redis://127.0.0.1:6379/\"  key_prefix = \"tg:\"  timeout_ms = 500
+            maintenance_interval_ms = 1000  settle_queue_capacity = 100000
 
 Standalone mode: the same file holds the config a control plane would push:
   [[orgs]] id, name, limits = { rpm, tpm, max_concurrent }
@@ -184,7 +192,18 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         .context("installing the metrics recorder")?;
     let (emitter, events) = Emitter::new(settings.server.usage_queue_capacity);
     let consumer = tokio::spawn(run_consumer(events, settings.server.usage_log.clone()));
-    let ledger = Ledgers::Memory(MemoryLedger::default());
+    let ledger = match settings.ledger.kind {
+        LedgerKind::Memory => Ledgers::Memory(MemoryLedger::default()),
+        LedgerKind::Redis => {
+            let cap =
+                Micros(parse_usd(&settings.ledger.fail_open_cap_usd).map_err(anyhow::Error::msg)?);
+            Ledgers::Redis(Box::new(RedisLedger::new(
+                &settings.redis,
+                settings.ledger.on_redis_error,
+                cap,
+            )?))
+        }
+    };
     let version = snapshot.version;
     let gateway = Arc::new(Gateway::new(
         &settings,
@@ -194,6 +213,23 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         emitter,
         metrics,
     ));
+
+    if matches!(*gateway.ledger, Ledgers::Redis(_)) {
+        let interval = Duration::from_millis(settings.redis.maintenance_interval_ms.max(50));
+        let upkeep = gateway.clone();
+        gateway.tasks.spawn(async move {
+            loop {
+                if let Ledgers::Redis(ledger) = &*upkeep.ledger {
+                    let orgs: Vec<String> = upkeep.live.load().orgs.keys().cloned().collect();
+                    ledger.maintain(&orgs, now_ms()).await;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = upkeep.shutdown.cancelled() => break,
+                }
+            }
+        });
+    }
 
     let listener = tokio::net::TcpListener::bind(settings.server.listen)
         .await
@@ -213,6 +249,15 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         .await?;
 
     // Settle what is still open before exiting; settlements are quick.
+    gateway.shutdown.cancel();
+    if let Ledgers::Redis(ledger) = &*gateway.ledger {
+        // One last chance for settlements queued while Redis was away.
+        ledger.maintain(&[], now_ms()).await;
+        let left = ledger.pending_settlements();
+        if left > 0 {
+            tracing::error!(left, "settlements could not reach Redis before exit");
+        }
+    }
     gateway.tasks.close();
     if tokio::time::timeout(Duration::from_secs(10), gateway.tasks.wait())
         .await

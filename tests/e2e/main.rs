@@ -7,6 +7,7 @@
 mod conformance;
 mod gateway;
 mod isolation;
+mod ledger;
 mod mock_upstream;
 
 use std::sync::Once;

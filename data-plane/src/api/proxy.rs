@@ -3,7 +3,7 @@
 //! emit, with settle and emit owned by the [`CallGuard`] so no path can skip them.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Extension;
 use axum::body::Body;
@@ -27,9 +27,6 @@ use crate::pipeline::settle::CallGuard;
 use crate::pipeline::{request, reserve, route};
 use crate::providers::{Chunk, ChunkStream, Endpoint, ProviderError};
 use crate::snapshot::now_ms;
-
-/// Margin on top of the longest possible call before a reservation may be reclaimed.
-const RESERVATION_MARGIN: Duration = Duration::from_secs(60);
 
 pub async fn chat(
     State(gw): State<Arc<Gateway>>,
@@ -62,16 +59,22 @@ pub async fn embeddings(
 enum Success {
     Json {
         body: Value,
-        deployment: String,
-        rate: RateInfo,
+        meta: Meta,
     },
     Stream {
         first: Option<Chunk>,
         rest: ChunkStream,
         include_usage: bool,
-        deployment: String,
-        rate: RateInfo,
+        meta: Meta,
     },
+}
+
+/// What the response headers report about the call.
+struct Meta {
+    deployment: String,
+    rate: RateInfo,
+    /// The output ceiling a clamping budget imposed, if it did.
+    clamped: Option<u64>,
 }
 
 async fn handle(
@@ -99,23 +102,18 @@ async fn handle(
         event,
     );
     match run(&gw, endpoint, &id, &headers, body, &mut guard).await {
-        Ok(Success::Json {
-            body,
-            deployment,
-            rate,
-        }) => {
+        Ok(Success::Json { body, meta }) => {
             guard.first_byte();
             guard.finish(200);
             let mut response = axum::Json(body).into_response();
-            decorate(response.headers_mut(), &deployment, &rate);
+            decorate(response.headers_mut(), &meta);
             response
         }
         Ok(Success::Stream {
             first,
             rest,
             include_usage,
-            deployment,
-            rate,
+            meta,
         }) => {
             let mut response = Response::new(sse_body(first, rest, include_usage, guard));
             let h = response.headers_mut();
@@ -125,7 +123,7 @@ async fn handle(
             );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-            decorate(h, &deployment, &rate);
+            decorate(h, &meta);
             response
         }
         Err(error) => {
@@ -180,11 +178,20 @@ async fn run(
         .max()
         .unwrap_or_default();
     let deadline_ms = now_ms()
-        + i64::try_from((longest * gw.routing.max_attempts + RESERVATION_MARGIN).as_millis())
+        + i64::try_from((longest * gw.routing.max_attempts + gw.lease_margin).as_millis())
             .unwrap_or(i64::MAX);
-    let reservation = reserve::reserve(&gw.ledger, lines, estimate.amount, deadline_ms)
+    let prices = reserve::max_prices(&grant);
+    let reservation = reserve::reserve(&gw.ledger, lines, &estimate, &prices, deadline_ms)
         .await
         .inspect_err(|_| metrics::counter!("tollgate_reservations_refused_total").increment(1))?;
+    // A clamping budget granted less than the worst case: lower max_tokens to match.
+    let clamped = reservation
+        .as_ref()
+        .filter(|r| r.amount < estimate.amount)
+        .map(|r| reserve::affordable_output(r.amount, &estimate, &prices));
+    if let Some(tokens) = clamped {
+        req.clamp_output(tokens);
+    }
     guard.hold_reservation(reservation, estimate.prompt_tokens);
 
     let plan = route::plan(&grant.model, &gw.cooldowns, Instant::now());
@@ -209,6 +216,11 @@ async fn run(
     };
     let deployment = forwarded.deployment;
     guard.routed(&deployment.id, deployment.prices, forwarded.attempts);
+    let meta = Meta {
+        deployment: deployment.id.clone(),
+        rate,
+        clamped,
+    };
     Ok(match forwarded.answer {
         Answer::Json(reply) => {
             match reply.usage {
@@ -217,25 +229,26 @@ async fn run(
             }
             Success::Json {
                 body: reply.body,
-                deployment: deployment.id.clone(),
-                rate,
+                meta,
             }
         }
         Answer::Stream { first, rest } => Success::Stream {
             first,
             rest,
             include_usage: req.include_usage(),
-            deployment: deployment.id.clone(),
-            rate,
+            meta,
         },
     })
 }
 
-fn decorate(headers: &mut HeaderMap, deployment: &str, rate: &RateInfo) {
-    if let Ok(value) = HeaderValue::from_str(deployment) {
+fn decorate(headers: &mut HeaderMap, meta: &Meta) {
+    if let Ok(value) = HeaderValue::from_str(&meta.deployment) {
         headers.insert("x-tollgate-deployment", value);
     }
-    rate_headers(headers, rate);
+    if let Some(tokens) = meta.clamped {
+        headers.insert("x-tollgate-max-tokens-clamped", HeaderValue::from(tokens));
+    }
+    rate_headers(headers, &meta.rate);
 }
 
 /// Characters of generated text in a JSON answer, for estimating unreported usage.

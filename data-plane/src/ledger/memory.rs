@@ -41,6 +41,11 @@ impl MemoryLedger {
         self.lock().open.len()
     }
 
+    /// Whether reservation `id` was made here and is not settled yet.
+    pub fn holds(&self, id: &uuid::Uuid) -> bool {
+        self.lock().open.contains_key(id)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // Every critical section leaves the maps consistent before it can panic.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -54,25 +59,29 @@ fn key(line: &BudgetLine) -> (String, i64) {
 impl Ledger for MemoryLedger {
     async fn reserve(&self, request: ReserveRequest) -> Result<Reservation, ReserveError> {
         let mut state = self.lock();
+        let mut grant = request.amount;
         for line in &request.lines {
             let counter = state.counters.get(&key(line)).copied().unwrap_or_default();
             let remaining = line.limit - counter.spent - counter.reserved;
             if remaining < request.amount {
-                return Err(ReserveError::Insufficient {
-                    budget_id: line.budget_id.clone(),
-                    remaining: remaining.max(Micros::ZERO),
-                    needed: request.amount,
-                });
+                if !line.clamp || remaining < request.min_amount {
+                    return Err(ReserveError::Insufficient {
+                        budget_id: line.budget_id.clone(),
+                        remaining: remaining.max(Micros::ZERO),
+                        needed: request.amount,
+                    });
+                }
+                grant = grant.min(remaining);
             }
         }
         for line in &request.lines {
-            state.counters.entry(key(line)).or_default().reserved += request.amount;
+            state.counters.entry(key(line)).or_default().reserved += grant;
         }
-        state.open.insert(request.id, request.amount);
+        state.open.insert(request.id, grant);
         Ok(Reservation {
             id: request.id,
             lines: request.lines,
-            amount: request.amount,
+            amount: grant,
         })
     }
 
@@ -100,6 +109,8 @@ mod tests {
             org_id: "o".into(),
             period_start: 0,
             limit: Micros(limit),
+            clamp: false,
+            ttl_secs: 0,
         }
     }
 
@@ -108,8 +119,32 @@ mod tests {
             id: uuid::Uuid::now_v7(),
             lines,
             amount: Micros(amount),
+            min_amount: Micros(amount),
             deadline_ms: 0,
         }
+    }
+
+    #[tokio::test]
+    async fn a_clamping_budget_grants_what_is_left_down_to_the_minimum() {
+        let ledger = MemoryLedger::default();
+        let clamped = BudgetLine {
+            clamp: true,
+            ..line("c", 100)
+        };
+        let ask = |amount| ReserveRequest {
+            min_amount: Micros(10),
+            ..request(vec![clamped.clone()], amount)
+        };
+        assert_eq!(ledger.reserve(ask(70)).await.unwrap().amount, Micros(70));
+        assert_eq!(
+            ledger.reserve(ask(70)).await.unwrap().amount,
+            Micros(30),
+            "clamped to what is left"
+        );
+        assert!(
+            ledger.reserve(ask(70)).await.is_err(),
+            "nothing left for a minimal answer"
+        );
     }
 
     #[tokio::test]

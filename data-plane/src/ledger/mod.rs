@@ -7,9 +7,13 @@
 //! - **settle** replaces the reserved amount with the actual cost in every line of the
 //!   reservation (the lines remember their period, so a rollover in between does not
 //!   move the money), and is idempotent by reservation id;
-//! - **release** is settle with zero cost.
+//! - **release** is settle with zero cost;
+//! - **clamp**: when a short line allows clamping and can still pay `min_amount`, the
+//!   reservation is granted for what that line has left (`Reservation::amount` is then
+//!   below the request) and the caller lowers the call's output ceiling to match.
 
 pub mod memory;
+pub mod redis;
 
 use std::future::Future;
 
@@ -24,6 +28,10 @@ pub struct BudgetLine {
     /// Start of the budget period (Unix seconds, UTC); 0 for lifetime budgets.
     pub period_start: i64,
     pub limit: Micros,
+    /// A short budget may grant less than asked (down to `min_amount`) instead of refusing.
+    pub clamp: bool,
+    /// How long the period's counter must be kept (seconds); 0 = forever.
+    pub ttl_secs: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -32,6 +40,8 @@ pub struct ReserveRequest {
     pub id: uuid::Uuid,
     pub lines: Vec<BudgetLine>,
     pub amount: Micros,
+    /// The least a clamped reservation may be granted (a minimal answer).
+    pub min_amount: Micros,
     /// Unix ms after which an unsettled reservation may be reclaimed.
     pub deadline_ms: i64,
 }
@@ -41,6 +51,7 @@ pub struct ReserveRequest {
 pub struct Reservation {
     pub id: uuid::Uuid,
     pub lines: Vec<BudgetLine>,
+    /// What was granted: the requested amount, or less when a budget clamped it.
     pub amount: Micros,
 }
 
@@ -87,18 +98,31 @@ pub trait Ledger: Send + Sync {
 #[derive(Debug)]
 pub enum Ledgers {
     Memory(memory::MemoryLedger),
+    Redis(Box<redis::RedisLedger>),
 }
 
 impl Ledger for Ledgers {
     async fn reserve(&self, request: ReserveRequest) -> Result<Reservation, ReserveError> {
         match self {
             Self::Memory(l) => l.reserve(request).await,
+            Self::Redis(l) => l.reserve(request).await,
         }
     }
 
     async fn settle(&self, reservation: &Reservation, actual: Micros) -> Result<(), SettleError> {
         match self {
             Self::Memory(l) => l.settle(reservation, actual).await,
+            Self::Redis(l) => l.settle(reservation, actual).await,
+        }
+    }
+}
+
+impl Ledgers {
+    /// False while the ledger cannot take reservations (shown by `/readyz`).
+    pub fn healthy(&self) -> bool {
+        match self {
+            Self::Memory(_) => true,
+            Self::Redis(l) => l.healthy(),
         }
     }
 }

@@ -11,7 +11,7 @@ use super::authorize::Grant;
 use crate::ledger::{BudgetLine, Ledger, Ledgers, Reservation, ReserveError, ReserveRequest};
 use crate::money::{self, Micros, Prices};
 use crate::providers::{Endpoint, JsonRequest};
-use crate::snapshot::{Period, ScopeKind, Snapshot};
+use crate::snapshot::{ClampPolicy, Period, ScopeKind, Snapshot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Estimate {
@@ -89,11 +89,27 @@ pub fn budget_lines(
                 org_id: b.org_id.clone(),
                 period_start: period_start(b.period, now),
                 limit: b.amount,
+                clamp: b.clamp == ClampPolicy::Clamp,
+                ttl_secs: counter_ttl(b.period),
             });
         }
     }
     lines
 }
+
+/// How long a period's counter is kept: the period plus a margin for late settlements.
+fn counter_ttl(period: Period) -> u64 {
+    const DAY: u64 = 24 * 3600;
+    match period {
+        Period::Day => 2 * DAY,
+        Period::Week => 9 * DAY,
+        Period::Month => 33 * DAY,
+        Period::Total => 0,
+    }
+}
+
+/// Output tokens a clamped call must still afford, or it is refused outright.
+pub const MIN_CLAMPED_OUTPUT_TOKENS: u64 = 16;
 
 /// Start of the UTC calendar period containing `now` (Unix seconds); 0 for `Total`.
 pub fn period_start(period: Period, now: OffsetDateTime) -> i64 {
@@ -110,25 +126,43 @@ pub fn period_start(period: Period, now: OffsetDateTime) -> i64 {
     start.unix_timestamp()
 }
 
-/// Reserves `estimate.amount` in `lines`; `None` when no budget applies.
+/// Reserves `estimate.amount` in `lines` (or less, down to a minimal answer, where a
+/// budget clamps); `None` when no budget applies.
 pub async fn reserve(
     ledger: &Ledgers,
     lines: Vec<BudgetLine>,
-    amount: Micros,
+    estimate: &Estimate,
+    prices: &Prices,
     deadline_ms: i64,
 ) -> Result<Option<Reservation>, ReserveError> {
     if lines.is_empty() {
         return Ok(None);
     }
+    let minimal_output = estimate.max_output_tokens.min(MIN_CLAMPED_OUTPUT_TOKENS);
     ledger
         .reserve(ReserveRequest {
             id: uuid::Uuid::now_v7(),
             lines,
-            amount,
+            amount: estimate.amount,
+            min_amount: money::worst_case(estimate.prompt_tokens, minimal_output, prices),
             deadline_ms,
         })
         .await
         .map(Some)
+}
+
+/// Output tokens a granted amount pays for, after the prompt (for clamping max_tokens).
+pub fn affordable_output(granted: Micros, estimate: &Estimate, prices: &Prices) -> u64 {
+    let prompt = money::worst_case(estimate.prompt_tokens, 0, prices);
+    let left = (granted - prompt).0.max(0);
+    if prices.output <= 0 {
+        return estimate.max_output_tokens;
+    }
+    // tokens × price / 1M ≤ left  ⇔  tokens ≤ left × 1M / price (rounded down)
+    let tokens = i128::from(left) * 1_000_000 / i128::from(prices.output);
+    u64::try_from(tokens)
+        .unwrap_or(u64::MAX)
+        .min(estimate.max_output_tokens)
 }
 
 #[cfg(test)]

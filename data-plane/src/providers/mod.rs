@@ -69,6 +69,17 @@ impl JsonRequest {
             == Some(true)
     }
 
+    /// Lowers the output limit to `tokens` (a clamping budget could not pay for more),
+    /// overriding whatever the client asked for.
+    pub fn clamp_output(&mut self, tokens: u64) {
+        for field in ["max_completion_tokens", "max_tokens"] {
+            if self.body.contains_key(field) {
+                self.body.insert(field.into(), tokens.into());
+            }
+        }
+        self.output_ceiling = Some(tokens);
+    }
+
     /// The limit to send upstream: the client's own, else the reserved ceiling.
     pub fn upstream_max_tokens(&self) -> Option<u64> {
         self.max_output_tokens().or(self.output_ceiling)
