@@ -9,6 +9,7 @@ mod gateway;
 mod isolation;
 mod ledger;
 mod mock_upstream;
+mod shared_budget;
 
 use std::sync::Once;
 

@@ -142,6 +142,11 @@ impl GatewayProcess {
         std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
     }
 
+    /// Kills the gateway outright (SIGKILL): no graceful shutdown, nothing settled.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
     /// Stops the gateway gracefully (SIGTERM) and waits for it.
     pub async fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
         if let Some(pid) = self.child.id() {

@@ -1,0 +1,208 @@
+//! Budgets shared by several gateway processes through Redis: a hard limit under
+//! concurrency, the tightest scope wins, and a killed gateway's reservation comes back.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tollgate_tests::env::TestRedis;
+use tollgate_tests::gateway::{GatewayProcess, TestKey};
+use tollgate_tests::mock::MockUpstream;
+
+use crate::http;
+
+/// Output-only pricing: each call reserves exactly what it costs (8 tokens × 2 µ$), so
+/// the number of calls a budget affords is exact.
+const PRICES: &str = "prices = { input = 0, output = 2000000 }";
+const CALL_COST: i64 = 16;
+
+fn config(
+    redis: &TestRedis,
+    mock: &MockUpstream,
+    upstream: &str,
+    extra: &str,
+    keys: &str,
+) -> String {
+    format!(
+        "[ledger]\nkind = \"redis\"\nlease_margin_ms = 300\n\
+         [redis]\nurl = \"{url}\"\nkey_prefix = \"{prefix}\"\nmaintenance_interval_ms = 100\n\
+         [routing]\nmax_attempts = 1\n\
+         [[orgs]]\nid = \"acme\"\n[[teams]]\nid = \"search\"\norg = \"acme\"\n\
+         [[models]]\nname = \"chat\"\n\
+         [[deployments]]\nid = \"d\"\nmodel = \"chat\"\nprovider = \"openai\"\nbase_url = \"{base}\"\n\
+         upstream_model = \"{upstream}\"\n{PRICES}\ntimeouts = {{ total_ms = 1000, first_byte_ms = 1000 }}\n\
+         {extra}\n{keys}",
+        url = redis.url,
+        prefix = redis.prefix,
+        base = mock.openai_base_url(),
+    )
+}
+
+async fn call(gateway: &GatewayProcess, key: &TestKey) -> reqwest::Response {
+    http()
+        .post(format!("{}/chat/completions", gateway.v1()))
+        .bearer_auth(&key.full)
+        .json(&json!({"model": "chat", "max_tokens": 8, "messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// (spent, reserved) of a lifetime budget, read straight from Redis.
+async fn counter(redis: &TestRedis, budget: &str) -> (i64, i64) {
+    let mut con = redis.connection().await.unwrap();
+    let key = format!("{}{{org:acme}}:budget:{budget}:0", redis.prefix);
+    let (spent, reserved): (Option<i64>, Option<i64>) = redis::cmd("HMGET")
+        .arg(key)
+        .arg("spent")
+        .arg("reserved")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    (spent.unwrap_or(0), reserved.unwrap_or(0))
+}
+
+/// Sends `n` calls at once, spread over `gateways`; returns (successes, insufficient_quota).
+async fn storm(gateways: &[GatewayProcess], key: &TestKey, n: usize) -> (usize, usize) {
+    let calls = (0..n).map(|i| call(&gateways[i % gateways.len()], key));
+    let mut ok = 0;
+    let mut refused = 0;
+    for response in futures_util::future::join_all(calls).await {
+        match response.status().as_u16() {
+            200 => ok += 1,
+            429 => {
+                let body: Value = response.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "insufficient_quota");
+                refused += 1;
+            }
+            other => panic!(
+                "unexpected status {other}: {}",
+                response.text().await.unwrap_or_default()
+            ),
+        }
+    }
+    (ok, refused)
+}
+
+#[tokio::test]
+async fn three_gateways_never_overspend_a_shared_budget() {
+    let (redis, mock) = (
+        TestRedis::new().await.unwrap(),
+        MockUpstream::start().await.unwrap(),
+    );
+    let key = TestKey::new();
+    // Affords exactly 100 calls.
+    let budget = format!(
+        "[[budgets]]\nid = \"team-total\"\nscope = \"team:search\"\namount_usd = \"0.{:06}\"\nperiod = \"total\"\n",
+        100 * CALL_COST
+    );
+    let config = config(&redis, &mock, "m", &budget, &key.entry("search", ""));
+    let gateways =
+        futures_util::future::try_join_all((0..3).map(|_| GatewayProcess::start(&config, &[])))
+            .await
+            .unwrap();
+
+    let (ok, refused) = storm(&gateways, &key, 300).await;
+    assert_eq!(ok + refused, 300);
+    assert_eq!(ok, 100, "the budget affords exactly 100 calls");
+    assert_eq!(
+        mock.requests().len(),
+        100,
+        "refused calls never reached the provider"
+    );
+    let (spent, reserved) = counter(&redis, "team-total").await;
+    assert_eq!(spent, 100 * CALL_COST);
+    assert_eq!(reserved, 0, "nothing left reserved");
+}
+
+#[tokio::test]
+async fn the_tightest_scope_wins_and_nothing_is_reserved_elsewhere() {
+    let (redis, mock) = (
+        TestRedis::new().await.unwrap(),
+        MockUpstream::start().await.unwrap(),
+    );
+    let key = TestKey::new();
+    let budgets = format!(
+        "[[budgets]]\nid = \"k\"\nscope = \"key:{id}\"\namount_usd = \"0.000800\"\nperiod = \"total\"\n\
+         [[budgets]]\nid = \"t\"\nscope = \"team:search\"\namount_usd = \"0.001600\"\nperiod = \"total\"\n\
+         [[budgets]]\nid = \"o\"\nscope = \"org:acme\"\namount_usd = \"0.003200\"\nperiod = \"total\"\n",
+        id = key.public_id
+    );
+    let config = config(&redis, &mock, "m", &budgets, &key.entry("search", ""));
+    let gateways =
+        futures_util::future::try_join_all((0..3).map(|_| GatewayProcess::start(&config, &[])))
+            .await
+            .unwrap();
+    let (ok, _) = storm(&gateways, &key, 120).await;
+    assert_eq!(ok, 800 / 16);
+    for (budget, expected) in [("k", 800), ("t", 800), ("o", 800)] {
+        assert_eq!(
+            counter(&redis, budget).await,
+            (expected, 0),
+            "budget {budget}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_killed_gateways_reservation_is_reaped_after_its_deadline() {
+    let (redis, mock) = (
+        TestRedis::new().await.unwrap(),
+        MockUpstream::start().await.unwrap(),
+    );
+    let key = TestKey::new();
+    let budget = "[[budgets]]\nid = \"b\"\nscope = \"team:search\"\namount_usd = \"1.00\"\nperiod = \"total\"\n";
+    // The upstream never answers within the deployment's 1 s; the lease is 1 s + 0.3 s.
+    let config = config(
+        &redis,
+        &mock,
+        "m+ttfb=30000",
+        budget,
+        &key.entry("search", ""),
+    );
+    let mut doomed = GatewayProcess::start(&config, &[]).await.unwrap();
+    let survivor = GatewayProcess::start(&config, &[]).await.unwrap();
+
+    let url = doomed.v1();
+    let full = key.full.clone();
+    let in_flight = tokio::spawn(async move {
+        http()
+            .post(format!("{url}/chat/completions"))
+            .bearer_auth(full)
+            .json(&json!({"model": "chat", "max_tokens": 8, "messages": [{"role": "user", "content": "hello"}]}))
+            .send()
+            .await
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while counter(&redis, "b").await.1 == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the call never reserved"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    doomed.kill().await;
+    assert!(
+        in_flight.await.unwrap().is_err(),
+        "the client saw its gateway die"
+    );
+    assert_eq!(
+        counter(&redis, "b").await,
+        (0, CALL_COST),
+        "the dead gateway's reservation is still held"
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while counter(&redis, "b").await.1 != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reaper never released it"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        counter(&redis, "b").await,
+        (0, 0),
+        "the budget is whole again"
+    );
+    drop(survivor);
+}
