@@ -22,7 +22,7 @@ use crate::gateway::Gateway;
 use crate::pipeline::authenticate::authenticate;
 use crate::pipeline::authorize::authorize;
 use crate::pipeline::forward::{Answer, Forwarder};
-use crate::pipeline::limit::RateInfo;
+use crate::pipeline::limit::{RateInfo, limit};
 use crate::pipeline::settle::CallGuard;
 use crate::pipeline::{request, reserve, route};
 use crate::providers::{Chunk, ChunkStream, Endpoint, ProviderError};
@@ -162,14 +162,7 @@ async fn run(
     if endpoint != Endpoint::Embeddings {
         req.output_ceiling = Some(estimate.max_output_tokens);
     }
-    let (permit, rate) = gw.limiter.admit(
-        &caller,
-        estimate.prompt_tokens + estimate.max_output_tokens,
-        now_ms(),
-    )?;
-    guard.hold_permit(permit);
-
-    let lines = reserve::budget_lines(&snapshot, &caller, OffsetDateTime::now_utc());
+    // The lease of everything this call holds: its longest possible duration + margin.
     let longest = grant
         .model
         .deployments
@@ -180,6 +173,20 @@ async fn run(
     let deadline_ms = now_ms()
         + i64::try_from((longest * gw.routing.max_attempts + gw.lease_margin).as_millis())
             .unwrap_or(i64::MAX);
+    let tokens = estimate.prompt_tokens + estimate.max_output_tokens;
+    let (permit, rate) = limit(
+        &gw.limiter,
+        &gw.ledger,
+        &gw.tasks,
+        &caller,
+        tokens,
+        now_ms(),
+        deadline_ms,
+    )
+    .await?;
+    guard.hold_permit(permit);
+
+    let lines = reserve::budget_lines(&snapshot, &caller, OffsetDateTime::now_utc());
     let prices = reserve::max_prices(&grant);
     let reservation = reserve::reserve(&gw.ledger, lines, &estimate, &prices, deadline_ms)
         .await

@@ -14,6 +14,7 @@
 
 pub mod memory;
 pub mod redis;
+pub mod redis_limits;
 
 use std::future::Future;
 

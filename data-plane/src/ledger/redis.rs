@@ -42,7 +42,7 @@ pub struct RedisLedger {
     client: ::redis::Client,
     connection: OnceLock<ConnectionManager>,
     prefix: String,
-    timeout: Duration,
+    pub(super) timeout: Duration,
     policy: FailurePolicy,
     healthy: AtomicBool,
     /// Reservations made while Redis was unreachable (fail_open), capped per gateway.
@@ -105,11 +105,11 @@ impl RedisLedger {
         self.healthy.load(Ordering::Relaxed)
     }
 
-    fn connection(&self) -> Option<ConnectionManager> {
+    pub(super) fn connection(&self) -> Option<ConnectionManager> {
         self.connection.get().cloned()
     }
 
-    fn tag(&self, org: &str) -> String {
+    pub(super) fn tag(&self, org: &str) -> String {
         format!("{}{{org:{org}}}", self.prefix)
     }
 
@@ -360,11 +360,11 @@ impl RedisLedger {
     }
 }
 
-fn not_connected() -> ::redis::RedisError {
+pub(super) fn not_connected() -> ::redis::RedisError {
     ::redis::RedisError::from((::redis::ErrorKind::Io, "Redis ledger not connected yet"))
 }
 
-fn timeout_error() -> ::redis::RedisError {
+pub(super) fn timeout_error() -> ::redis::RedisError {
     ::redis::RedisError::from((::redis::ErrorKind::Io, "Redis ledger timed out"))
 }
 

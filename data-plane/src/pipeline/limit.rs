@@ -1,14 +1,20 @@
 //! Step 3: rate limits — requests/min, tokens/min and requests in flight — on every
 //! scope of the caller (key, project, team, org) that sets them.
 //!
-//! This is the in-process limiter (one gateway). Limits shared by a fleet come with the
-//! Redis ledger; the step's interface stays the same.
+//! With the Redis ledger the counters are shared by every gateway (one atomic script per
+//! call, see `ledger::redis_limits`); with the in-process ledger — or while Redis is
+//! unreachable — they are this gateway's own. A caller with no limits anywhere costs
+//! nothing here (no lock, no round trip).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio_util::task::TaskTracker;
+
 use super::authenticate::Caller;
+use crate::ledger::Ledgers;
+use crate::ledger::redis_limits::{Refusal, SharedSlots};
 use crate::snapshot::{Limits, ScopeKind};
 
 const WINDOW_MS: i64 = 60_000;
@@ -27,11 +33,34 @@ struct ScopeState {
     in_flight: u32,
 }
 
-/// Concurrency slots held by one call; released on drop.
+/// Concurrency slots held by one call; released on drop (and, in Redis, the tokens/min
+/// estimate corrected to what the call really used).
 #[derive(Debug)]
 pub struct Permit {
-    limiter: Arc<LocalLimiter>,
-    held: Vec<(ScopeKind, String)>,
+    held: Held,
+    estimated_tokens: u64,
+    actual_tokens: Option<u64>,
+}
+
+#[derive(Debug)]
+enum Held {
+    Nothing,
+    Local {
+        limiter: Arc<LocalLimiter>,
+        scopes: Vec<(ScopeKind, String)>,
+    },
+    Redis {
+        ledger: Arc<Ledgers>,
+        tasks: TaskTracker,
+        slots: SharedSlots,
+    },
+}
+
+impl Permit {
+    /// Tokens the call really used (prompt + completion), for the tokens/min correction.
+    pub fn actual_tokens(&mut self, tokens: u64) {
+        self.actual_tokens = Some(tokens);
+    }
 }
 
 /// What the `x-ratelimit-*` headers report (the scope with the least headroom).
@@ -56,13 +85,152 @@ pub struct LimitError {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let mut scopes = self.limiter.lock();
-        for key in &self.held {
-            if let Some(state) = scopes.get_mut(key) {
-                state.in_flight = state.in_flight.saturating_sub(1);
+        match std::mem::replace(&mut self.held, Held::Nothing) {
+            Held::Nothing => {}
+            Held::Local { limiter, scopes } => {
+                let mut state = limiter.lock();
+                for key in &scopes {
+                    if let Some(s) = state.get_mut(key) {
+                        s.in_flight = s.in_flight.saturating_sub(1);
+                    }
+                }
+            }
+            Held::Redis {
+                ledger,
+                tasks,
+                slots,
+            } => {
+                let delta = self.actual_tokens.map_or(0, |actual| {
+                    i64::try_from(actual).unwrap_or(i64::MAX)
+                        - i64::try_from(self.estimated_tokens).unwrap_or(i64::MAX)
+                });
+                tasks.spawn(async move {
+                    if let Ledgers::Redis(redis) = &*ledger
+                        && let Err(e) = redis.release_slots(&slots, delta).await
+                    {
+                        // The slots expire with their lease anyway.
+                        tracing::warn!(error = %e, "could not release rate-limit slots");
+                    }
+                });
             }
         }
     }
+}
+
+/// The caller's scopes that set any limit.
+fn limited_scopes<'c>(caller: &Caller<'c>) -> Vec<(ScopeKind, &'c str, Limits)> {
+    let mut scopes: Vec<(ScopeKind, &str, Limits)> = vec![
+        (ScopeKind::Key, &caller.key.public_id, caller.key.limits),
+        (ScopeKind::Team, &caller.team.id, caller.team.limits),
+        (ScopeKind::Org, &caller.org.id, caller.org.limits),
+    ];
+    if let Some(project) = caller.project {
+        scopes.push((ScopeKind::Project, &project.id, project.limits));
+    }
+    scopes.retain(|(_, _, limits)| !limits.is_unlimited());
+    scopes
+}
+
+fn window(now_ms: i64) -> (i64, Duration) {
+    let start = now_ms - now_ms.rem_euclid(WINDOW_MS);
+    (
+        start,
+        Duration::from_millis(u64::try_from(start + WINDOW_MS - now_ms).unwrap_or(0)),
+    )
+}
+
+/// The step: admit a call estimated at `tokens`, holding its slots until `lease_deadline_ms`
+/// at the latest.
+pub async fn limit(
+    local: &Arc<LocalLimiter>,
+    ledger: &Arc<Ledgers>,
+    tasks: &TaskTracker,
+    caller: &Caller<'_>,
+    tokens: u64,
+    now_ms: i64,
+    lease_deadline_ms: i64,
+) -> Result<(Permit, RateInfo), Box<LimitError>> {
+    let scopes = limited_scopes(caller);
+    let (window_start, reset) = window(now_ms);
+    if scopes.is_empty() {
+        let permit = Permit {
+            held: Held::Nothing,
+            estimated_tokens: tokens,
+            actual_tokens: None,
+        };
+        return Ok((
+            permit,
+            RateInfo {
+                reset,
+                ..RateInfo::default()
+            },
+        ));
+    }
+    if let Ledgers::Redis(redis) = &**ledger {
+        let shared: Vec<(ScopeKind, &str, Limits)> = scopes.clone();
+        match redis
+            .admit(
+                &caller.org.id,
+                &shared,
+                tokens,
+                now_ms,
+                window_start,
+                lease_deadline_ms,
+            )
+            .await
+        {
+            Ok(Ok((slots, requests, token_room))) => {
+                let permit = Permit {
+                    held: Held::Redis {
+                        ledger: ledger.clone(),
+                        tasks: tasks.clone(),
+                        slots,
+                    },
+                    estimated_tokens: tokens,
+                    actual_tokens: None,
+                };
+                return Ok((
+                    permit,
+                    RateInfo {
+                        requests,
+                        tokens: token_room,
+                        reset,
+                    },
+                ));
+            }
+            Ok(Err(Refusal {
+                index,
+                kind,
+                limit,
+                remaining_requests,
+                remaining_tokens,
+            })) => {
+                let (scope, id, limits) = scopes[index];
+                let (what, retry_after) = match kind {
+                    1 => ("requests per minute", reset),
+                    2 => ("tokens per minute", reset),
+                    _ => ("concurrent requests", Duration::from_secs(1)),
+                };
+                return Err(Box::new(LimitError {
+                    scope,
+                    scope_id: id.to_owned(),
+                    what,
+                    limit,
+                    retry_after,
+                    info: RateInfo {
+                        requests: limits.rpm.map(|rpm| (u64::from(rpm), remaining_requests)),
+                        tokens: limits.tpm.map(|tpm| (tpm, remaining_tokens)),
+                        reset,
+                    },
+                }));
+            }
+            Err(e) => {
+                metrics::counter!("tollgate_rate_limit_fallbacks_total").increment(1);
+                tracing::warn!(error = %e, "Redis unreachable: rate limits count on this gateway only");
+            }
+        }
+    }
+    local.admit(caller, tokens, now_ms)
 }
 
 impl LocalLimiter {
@@ -78,31 +246,12 @@ impl LocalLimiter {
         tokens: u64,
         now_ms: i64,
     ) -> Result<(Permit, RateInfo), Box<LimitError>> {
-        let mut scopes: Vec<(ScopeKind, &str, Limits)> = vec![
-            (ScopeKind::Key, &caller.key.public_id, caller.key.limits),
-            (ScopeKind::Team, &caller.team.id, caller.team.limits),
-            (ScopeKind::Org, &caller.org.id, caller.org.limits),
-        ];
-        if let Some(project) = caller.project {
-            scopes.push((ScopeKind::Project, &project.id, project.limits));
-        }
-        scopes.retain(|(_, _, limits)| !limits.is_unlimited());
-        let window_start = now_ms - now_ms.rem_euclid(WINDOW_MS);
-        let reset =
-            Duration::from_millis(u64::try_from(window_start + WINDOW_MS - now_ms).unwrap_or(0));
+        let scopes = limited_scopes(caller);
+        let (window_start, reset) = window(now_ms);
         let mut info = RateInfo {
             reset,
             ..RateInfo::default()
         };
-        if scopes.is_empty() {
-            return Ok((
-                Permit {
-                    limiter: self.clone(),
-                    held: Vec::new(),
-                },
-                info,
-            ));
-        }
 
         let mut state = self.lock();
         for (kind, id, limits) in &scopes {
@@ -176,12 +325,14 @@ impl LocalLimiter {
             }
         }
         drop(state);
-        Ok((
-            Permit {
+        let permit = Permit {
+            held: Held::Local {
                 limiter: self.clone(),
-                held,
+                scopes: held,
             },
-            info,
-        ))
+            estimated_tokens: tokens,
+            actual_tokens: None,
+        };
+        Ok((permit, info))
     }
 }

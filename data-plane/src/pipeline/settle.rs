@@ -146,6 +146,9 @@ impl Drop for CallGuard {
         } else {
             Micros::ZERO
         };
+        if let Some(permit) = self._permit.as_mut() {
+            permit.actual_tokens(usage.prompt_total() + usage.output);
+        }
         let event = &mut self.event;
         if !self.finished {
             event.status = CallStatus::ClientDisconnected as i32;
