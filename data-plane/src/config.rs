@@ -157,6 +157,10 @@ pub enum FailurePolicy {
 pub struct RedisSettings {
     /// `redis://host:port/`.
     pub url: String,
+    /// Talk to a Redis Cluster (keys are hash-tagged per org, so every script stays on one
+    /// slot). The cluster is discovered from `cluster_nodes`, or from `url` if empty.
+    pub cluster: bool,
+    pub cluster_nodes: Vec<String>,
     /// Every key this gateway writes starts with it (then the org's hash tag).
     pub key_prefix: String,
     /// Per command (ms); a slower Redis counts as unreachable.
@@ -171,6 +175,8 @@ impl Default for RedisSettings {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:6379/".into(),
+            cluster: false,
+            cluster_nodes: Vec::new(),
             key_prefix: "tg:".into(),
             timeout_ms: 500,
             maintenance_interval_ms: 1000,

@@ -37,7 +37,9 @@ Settings (all optional except auth.key_pepper):
             cooldown_failures = 3  cooldown_ms = 15000
   [ledger]  kind = \"memory\" | \"redis\"    in this process, or shared by every gateway
             on_redis_error = \"fail_closed\" | \"fail_open\"   fail_open_cap_usd = \"0\"
+            lease_margin_ms = 60000      a reservation's lease beyond the call's longest time
   [redis]   url = \"redis://127.0.0.1:6379/\"  key_prefix = \"tg:\"  timeout_ms = 500
+            cluster = false  cluster_nodes = [\"redis://node1:6379/\", ...]
             maintenance_interval_ms = 1000  settle_queue_capacity = 100000
 
 Standalone mode: the same file holds the config a control plane would push:

@@ -9,8 +9,8 @@ use tollgate_data_plane::ledger::memory::MemoryLedger;
 use tollgate_data_plane::ledger::redis::RedisLedger;
 use tollgate_data_plane::ledger::{BudgetLine, Ledger, ReserveError, ReserveRequest};
 use tollgate_data_plane::money::Micros;
-use tollgate_data_plane::snapshot::now_ms;
-use tollgate_tests::env::{RedisServer, TestRedis};
+use tollgate_data_plane::snapshot::{Limits, ScopeKind, now_ms};
+use tollgate_tests::env::{RedisCluster, RedisServer, TestRedis};
 
 fn settings(url: &str, prefix: &str) -> RedisSettings {
     RedisSettings {
@@ -252,6 +252,79 @@ async fn settlements_survive_a_redis_outage_and_are_applied_when_it_returns() {
     // Settling again (a retry that raced) does not count it twice.
     l.settle(&held, Micros(70)).await.unwrap();
     assert_eq!(l.counter(&budget).await.unwrap(), (Micros(70), Micros(0)));
+}
+
+#[tokio::test]
+async fn the_same_scripts_run_on_a_redis_cluster() {
+    let cluster = RedisCluster::start(3).await.unwrap();
+    let settings = RedisSettings {
+        cluster: true,
+        cluster_nodes: cluster.nodes.clone(),
+        timeout_ms: 1000,
+        ..settings(&cluster.nodes[0], "tgtest:cluster:")
+    };
+    let l = RedisLedger::new(&settings, FailurePolicy::FailClosed, Micros(0)).unwrap();
+    l.connect().await.unwrap();
+    // Several orgs, so the keys land on different slots (and nodes).
+    let orgs: Vec<String> = (0..6).map(|i| format!("org{i}")).collect();
+    for org in &orgs {
+        let lines: Vec<BudgetLine> = ["key", "team", "org"]
+            .iter()
+            .map(|b| BudgetLine {
+                org_id: org.clone(),
+                ..line(b, 100, 0)
+            })
+            .collect();
+        let held = l.reserve(ask(lines.clone(), 60)).await.unwrap();
+        assert!(matches!(
+            l.reserve(ask(lines.clone(), 60)).await,
+            Err(ReserveError::Insufficient { .. })
+        ));
+        l.settle(&held, Micros(25)).await.unwrap();
+        let expired = ReserveRequest {
+            deadline_ms: now_ms() - 1,
+            ..ask(lines.clone(), 10)
+        };
+        l.reserve(expired).await.unwrap();
+        for line in &lines {
+            assert_eq!(
+                l.counter(line).await.unwrap(),
+                (Micros(25), Micros(10)),
+                "{org}"
+            );
+        }
+    }
+    assert_eq!(l.reap(&orgs, now_ms()).await.unwrap(), orgs.len());
+    l.maintain(&orgs, now_ms()).await;
+    assert!(l.healthy());
+
+    // Rate-limit scripts too: a concurrency limit of 1 on a team.
+    let limits = Limits {
+        max_concurrent: Some(1),
+        ..Limits::default()
+    };
+    let scopes = [(ScopeKind::Team, "t", limits)];
+    let now = now_ms();
+    let (slots, _, _) = l
+        .admit("org0", &scopes, 10, now, 0, now + 10_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        l.admit("org0", &scopes, 10, now, 0, now + 10_000)
+            .await
+            .unwrap()
+            .is_err(),
+        "second call over the limit"
+    );
+    l.release_slots(&slots, 0).await.unwrap();
+    assert!(
+        l.admit("org0", &scopes, 10, now, 0, now + 10_000)
+            .await
+            .unwrap()
+            .is_ok(),
+        "slot given back"
+    );
 }
 
 /// One operation of the property test.

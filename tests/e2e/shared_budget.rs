@@ -284,3 +284,97 @@ async fn requests_per_minute_are_counted_fleet_wide() {
         "{statuses:?}"
     );
 }
+
+#[tokio::test]
+async fn a_redis_restart_fails_closed_then_recovers_keeping_queued_spend() {
+    let mut server = tollgate_tests::env::RedisServer::start().await.unwrap();
+    let redis = TestRedis::new().await.unwrap(); // only for its prefix
+    let mock = MockUpstream::start().await.unwrap();
+    let key = TestKey::new();
+    let budget = "[[budgets]]\nid = \"b\"\nscope = \"team:search\"\namount_usd = \"1.00\"\nperiod = \"total\"\n";
+    let config = config(
+        &redis,
+        &mock,
+        "m+ttfb=600",
+        budget,
+        &key.entry("search", ""),
+    )
+    .replace(
+        &format!("url = \"{}\"", redis.url),
+        &format!("url = \"{}\"", server.url()),
+    );
+    let gateway = GatewayProcess::start(&config, &[]).await.unwrap();
+    let ready = || async {
+        http()
+            .get(format!("{}/readyz", gateway.url))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while ready().await != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A call in flight when Redis goes away settles later, from the gateway's queue.
+    let in_flight = {
+        let (url, full) = (gateway.v1(), key.full.clone());
+        tokio::spawn(async move {
+            http()
+                .post(format!("{url}/chat/completions"))
+                .bearer_auth(full)
+                .json(&json!({"model": "chat", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.stop();
+    assert_eq!(in_flight.await.unwrap(), 200);
+
+    let refused = call(&gateway, &key).await;
+    assert_eq!(refused.status(), 503, "fail closed: no Redis, no call");
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["error"]["code"],
+        "ledger_unavailable"
+    );
+    assert_eq!(
+        mock.requests().len(),
+        1,
+        "the refused call never reached the provider"
+    );
+    assert_eq!(ready().await, 503);
+
+    server.restart().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while ready().await != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let spent_key = format!("{}{{org:acme}}:budget:b:0", redis.prefix);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let spent: Option<i64> = redis::cmd("HGET")
+            .arg(&spent_key)
+            .arg("spent")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if spent == Some(CALL_COST) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "queued spend never arrived: {spent:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(call(&gateway, &key).await.status(), 200, "serving again");
+}

@@ -309,6 +309,120 @@ impl Drop for RedisServer {
     }
 }
 
+/// A throwaway Redis Cluster of `n` masters on free loopback ports (created with
+/// `redis-cli --cluster create`), for checking that the ledger's hash-tagged scripts run
+/// on a cluster. Killed, with its files, on drop.
+pub struct RedisCluster {
+    pub nodes: Vec<String>,
+    children: Vec<std::process::Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    pub async fn start(n: usize) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut ports = Vec::new();
+        while ports.len() < n {
+            let port = std::net::TcpListener::bind(("127.0.0.1", 0))?
+                .local_addr()?
+                .port();
+            // The cluster bus listens on port + 10000.
+            if port < 55_000 && !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            children: Vec::new(),
+            _dir: dir,
+        };
+        for port in &ports {
+            let child = std::process::Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--cluster-enabled",
+                    "yes",
+                ])
+                .args([
+                    "--cluster-config-file",
+                    &format!("nodes-{port}.conf"),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .current_dir(cluster._dir.path())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .context("starting redis-server for the cluster")?;
+            cluster.children.push(child);
+            cluster.nodes.push(format!("redis://127.0.0.1:{port}/"));
+        }
+        for node in &cluster.nodes {
+            wait_for_ping(node).await?;
+        }
+        let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let created = tokio::process::Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .await
+            .context("running redis-cli --cluster create")?;
+        anyhow::ensure!(
+            created.status.success(),
+            "cluster create failed: {}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        for node in &cluster.nodes {
+            let client = redis::Client::open(node.as_str())?;
+            let mut con = client.get_multiplexed_async_connection().await?;
+            let mut ready = false;
+            for _ in 0..200 {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut con)
+                    .await?;
+                if info.contains("cluster_state:ok") {
+                    ready = true;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            anyhow::ensure!(ready, "cluster never became ready at {node}");
+        }
+        Ok(cluster)
+    }
+}
+
+async fn wait_for_ping(url: &str) -> anyhow::Result<()> {
+    let client = redis::Client::open(url)?;
+    for _ in 0..100 {
+        if let Ok(mut con) = client.get_multiplexed_async_connection().await
+            && redis::cmd("PING")
+                .query_async::<String>(&mut con)
+                .await
+                .is_ok()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("{url} did not come up")
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

@@ -12,17 +12,22 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready once a snapshot is loaded (version > 0).
+/// Ready once a snapshot is loaded (version > 0) and the budget ledger is reachable.
 pub async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
     let version = gw.live.version();
-    if version > 0 {
-        (StatusCode::OK, format!("ready: config version {version}"))
-    } else {
-        (
+    if version == 0 {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: no config loaded".to_owned(),
-        )
+        );
     }
+    if !gw.ledger.healthy() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: budget ledger (Redis) unreachable".to_owned(),
+        );
+    }
+    (StatusCode::OK, format!("ready: config version {version}"))
 }
 
 pub async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {

@@ -21,8 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
-use ::redis::{AsyncCommands, Script};
+use ::redis::aio::{ConnectionLike, ConnectionManager};
+use ::redis::cluster::ClusterClient;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::{AsyncCommands, Cmd, Pipeline, RedisFuture, Script, Value};
 
 use super::memory::MemoryLedger;
 use super::{BudgetLine, Ledger, Reservation, ReserveError, ReserveRequest, SettleError};
@@ -39,8 +41,8 @@ const REAP_BATCH: isize = 200;
 
 #[derive(Debug)]
 pub struct RedisLedger {
-    client: ::redis::Client,
-    connection: OnceLock<ConnectionManager>,
+    target: Target,
+    connection: OnceLock<Conn>,
     prefix: String,
     pub(super) timeout: Duration,
     policy: FailurePolicy,
@@ -55,6 +57,58 @@ pub struct RedisLedger {
     seed: Script,
 }
 
+/// Where the ledger lives.
+#[derive(Debug)]
+enum Target {
+    Single(::redis::Client),
+    Cluster(ClusterClient),
+}
+
+/// A connection to one Redis or to a Redis Cluster. Both reconnect by themselves; the
+/// cluster one also follows slot moves. Everything here runs on either.
+#[derive(Clone)]
+pub(super) enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Single(_) => "Conn::Single",
+            Self::Cluster(_) => "Conn::Cluster",
+        })
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RedisLedgerError {
     #[error("invalid Redis URL")]
@@ -67,8 +121,26 @@ impl RedisLedger {
         policy: FailurePolicy,
         fallback_cap: Micros,
     ) -> Result<Self, RedisLedgerError> {
+        let timeout = Duration::from_millis(settings.timeout_ms);
+        let target = if settings.cluster {
+            let nodes = if settings.cluster_nodes.is_empty() {
+                vec![settings.url.clone()]
+            } else {
+                settings.cluster_nodes.clone()
+            };
+            let client = ClusterClient::builder(nodes)
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .build()
+                .map_err(RedisLedgerError::Url)?;
+            Target::Cluster(client)
+        } else {
+            Target::Single(
+                ::redis::Client::open(settings.url.as_str()).map_err(RedisLedgerError::Url)?,
+            )
+        };
         Ok(Self {
-            client: ::redis::Client::open(settings.url.as_str()).map_err(RedisLedgerError::Url)?,
+            target,
             connection: OnceLock::new(),
             prefix: settings.key_prefix.clone(),
             timeout: Duration::from_millis(settings.timeout_ms),
@@ -90,13 +162,18 @@ impl RedisLedger {
         if self.connection.get().is_some() {
             return Ok(());
         }
-        let config = ::redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(1));
-        let manager = ConnectionManager::new_with_config(self.client.clone(), config).await?;
-        let _ = self.connection.set(manager);
+        let connection = match &self.target {
+            Target::Single(client) => {
+                let config = ::redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_secs(1));
+                Conn::Single(ConnectionManager::new_with_config(client.clone(), config).await?)
+            }
+            Target::Cluster(client) => Conn::Cluster(client.get_async_connection().await?),
+        };
+        let _ = self.connection.set(connection);
         self.healthy.store(true, Ordering::Relaxed);
         Ok(())
     }
@@ -105,7 +182,7 @@ impl RedisLedger {
         self.healthy.load(Ordering::Relaxed)
     }
 
-    pub(super) fn connection(&self) -> Option<ConnectionManager> {
+    pub(super) fn connection(&self) -> Option<Conn> {
         self.connection.get().cloned()
     }
 
