@@ -61,7 +61,7 @@ pub struct RedisLedger {
 #[derive(Debug)]
 enum Target {
     Single(::redis::Client),
-    Cluster(ClusterClient),
+    Cluster(Box<ClusterClient>),
 }
 
 /// A connection to one Redis or to a Redis Cluster. Both reconnect by themselves; the
@@ -133,7 +133,7 @@ impl RedisLedger {
                 .response_timeout(timeout)
                 .build()
                 .map_err(RedisLedgerError::Url)?;
-            Target::Cluster(client)
+            Target::Cluster(Box::new(client))
         } else {
             Target::Single(
                 ::redis::Client::open(settings.url.as_str()).map_err(RedisLedgerError::Url)?,
