@@ -575,3 +575,33 @@ async fn shutdown_finishes_and_settles_calls_in_flight() {
         "its usage event was written before exit"
     );
 }
+
+#[tokio::test]
+async fn a_clamping_budget_lowers_max_tokens_instead_of_refusing() {
+    // 40 µ$ left at 2 µ$ per output token (prompt tokens free here): 100 output tokens
+    // are not affordable, 20 are.
+    let mock = MockUpstream::start().await.unwrap();
+    let key = TestKey::new();
+    let config = format!(
+        "[[orgs]]\nid = \"acme\"\n[[teams]]\nid = \"t\"\norg = \"acme\"\n[[models]]\nname = \"chat\"\n\
+         [[deployments]]\nid = \"d\"\nmodel = \"chat\"\nprovider = \"openai\"\nbase_url = \"{}\"\nprices = {{ input = 0, output = 2000000 }}\n\
+         [[budgets]]\nscope = \"team:t\"\namount_usd = \"0.000040\"\nperiod = \"day\"\nclamp = \"clamp\"\n{}",
+        mock.openai_base_url(),
+        key.entry("t", "")
+    );
+    let gateway = GatewayProcess::start(&config, &[]).await.unwrap();
+    let response = http()
+        .post(format!("{}/chat/completions", gateway.v1()))
+        .bearer_auth(&key.full)
+        .json(&json!({"model": "chat", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-tollgate-max-tokens-clamped"], "20");
+    assert_eq!(
+        mock.requests()[0].json()["max_tokens"],
+        20,
+        "the provider was asked for what the budget affords"
+    );
+}

@@ -153,6 +153,18 @@ async fn the_reaper_releases_expired_leases_once() {
     assert_eq!(l.counter(&budget).await.unwrap(), (Micros(5), Micros(0)));
 }
 
+/// A durable ledger standing in for the control plane's rollups.
+struct Durable(Vec<i64>);
+
+impl tollgate_data_plane::ledger::SpendSource for Durable {
+    async fn spent(
+        &self,
+        lines: &[BudgetLine],
+    ) -> Result<Vec<Micros>, tollgate_data_plane::ledger::SettleError> {
+        Ok(lines.iter().zip(&self.0).map(|(_, s)| Micros(*s)).collect())
+    }
+}
+
 #[tokio::test]
 async fn reseeding_takes_the_larger_spend() {
     let redis = TestRedis::new().await.unwrap();
@@ -160,7 +172,7 @@ async fn reseeding_takes_the_larger_spend() {
     let (a, b) = (line("a", 1_000, 0), line("b", 1_000, 0));
     let held = l.reserve(ask(vec![a.clone()], 10)).await.unwrap();
     l.settle(&held, Micros(300)).await.unwrap();
-    l.seed(&[a.clone(), b.clone()], &[Micros(200), Micros(450)])
+    l.reseed(&Durable(vec![200, 450]), &[a.clone(), b.clone()])
         .await
         .unwrap();
     assert_eq!(

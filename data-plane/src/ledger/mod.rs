@@ -95,6 +95,18 @@ pub trait Ledger: Send + Sync {
     }
 }
 
+/// Where spend is durably recorded — the control plane's rollups, fed by telemetry — so
+/// that a Redis that comes back empty can be re-seeded (`RedisLedger::reseed`) with
+/// `spent = max(redis, durable)` and never forgets what was spent. Implemented by the
+/// control-plane client when telemetry lands.
+pub trait SpendSource: Send + Sync {
+    /// Durable spend of each line's budget in the line's period, in the same order.
+    fn spent(
+        &self,
+        lines: &[BudgetLine],
+    ) -> impl Future<Output = Result<Vec<Micros>, SettleError>> + Send;
+}
+
 /// The ledgers a gateway can run with (closed set, chosen by `[ledger] kind`).
 #[derive(Debug)]
 pub enum Ledgers {

@@ -27,7 +27,9 @@ use ::redis::cluster_async::ClusterConnection;
 use ::redis::{AsyncCommands, Cmd, Pipeline, RedisFuture, Script, Value};
 
 use super::memory::MemoryLedger;
-use super::{BudgetLine, Ledger, Reservation, ReserveError, ReserveRequest, SettleError};
+use super::{
+    BudgetLine, Ledger, Reservation, ReserveError, ReserveRequest, SettleError, SpendSource,
+};
 use crate::config::{FailurePolicy, RedisSettings};
 use crate::money::Micros;
 
@@ -316,6 +318,23 @@ impl RedisLedger {
         }
         metrics::gauge!("tollgate_reservations_open").set(open as f64);
         Ok(reaped)
+    }
+
+    /// Re-seeds `lines` from `source` (see [`SpendSource`]).
+    pub async fn reseed(
+        &self,
+        source: &impl SpendSource,
+        lines: &[BudgetLine],
+    ) -> Result<(), SettleError> {
+        let durable = source.spent(lines).await?;
+        if durable.len() != lines.len() {
+            return Err(SettleError::Unavailable(
+                "spend source answered for the wrong number of budgets".into(),
+            ));
+        }
+        self.seed(lines, &durable)
+            .await
+            .map_err(|e| SettleError::Unavailable(e.to_string()))
     }
 
     /// Restores spent counters from the durable ledger: `spent = max(redis, durable)`.
