@@ -354,6 +354,10 @@ enum Op {
     Release {
         which: usize,
     },
+    /// The gateway holding reservation `which` died: its lease runs out and the reaper runs.
+    Expire {
+        which: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -362,14 +366,16 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(lines, amount, clamp)| Op::Reserve { lines, amount, clamp }),
         2 => (0usize..8, 0i64..500).prop_map(|(which, actual)| Op::Settle { which, actual }),
         1 => (0usize..8).prop_map(|which| Op::Release { which }),
+        1 => (0usize..8).prop_map(|which| Op::Expire { which }),
     ]
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
 
-    /// Random reserve/settle/release sequences give the same answers and the same
-    /// counters from the Lua scripts as from the plain Rust model.
+    /// Random reserve/settle/release/expire sequences give the same answers and the same
+    /// counters from the Lua scripts as from the plain Rust model (where an expired
+    /// lease reaped is a release).
     #[test]
     fn lua_scripts_match_the_rust_model(ops in proptest::collection::vec(op(), 1..40)) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -403,6 +409,18 @@ proptest! {
                     Op::Release { which } if !held.is_empty() => {
                         let r = held[which % held.len()].clone();
                         lua.release(&r).await.unwrap();
+                        model.release(&r).await.unwrap();
+                    }
+                    Op::Expire { which } if !held.is_empty() => {
+                        let r = held[which % held.len()].clone();
+                        // Move its lease into the past, clear the reaper's lock, reap.
+                        let mut con = redis.connection().await.unwrap();
+                        let leases = format!("{}{{org:acme}}:leases", redis.prefix);
+                        let _: i64 = redis::cmd("ZADD").arg(&leases).arg("XX").arg(0).arg(r.id.simple().to_string())
+                            .query_async(&mut con).await.unwrap();
+                        let _: i64 = redis::cmd("DEL").arg(format!("{}{{org:acme}}:reaper", redis.prefix))
+                            .query_async(&mut con).await.unwrap();
+                        lua.reap(&["acme".to_owned()], now_ms()).await.unwrap();
                         model.release(&r).await.unwrap();
                     }
                     _ => {}
