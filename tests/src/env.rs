@@ -104,27 +104,37 @@ impl TestDb {
     }
 }
 
+/// Runs a teardown future to completion from `Drop`. Drop may run inside a runtime (or
+/// while unwinding), so the work gets its own thread and runtime and can block there
+/// without stalling anyone's executor. True when it succeeded.
+fn tear_down<F, Fut>(work: F) -> bool
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let done = std::thread::spawn(move || -> anyhow::Result<()> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(work())
+    })
+    .join();
+    matches!(done, Ok(Ok(())))
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
-        // Drop may run inside a runtime (or while unwinding); a separate thread with its
-        // own runtime can block on the DROP without stalling anyone's executor.
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || -> anyhow::Result<()> {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let mut admin = PgConnection::connect(&admin_url).await?;
-                sqlx::raw_sql(AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                )))
-                .execute(&mut admin)
-                .await?;
-                anyhow::Ok(())
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
+        let dropped = tear_down(move || async move {
+            let mut admin = PgConnection::connect(&admin_url).await?;
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+            )))
+            .execute(&mut admin)
+            .await?;
+            anyhow::Ok(())
+        });
+        if !dropped {
             tracing::warn!(database = %self.name, "could not drop test database");
         }
     }
@@ -192,25 +202,19 @@ async fn scan_prefix(
 impl Drop for TestRedis {
     fn drop(&mut self) {
         let (url, prefix) = (self.url.clone(), self.prefix.clone());
-        let cleaned = std::thread::spawn(move || -> anyhow::Result<()> {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let client = redis::Client::open(url.as_str())?;
-                let mut connection = client.get_multiplexed_async_connection().await?;
-                let keys = scan_prefix(&mut connection, &prefix).await?;
-                for batch in keys.chunks(500) {
-                    redis::cmd("UNLINK")
-                        .arg(batch)
-                        .query_async::<()>(&mut connection)
-                        .await?;
-                }
-                anyhow::Ok(())
-            })
-        })
-        .join();
-        if !matches!(cleaned, Ok(Ok(()))) {
+        let cleaned = tear_down(move || async move {
+            let client = redis::Client::open(url.as_str())?;
+            let mut connection = client.get_multiplexed_async_connection().await?;
+            let keys = scan_prefix(&mut connection, &prefix).await?;
+            for batch in keys.chunks(500) {
+                redis::cmd("UNLINK")
+                    .arg(batch)
+                    .query_async::<()>(&mut connection)
+                    .await?;
+            }
+            anyhow::Ok(())
+        });
+        if !cleaned {
             tracing::warn!(prefix = %self.prefix, "could not clean test Redis keys");
         }
     }
