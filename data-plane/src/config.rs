@@ -14,7 +14,6 @@ use crate::snapshot::file::StaticSnapshot;
 
 /// Top-level tables that are settings; every other table belongs to the snapshot.
 const SETTINGS_SECTIONS: &[&str] = &["server", "auth", "routing", "ledger", "redis"];
-pub const ENV_PREFIX: &str = "TOLLGATE_";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -187,12 +186,8 @@ impl Default for RedisSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config file is not valid TOML")]
-    Toml(#[source] toml::de::Error),
-    #[error("{var}: {message}")]
-    Env { var: String, message: String },
-    #[error("{path}: {message}")]
-    Field { path: String, message: String },
+    #[error(transparent)]
+    Sources(#[from] tollgate_settings::SettingsError),
     #[error("invalid config ({} problem{}):\n  {}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.join("\n  "))]
     Invalid(Vec<String>),
 }
@@ -211,39 +206,7 @@ impl Settings {
         toml_text: Option<&str>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Loaded, ConfigError> {
-        let mut table: toml::Table = match toml_text {
-            Some(text) => text.parse().map_err(ConfigError::Toml)?,
-            None => toml::Table::new(),
-        };
-        let mut env: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-            .collect();
-        env.sort();
-        for (var, raw) in env {
-            let path: Vec<String> = var[ENV_PREFIX.len()..]
-                .split("__")
-                .map(str::to_ascii_lowercase)
-                .collect();
-            let [section, field] = path.as_slice() else {
-                continue;
-            };
-            if !SETTINGS_SECTIONS.contains(&section.as_str()) {
-                // Other TOLLGATE_* variables (credentials, test knobs) are not settings.
-                continue;
-            }
-            let entry = table
-                .entry(section.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            let Some(section_table) = entry.as_table_mut() else {
-                return Err(ConfigError::Env {
-                    var,
-                    message: format!("[{section}] in the file is not a table"),
-                });
-            };
-            section_table.insert(field.clone(), env_value(&raw));
-        }
-
+        let mut table = tollgate_settings::layered(toml_text, env, SETTINGS_SECTIONS)?;
         let mut snapshot_table = toml::Table::new();
         let keys: Vec<String> = table.keys().cloned().collect();
         for key in keys {
@@ -253,12 +216,12 @@ impl Settings {
                 snapshot_table.insert(key, value);
             }
         }
-        let settings: Settings = deserialize(table)?;
+        let settings: Settings = tollgate_settings::deserialize(table)?;
         settings.validate()?;
         let snapshot = if snapshot_table.is_empty() {
             None
         } else {
-            Some(deserialize(snapshot_table)?)
+            Some(tollgate_settings::deserialize(snapshot_table)?)
         };
         Ok(Loaded { settings, snapshot })
     }
@@ -291,23 +254,6 @@ impl Settings {
             Err(ConfigError::Invalid(problems))
         }
     }
-}
-
-/// An environment value as TOML when it parses as a scalar (`8080`, `true`), else text.
-fn env_value(raw: &str) -> toml::Value {
-    format!("v = {raw}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .filter(|v| !v.is_table())
-        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
-}
-
-fn deserialize<T: for<'de> Deserialize<'de>>(table: toml::Table) -> Result<T, ConfigError> {
-    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Field {
-        path: e.path().to_string(),
-        message: e.inner().to_string(),
-    })
 }
 
 #[cfg(test)]
