@@ -1,8 +1,18 @@
-//! The control plane (binary `tollgate-control`, coming with the control-plane issue)
-//! will own the truth: orgs, teams, projects, users, virtual keys, models, deployments,
-//! budgets and limits in Postgres; the admin REST API with its OpenAPI document; OIDC
-//! login, sessions and RBAC; the audit log; the snapshot builder and Ed25519 signer with
-//! the `ConfigService` gRPC server; telemetry ingest, spend rollups and budget alerts.
+//! The control plane (binary `tollgate-control`) owns the truth: orgs, teams, projects,
+//! users and their roles, virtual keys, models, deployments, budgets and limits, in
+//! Postgres; the admin REST API over them (OpenAPI 3.1 at `/api/openapi.json`); RBAC and
+//! the append-only audit log. Still to come (see the issues): keys/models/budgets
+//! endpoints, OIDC login and the web UI, the signed config push, telemetry ingest.
 //!
-//! It must never hold a key's secret after showing it once, and never sends gateways
-//! anything unsigned. Wire types come from [`tollgate_proto`].
+//! Layout: [`store`] is the only place with SQL (one file per aggregate, tenant id in
+//! every WHERE); [`auth`] turns a request into a [`auth::Principal`] and decides what it
+//! may do ([`auth::rbac`]); [`api`] is the HTTP surface with its problem+json error.
+//! It must never keep a key's or token's secret after showing it once.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod store;
+
+/// Migrations embedded at compile time (no database needed to build).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod conformance;
+mod control_plane;
 mod gateway;
 mod isolation;
 mod ledger;

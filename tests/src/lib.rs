@@ -10,6 +10,7 @@
 //!
 //! Nothing here may depend on fixed ports or on tests running one at a time.
 
+pub mod control;
 pub mod env;
 pub mod gateway;
 pub mod mock;

@@ -1,0 +1,67 @@
+//! `GET /api/v1/audit`: the audit log, newest first, filtered to the orgs the caller can
+//! see. There is deliberately no route that changes or deletes entries.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::{ApiError, FieldError};
+use crate::auth::Principal;
+use crate::auth::rbac::{Permission, require};
+use crate::store::audit::{self, AuditEntry};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_audit))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct AuditQuery {
+    /// Only this org's entries.
+    pub org_id: Option<Uuid>,
+    /// `create`, `update` or `delete`.
+    pub action: Option<String>,
+    /// `org`, `team`, `membership`, ...
+    pub object_type: Option<String>,
+    /// Entries older than this id (the last id of the previous page).
+    pub before_id: Option<i64>,
+    /// 1–500, default 100.
+    pub limit: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = Vec<AuditEntry>), (status = 401), (status = 404), (status = 422)))]
+async fn list_audit(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Vec<AuditEntry>>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid(vec![FieldError {
+            field: "limit".into(),
+            message: "must be between 1 and 500".into(),
+        }]));
+    }
+    let orgs = match q.org_id {
+        Some(org) => {
+            require(&principal, Permission::ReadOrg(org))?;
+            Some(vec![org])
+        }
+        None => principal.visible_orgs(),
+    };
+    Ok(Json(
+        audit::list(
+            &state.pool,
+            orgs.as_deref(),
+            q.action.as_deref(),
+            q.object_type.as_deref(),
+            q.before_id,
+            limit,
+        )
+        .await?,
+    ))
+}

@@ -1,0 +1,145 @@
+//! `ApiError`: the admin API's one error response, RFC 9457 problem+json, with a
+//! field-level `errors` list for validation failures. A 5xx never echoes internals; the
+//! cause is logged once, here.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::store::StoreError;
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    /// JSON path of the field, e.g. `slug`.
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub title: &'static str,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            title,
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn unauthenticated() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthenticated",
+            "send an admin API token as 'Authorization: Bearer tga_…'",
+        )
+    }
+
+    pub fn forbidden() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "your role does not allow this",
+        )
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "Not found", "no such object")
+    }
+
+    /// 422 with every invalid field at once.
+    pub fn invalid(errors: Vec<FieldError>) -> Self {
+        Self {
+            errors,
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid request",
+                "some fields are invalid",
+            )
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"type": "about:blank", "title": self.title, "status": self.status.as_u16(), "detail": self.detail});
+        if !self.errors.is_empty() {
+            body["errors"] = json!(self.errors);
+        }
+        let mut response = (self.status, Json(body)).into_response();
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::not_found(),
+            StoreError::Conflict { constraint } => {
+                let field = constraint_field(&constraint);
+                Self {
+                    errors: vec![FieldError {
+                        field: field.into(),
+                        message: "already taken".into(),
+                    }],
+                    ..Self::new(
+                        StatusCode::CONFLICT,
+                        "Conflict",
+                        format!("{field} is already taken"),
+                    )
+                }
+            }
+            StoreError::Invalid { constraint } => Self::invalid(vec![FieldError {
+                field: constraint_field(&constraint).into(),
+                message: format!("violates {constraint}"),
+            }]),
+            StoreError::Db(e) => {
+                tracing::error!(error = %e, "database error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal error",
+                    "the request could not be completed",
+                )
+            }
+        }
+    }
+}
+
+/// The request field a constraint guards (constraint names follow `<table>_<field>_…`).
+fn constraint_field(constraint: &str) -> &'static str {
+    if constraint.contains("slug") {
+        "slug"
+    } else if constraint.contains("name") {
+        "name"
+    } else if constraint.contains("email") {
+        "email"
+    } else if constraint.contains("team") {
+        "team_id"
+    } else {
+        "body"
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        Self::new(e.status(), "Bad request body", e.body_text())
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::from(e).into()
+    }
+}

@@ -1,0 +1,201 @@
+//! `/api/v1/orgs/{org_id}/teams`: org admins manage teams; anyone in the org reads them.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::idempotent::Idempotency;
+use super::validate::Checks;
+use super::{AppState, PageQuery};
+use crate::auth::Principal;
+use crate::auth::rbac::{Permission, require};
+use crate::store::teams::{self, Team};
+use crate::store::{Page, audit};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_team, list_teams))
+        .routes(routes!(get_team, update_team, delete_team))
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTeam {
+    /// Unique within the org.
+    pub slug: String,
+    pub name: String,
+    /// Model names the team may call; empty or absent = all.
+    #[serde(default)]
+    pub allowed_models: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TeamUpdate {
+    pub name: String,
+    #[serde(default)]
+    pub allowed_models: Vec<String>,
+}
+
+fn json(team: &Team) -> serde_json::Value {
+    serde_json::to_value(team).unwrap_or_default()
+}
+
+/// Create a team (org admins).
+#[utoipa::path(post, path = "/orgs/{org_id}/teams", tag = "teams", params(("org_id" = Uuid, Path),
+    ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the first answer")),
+    request_body = NewTeam,
+    responses((status = 201, body = Team), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)))]
+async fn create_team(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(org_id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Result<Json<NewTeam>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    require(&principal, Permission::AdminOrg(org_id))?;
+    let Json(new) = body?;
+    Checks::default()
+        .slug("slug", &new.slug)
+        .name("name", &new.name)
+        .done()?;
+    let idempotency = Idempotency::from_request(&headers, &new)?;
+    let mut tx = state.pool.begin().await?;
+    if let Some(replayed) = idempotency.replay(&mut tx, &principal).await? {
+        return Ok(replayed);
+    }
+    let team = teams::create(
+        &mut tx,
+        org_id,
+        &new.slug,
+        new.name.trim(),
+        &new.allowed_models,
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        &principal.actor(),
+        Some(org_id),
+        "create",
+        "team",
+        &team.id.to_string(),
+        None,
+        Some(json(&team)),
+    )
+    .await?;
+    let response = idempotency
+        .answer(&mut tx, &principal, StatusCode::CREATED, json(&team))
+        .await?;
+    tx.commit().await?;
+    Ok(response)
+}
+
+#[utoipa::path(get, path = "/orgs/{org_id}/teams", tag = "teams", params(("org_id" = Uuid, Path), PageQuery),
+    responses((status = 200, body = Page<Team>), (status = 401), (status = 404), (status = 422)))]
+async fn list_teams(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(org_id): Path<Uuid>,
+    Query(page): Query<PageQuery>,
+) -> Result<Json<Page<Team>>, ApiError> {
+    require(&principal, Permission::ReadOrg(org_id))?;
+    Ok(Json(
+        teams::list(&state.pool, org_id, page.cursor, page.limit()?).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/orgs/{org_id}/teams/{team_id}", tag = "teams",
+    params(("org_id" = Uuid, Path), ("team_id" = Uuid, Path)),
+    responses((status = 200, body = Team), (status = 401), (status = 404)))]
+async fn get_team(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org_id, team_id)): Path<(Uuid, Uuid)>,
+) -> Result<Json<Team>, ApiError> {
+    require(
+        &principal,
+        Permission::ReadTeam {
+            org: org_id,
+            team: team_id,
+        },
+    )?;
+    Ok(Json(teams::get(&state.pool, org_id, team_id).await?))
+}
+
+/// Rename a team or change its model allow-list (org or team admins).
+#[utoipa::path(patch, path = "/orgs/{org_id}/teams/{team_id}", tag = "teams",
+    params(("org_id" = Uuid, Path), ("team_id" = Uuid, Path)), request_body = TeamUpdate,
+    responses((status = 200, body = Team), (status = 401), (status = 403), (status = 404), (status = 422)))]
+async fn update_team(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org_id, team_id)): Path<(Uuid, Uuid)>,
+    body: Result<Json<TeamUpdate>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Team>, ApiError> {
+    require(
+        &principal,
+        Permission::AdminTeam {
+            org: org_id,
+            team: team_id,
+        },
+    )?;
+    let Json(update) = body?;
+    Checks::default().name("name", &update.name).done()?;
+    let mut tx = state.pool.begin().await?;
+    let before = teams::get_for_update(&mut tx, org_id, team_id).await?;
+    let after = teams::update(
+        &mut tx,
+        org_id,
+        team_id,
+        update.name.trim(),
+        &update.allowed_models,
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        &principal.actor(),
+        Some(org_id),
+        "update",
+        "team",
+        &team_id.to_string(),
+        Some(json(&before)),
+        Some(json(&after)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(after))
+}
+
+/// Delete a team and everything in it (org admins).
+#[utoipa::path(delete, path = "/orgs/{org_id}/teams/{team_id}", tag = "teams",
+    params(("org_id" = Uuid, Path), ("team_id" = Uuid, Path)),
+    responses((status = 204), (status = 401), (status = 403), (status = 404)))]
+async fn delete_team(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org_id, team_id)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    require(&principal, Permission::AdminOrg(org_id))?;
+    let mut tx = state.pool.begin().await?;
+    let before = teams::get_for_update(&mut tx, org_id, team_id).await?;
+    teams::delete(&mut tx, org_id, team_id).await?;
+    audit::record(
+        &mut tx,
+        &principal.actor(),
+        Some(org_id),
+        "delete",
+        "team",
+        &team_id.to_string(),
+        Some(json(&before)),
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,140 @@
+//! What a principal may do — decided here and nowhere else. Every handler states the
+//! permission it needs and calls [`require`].
+//!
+//! Tenant isolation: a principal with no role at all in an org gets **404** for anything
+//! in it (it must not even learn the object exists); one that can see the org but lacks
+//! the role for a write gets 403.
+
+use uuid::Uuid;
+
+use super::Principal;
+use crate::api::error::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Create orgs, see every org: platform admins only.
+    ManageOrgs,
+    ReadOrg(Uuid),
+    /// Change the org itself, its teams and members.
+    AdminOrg(Uuid),
+    ReadTeam {
+        org: Uuid,
+        team: Uuid,
+    },
+    AdminTeam {
+        org: Uuid,
+        team: Uuid,
+    },
+}
+
+impl Principal {
+    fn role_in(&self, org: Uuid, team: Option<Uuid>) -> impl Iterator<Item = &str> {
+        self.memberships
+            .iter()
+            .filter(move |m| m.org_id == org && (m.team_id.is_none() || m.team_id == team))
+            .map(|m| m.role.as_str())
+    }
+
+    /// Any role in `org` (org-wide or in one of its teams).
+    pub fn sees_org(&self, org: Uuid) -> bool {
+        self.platform_admin || self.memberships.iter().any(|m| m.org_id == org)
+    }
+
+    /// Org ids this principal may read; `None` = all (platform admin).
+    pub fn visible_orgs(&self) -> Option<Vec<Uuid>> {
+        if self.platform_admin {
+            return None;
+        }
+        let mut orgs: Vec<Uuid> = self.memberships.iter().map(|m| m.org_id).collect();
+        orgs.sort_unstable();
+        orgs.dedup();
+        Some(orgs)
+    }
+
+    pub fn allows(&self, permission: Permission) -> bool {
+        if self.platform_admin {
+            return true;
+        }
+        match permission {
+            Permission::ManageOrgs => false,
+            Permission::ReadOrg(org) => self.sees_org(org),
+            Permission::AdminOrg(org) => self.role_in(org, None).any(|r| r == "org_admin"),
+            Permission::ReadTeam { org, team } => self.role_in(org, Some(team)).next().is_some(),
+            Permission::AdminTeam { org, team } => self
+                .role_in(org, Some(team))
+                .any(|r| r == "org_admin" || r == "team_admin"),
+        }
+    }
+}
+
+fn org_of(permission: Permission) -> Option<Uuid> {
+    match permission {
+        Permission::ManageOrgs => None,
+        Permission::ReadOrg(org) | Permission::AdminOrg(org) => Some(org),
+        Permission::ReadTeam { org, .. } | Permission::AdminTeam { org, .. } => Some(org),
+    }
+}
+
+/// `Ok` if allowed; else 404 when the org is invisible to the principal, 403 otherwise.
+pub fn require(principal: &Principal, permission: Permission) -> Result<(), ApiError> {
+    if principal.allows(permission) {
+        return Ok(());
+    }
+    match org_of(permission) {
+        Some(org) if !principal.sees_org(org) => Err(ApiError::not_found()),
+        _ => Err(ApiError::forbidden()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::users::Membership;
+
+    fn principal(roles: &[(Uuid, Option<Uuid>, &str)]) -> Principal {
+        Principal {
+            user_id: Uuid::now_v7(),
+            email: "a@b.c".into(),
+            platform_admin: false,
+            memberships: roles
+                .iter()
+                .map(|(org, team, role)| Membership {
+                    id: Uuid::now_v7(),
+                    user_id: Uuid::nil(),
+                    org_id: *org,
+                    team_id: *team,
+                    role: (*role).into(),
+                })
+                .collect(),
+            request_id: String::new(),
+            source_ip: String::new(),
+        }
+    }
+
+    #[test]
+    fn roles_grant_what_they_should_and_nothing_across_orgs() {
+        let (a, b, team) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let org_admin = principal(&[(a, None, "org_admin")]);
+        assert!(org_admin.allows(Permission::AdminOrg(a)));
+        assert!(org_admin.allows(Permission::AdminTeam { org: a, team }));
+        assert!(!org_admin.allows(Permission::ReadOrg(b)));
+        assert!(
+            matches!(require(&org_admin, Permission::ReadOrg(b)), Err(e) if e.status == http::StatusCode::NOT_FOUND)
+        );
+
+        let viewer = principal(&[(a, None, "viewer")]);
+        assert!(viewer.allows(Permission::ReadTeam { org: a, team }));
+        assert!(
+            matches!(require(&viewer, Permission::AdminOrg(a)), Err(e) if e.status == http::StatusCode::FORBIDDEN)
+        );
+
+        let team_admin = principal(&[(a, Some(team), "team_admin")]);
+        assert!(team_admin.allows(Permission::AdminTeam { org: a, team }));
+        assert!(!team_admin.allows(Permission::AdminTeam {
+            org: a,
+            team: Uuid::now_v7()
+        }));
+        assert!(!team_admin.allows(Permission::AdminOrg(a)));
+        assert!(!team_admin.allows(Permission::ManageOrgs));
+    }
+}

@@ -1,0 +1,79 @@
+//! `Settings` of `tollgate-control`: defaults ← TOML (`--config`) ← `TOLLGATE_*` env.
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+const SECTIONS: &[&str] = &["server", "database"];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
+    pub database: DatabaseSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address of the admin API. Port 0 picks a free port (printed on stdout).
+    pub listen: SocketAddr,
+    /// Largest request body accepted (bytes); bigger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8400)),
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `postgres://user@host:port/database`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "postgres://postgres@127.0.0.1:5432/tollgate".into(),
+            max_connections: 10,
+        }
+    }
+}
+
+impl Settings {
+    pub fn from_sources(
+        toml_text: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, tollgate_settings::SettingsError> {
+        tollgate_settings::deserialize(tollgate_settings::layered(toml_text, env, SECTIONS)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_defaults() {
+        let s = Settings::from_sources(
+            None,
+            [(
+                "TOLLGATE_DATABASE__URL".to_owned(),
+                "postgres://x/y".to_owned(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(s.database.url, "postgres://x/y");
+        assert_eq!(s.server.listen.port(), 8400);
+    }
+}

@@ -1,0 +1,261 @@
+//! `tollgate-control`: the admin API server and the operator commands built on the same
+//! store and audit log.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tollgate_control_plane::MIGRATOR;
+use tollgate_control_plane::api::{self, AppState};
+use tollgate_control_plane::config::Settings;
+use tollgate_control_plane::store::{self, audit, orgs, teams, users};
+
+const CONFIG_HELP: &str = "\
+Configuration: a TOML file (--config) whose values TOLLGATE_<SECTION>__<FIELD> environment
+variables override, e.g. TOLLGATE_DATABASE__URL=postgres://tollgate@db/tollgate.
+  [server]    listen = \"127.0.0.1:8400\"   (port 0 picks one; printed on stdout)
+              max_body_bytes = 1048576
+  [database]  url = \"postgres://postgres@127.0.0.1:5432/tollgate\"   max_connections = 10";
+
+/// Tollgate control plane: the admin API over orgs, teams, members and the audit log.
+#[derive(Debug, Parser)]
+#[command(name = "tollgate-control", version, after_help = CONFIG_HELP)]
+struct Cli {
+    /// The TOML config file.
+    #[arg(long, short, env = "TOLLGATE_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the admin API (runs pending migrations first).
+    Serve {
+        /// Do not run migrations (when a deploy step runs `migrate`).
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Create the first platform admin and print a one-time admin API token.
+    Bootstrap {
+        #[arg(long)]
+        email: String,
+        /// Also when a platform admin exists already (e.g. the token was lost).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Mint an admin API token for an existing user (printed once).
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// Operator helpers for orgs.
+    #[command(subcommand)]
+    Orgs(OrgsCommand),
+    /// Operator helpers for teams.
+    #[command(subcommand)]
+    Teams(TeamsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokensCommand {
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OrgsCommand {
+    Create {
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TeamsCommand {
+    Create {
+        #[arg(long)]
+        org: uuid::Uuid,
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let text = match &cli.config {
+        Some(path) => Some(
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let settings = Settings::from_sources(text.as_deref(), std::env::vars())?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli.command, settings))
+}
+
+/// The actor of operator commands in the audit log.
+fn cli_actor() -> audit::Actor {
+    audit::Actor {
+        user_id: None,
+        name: "cli".into(),
+        request_id: String::new(),
+        source_ip: "local".into(),
+    }
+}
+
+#[expect(
+    clippy::print_stdout,
+    reason = "tokens, ids and the listen address are this binary's output"
+)]
+fn report(text: &str) {
+    println!("{text}");
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    let options = PgConnectOptions::from_str(&settings.database.url).context("database.url")?;
+    let pool = PgPoolOptions::new()
+        .max_connections(settings.database.max_connections)
+        .connect_with(options)
+        .await
+        .context("connecting to Postgres")?;
+    match command {
+        Command::Migrate => {
+            MIGRATOR.run(&pool).await?;
+            report("migrations applied");
+        }
+        Command::Serve { no_migrate } => {
+            if !no_migrate {
+                MIGRATOR.run(&pool).await?;
+            }
+            let listener = tokio::net::TcpListener::bind(settings.server.listen).await?;
+            report(&format!(
+                "tollgate-control listening on http://{}",
+                listener.local_addr()?
+            ));
+            let app = api::router(AppState { pool }, settings.server.max_body_bytes);
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        }
+        Command::Bootstrap { email, force } => {
+            MIGRATOR.run(&pool).await?;
+            if users::platform_admin_exists(&pool).await? && !force {
+                anyhow::bail!(
+                    "a platform admin exists already; pass --force to add another (and a new token)"
+                );
+            }
+            let mut tx = pool.begin().await?;
+            let user = users::upsert(&mut tx, &email, true).await?;
+            let token = users::create_token(&mut tx, user.id, "bootstrap").await?;
+            let after = serde_json::json!({"email": user.email, "is_platform_admin": true});
+            audit::record(
+                &mut tx,
+                &cli_actor(),
+                None,
+                "create",
+                "platform_admin",
+                &user.id.to_string(),
+                None,
+                Some(after),
+            )
+            .await?;
+            tx.commit().await?;
+            report(&format!(
+                "Admin API token for {} (shown once):\n\n  {token}\n",
+                user.email
+            ));
+        }
+        Command::Tokens(TokensCommand::Create { email, name }) => {
+            let user = users::find_by_email(&pool, &email)
+                .await
+                .with_context(|| format!("no user {email}"))?;
+            let mut tx = pool.begin().await?;
+            let token = users::create_token(&mut tx, user.id, &name).await?;
+            let after = serde_json::json!({"name": name});
+            audit::record(
+                &mut tx,
+                &cli_actor(),
+                None,
+                "create",
+                "admin_token",
+                &user.id.to_string(),
+                None,
+                Some(after),
+            )
+            .await?;
+            tx.commit().await?;
+            report(&token);
+        }
+        Command::Orgs(OrgsCommand::Create { slug, name }) => {
+            let mut tx = pool.begin().await?;
+            let org = orgs::create(&mut tx, &slug, &name)
+                .await
+                .map_err(describe)?;
+            let after = serde_json::to_value(&org)?;
+            audit::record(
+                &mut tx,
+                &cli_actor(),
+                Some(org.id),
+                "create",
+                "org",
+                &org.id.to_string(),
+                None,
+                Some(after),
+            )
+            .await?;
+            tx.commit().await?;
+            report(&org.id.to_string());
+        }
+        Command::Teams(TeamsCommand::Create { org, slug, name }) => {
+            let mut tx = pool.begin().await?;
+            let team = teams::create(&mut tx, org, &slug, &name, &[])
+                .await
+                .map_err(describe)?;
+            let after = serde_json::to_value(&team)?;
+            audit::record(
+                &mut tx,
+                &cli_actor(),
+                Some(org),
+                "create",
+                "team",
+                &team.id.to_string(),
+                None,
+                Some(after),
+            )
+            .await?;
+            tx.commit().await?;
+            report(&team.id.to_string());
+        }
+    }
+    Ok(())
+}
+
+fn describe(e: store::StoreError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}

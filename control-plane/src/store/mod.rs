@@ -1,0 +1,71 @@
+//! The only place with SQL. One file per aggregate; every query on tenant-owned rows has
+//! the org id in its WHERE clause, so a caller can never reach another org's rows by id.
+//! Constraint violations become [`StoreError::Conflict`] (unique) or
+//! [`StoreError::Invalid`] (check, foreign key) right here, naming the constraint.
+
+pub mod audit;
+pub mod idempotency;
+pub mod orgs;
+pub mod teams;
+pub mod users;
+
+use serde::{Deserialize, Serialize};
+
+pub type Pool = sqlx::PgPool;
+pub type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflicts with an existing row ({constraint})")]
+    Conflict { constraint: String },
+    #[error("violates {constraint}")]
+    Invalid { constraint: String },
+    #[error("database error")]
+    Db(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if matches!(e, sqlx::Error::RowNotFound) {
+            return Self::NotFound;
+        }
+        if let Some(db) = e.as_database_error() {
+            let constraint = db.constraint().unwrap_or("a constraint").to_owned();
+            match db.kind() {
+                sqlx::error::ErrorKind::UniqueViolation => return Self::Conflict { constraint },
+                sqlx::error::ErrorKind::CheckViolation
+                | sqlx::error::ErrorKind::ForeignKeyViolation
+                | sqlx::error::ErrorKind::NotNullViolation => return Self::Invalid { constraint },
+                _ => {}
+            }
+        }
+        Self::Db(e)
+    }
+}
+
+/// A page of a list, ordered by id (UUIDv7, so by creation time).
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<uuid::Uuid>,
+}
+
+impl<T> Page<T> {
+    /// `rows` was fetched with `limit + 1` to learn whether more exist.
+    pub fn from_rows(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> uuid::Uuid) -> Self {
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let next_cursor = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(&id)
+        } else {
+            None
+        };
+        Self {
+            items: rows,
+            next_cursor,
+        }
+    }
+}

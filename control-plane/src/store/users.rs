@@ -1,0 +1,140 @@
+//! Users, their memberships (roles) and their admin API tokens.
+//!
+//! Admin tokens are `tga_<43 base64url chars>` (256 random bits); only their SHA-256 is
+//! stored — a fast hash is right for a secret with that much entropy.
+
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{Pool, StoreError, Tx};
+
+pub const TOKEN_PREFIX: &str = "tga_";
+
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub is_platform_admin: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Membership {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub org_id: Uuid,
+    /// Set for a role within one team; absent for an org-wide role.
+    pub team_id: Option<Uuid>,
+    /// `org_admin`, `team_admin`, `member` or `viewer`.
+    pub role: String,
+}
+
+pub async fn platform_admin_exists(pool: &Pool) -> Result<bool, StoreError> {
+    Ok(
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE is_platform_admin)",
+        )
+        .fetch_one(pool)
+        .await?,
+    )
+}
+
+/// The user with `email`, created if missing.
+pub async fn upsert(
+    tx: &mut Tx<'_>,
+    email: &str,
+    platform_admin: bool,
+) -> Result<User, StoreError> {
+    Ok(sqlx::query_as::<_, User>(
+        "INSERT INTO users (id, email, is_platform_admin) VALUES ($1, lower($2), $3)
+         ON CONFLICT (email) DO UPDATE SET is_platform_admin = users.is_platform_admin OR EXCLUDED.is_platform_admin
+         RETURNING id, email, name, is_platform_admin",
+    )
+    .bind(Uuid::now_v7())
+    .bind(email)
+    .bind(platform_admin)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+pub async fn find_by_email(pool: &Pool, email: &str) -> Result<User, StoreError> {
+    Ok(sqlx::query_as::<_, User>(
+        "SELECT id, email, name, is_platform_admin FROM users WHERE email = lower($1)",
+    )
+    .bind(email)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// A new token for `user_id`; the returned text is the only copy of the secret.
+pub async fn create_token(
+    tx: &mut Tx<'_>,
+    user_id: Uuid,
+    name: &str,
+) -> Result<String, StoreError> {
+    let secret: [u8; 32] = rand::rng().random();
+    let token = format!("{TOKEN_PREFIX}{}", hex::encode(secret));
+    sqlx::query("INSERT INTO admin_tokens (id, user_id, token_sha256, prefix, name) VALUES ($1, $2, $3, $4, $5)")
+        .bind(Uuid::now_v7())
+        .bind(user_id)
+        .bind(Sha256::digest(token.as_bytes()).to_vec())
+        .bind(&token[..TOKEN_PREFIX.len() + 6])
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
+    Ok(token)
+}
+
+/// The user a live (not revoked, not expired) token belongs to.
+pub async fn user_for_token(pool: &Pool, token: &str) -> Result<User, StoreError> {
+    Ok(sqlx::query_as::<_, User>(
+        "UPDATE admin_tokens t SET last_used_at = now()
+         FROM users u
+         WHERE t.token_sha256 = $1 AND t.user_id = u.id AND t.revoked_at IS NULL
+           AND (t.expires_at IS NULL OR t.expires_at > now())
+         RETURNING u.id, u.email, u.name, u.is_platform_admin",
+    )
+    .bind(Sha256::digest(token.as_bytes()).to_vec())
+    .fetch_one(pool)
+    .await?)
+}
+
+pub async fn memberships(pool: &Pool, user_id: Uuid) -> Result<Vec<Membership>, StoreError> {
+    Ok(sqlx::query_as::<_, Membership>(
+        "SELECT id, user_id, org_id, team_id, role FROM memberships WHERE user_id = $1",
+    )
+    .bind(user_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+pub async fn add_membership(
+    tx: &mut Tx<'_>,
+    user_id: Uuid,
+    org_id: Uuid,
+    team_id: Option<Uuid>,
+    role: &str,
+) -> Result<Membership, StoreError> {
+    Ok(sqlx::query_as::<_, Membership>(
+        "INSERT INTO memberships (id, user_id, org_id, team_id, role) VALUES ($1, $2, $3, $4, $5)
+         RETURNING id, user_id, org_id, team_id, role",
+    )
+    .bind(Uuid::now_v7())
+    .bind(user_id)
+    .bind(org_id)
+    .bind(team_id)
+    .bind(role)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+pub async fn list_members(pool: &Pool, org_id: Uuid) -> Result<Vec<Membership>, StoreError> {
+    Ok(sqlx::query_as::<_, Membership>(
+        "SELECT id, user_id, org_id, team_id, role FROM memberships WHERE org_id = $1 ORDER BY id",
+    )
+    .bind(org_id)
+    .fetch_all(pool)
+    .await?)
+}
