@@ -7,7 +7,6 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::HeaderMap;
 use serde_json::json;
-use tollgate_data_plane::keys;
 use tollgate_data_plane::money::{self, Prices, Usage};
 use tollgate_data_plane::pipeline::authenticate::authenticate;
 use tollgate_data_plane::pipeline::request;
@@ -17,6 +16,7 @@ use tollgate_data_plane::providers::sse::SseEvent;
 use tollgate_data_plane::providers::{Endpoint, openai};
 use tollgate_data_plane::snapshot::{Credentials, Snapshot};
 use tollgate_data_plane::tokenize::Encoding;
+use tollgate_keys as keys;
 use tollgate_proto::config as proto;
 
 const PEPPER: &[u8] = b"bench-pepper-0123456789";

@@ -8,7 +8,8 @@
 //! - [`pipeline`]: the request steps, one module each, in call order;
 //! - [`providers`]: one adapter per provider behind one trait;
 //! - [`ledger`]: budget reservation and settlement;
-//! - [`money`], [`prices`], [`tokenize`], [`keys`]: pure building blocks;
+//! - [`money`], [`prices`], [`tokenize`]: pure building blocks (the key format is the
+//!   `tollgate-keys` crate, shared with the control plane);
 //! - [`api`]: the axum routes and the OpenAI-shaped error.
 //!
 //! The gateway holds no state that outlives the process except what the ledger keeps;
@@ -17,7 +18,6 @@
 pub mod api;
 pub mod config;
 pub mod gateway;
-pub mod keys;
 pub mod ledger;
 pub mod money;
 pub mod pipeline;

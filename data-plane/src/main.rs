@@ -8,6 +8,7 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use metrics_exporter_prometheus::PrometheusBuilder;
+use tollgate_data_plane::api;
 use tollgate_data_plane::config::LedgerKind;
 use tollgate_data_plane::config::{Loaded, Settings};
 use tollgate_data_plane::gateway::Gateway;
@@ -20,7 +21,7 @@ use tollgate_data_plane::snapshot::file::parse_usd;
 use tollgate_data_plane::snapshot::live::Live;
 use tollgate_data_plane::snapshot::now_ms;
 use tollgate_data_plane::snapshot::{Credentials, Snapshot};
-use tollgate_data_plane::{api, keys};
+use tollgate_keys as keys;
 
 const CONFIG_HELP: &str = "\
 Configuration: a TOML file (--config) whose values TOLLGATE_<SECTION>__<FIELD> environment

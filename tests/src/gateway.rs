@@ -27,7 +27,7 @@ pub struct TestKey {
 
 impl TestKey {
     pub fn new() -> Self {
-        let key = tollgate_data_plane::keys::generate(PEPPER.as_bytes());
+        let key = tollgate_keys::generate(PEPPER.as_bytes());
         Self {
             full: key.full,
             public_id: key.public_id,

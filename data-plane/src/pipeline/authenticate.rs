@@ -3,8 +3,8 @@
 
 use http::HeaderMap;
 
-use crate::keys;
 use crate::snapshot::{ApiKey, Org, Project, Snapshot, Team};
+use tollgate_keys as keys;
 
 /// The authenticated caller, borrowed from the call's pinned snapshot.
 #[derive(Debug, Clone, Copy)]

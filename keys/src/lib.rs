@@ -1,8 +1,9 @@
-//! The virtual key format, `tg_<public id>_<secret>`, and its HMAC.
+//! The virtual key format, `tg_<public id>_<secret>`, and its HMAC — one definition for
+//! the control plane (which mints keys) and the gateways (which check them).
 //!
-//! The public id finds the key in the snapshot; the secret is only ever compared as
+//! The public id finds the key; the secret is only ever compared as
 //! `HMAC-SHA256(pepper, secret)`, in constant time. Neither the secret nor the pepper is
-//! logged or stored by the gateway.
+//! logged or stored anywhere.
 
 use hmac::{Hmac, KeyInit, Mac};
 use rand::RngExt;
