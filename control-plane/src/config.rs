@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-const SECTIONS: &[&str] = &["server", "database"];
+const SECTIONS: &[&str] = &["server", "database", "keys"];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -13,6 +13,27 @@ pub struct Settings {
     pub server: ServerSettings,
     #[serde(default)]
     pub database: DatabaseSettings,
+    #[serde(default)]
+    pub keys: KeySettings,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeySettings {
+    /// The secret mixed into every virtual key's HMAC; every gateway must have the same.
+    /// At least 16 bytes. Prefer TOLLGATE_KEYS__KEY_PEPPER. Needed to mint keys.
+    pub key_pepper: Option<secrecy::SecretString>,
+}
+
+impl std::fmt::Debug for KeySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySettings")
+            .field(
+                "key_pepper",
+                &self.key_pepper.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,12 +71,30 @@ impl Default for DatabaseSettings {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Sources(#[from] tollgate_settings::SettingsError),
+    #[error("keys.key_pepper: must be at least 16 bytes")]
+    ShortPepper,
+}
+
 impl Settings {
     pub fn from_sources(
         toml_text: Option<&str>,
         env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, tollgate_settings::SettingsError> {
-        tollgate_settings::deserialize(tollgate_settings::layered(toml_text, env, SECTIONS)?)
+    ) -> Result<Self, ConfigError> {
+        let settings: Self =
+            tollgate_settings::deserialize(tollgate_settings::layered(toml_text, env, SECTIONS)?)?;
+        if settings
+            .keys
+            .key_pepper
+            .as_ref()
+            .is_some_and(|p| secrecy::ExposeSecret::expose_secret(p).len() < 16)
+        {
+            return Err(ConfigError::ShortPepper);
+        }
+        Ok(settings)
     }
 }
 

@@ -234,6 +234,7 @@ struct Tenants {
     a: String,
     b: String,
     b_team: String,
+    b_key: String,
     alice: String,
     vic: String,
 }
@@ -276,6 +277,10 @@ async fn tenants() -> (TestDb, Tenants) {
         json!({"email": "vic@a.com", "role": "viewer"}),
     )
     .await;
+    let b_key = created(&cp, &format!("/orgs/{b}/keys"), json!({"team_id": b_team})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let alice = token_in(
         &cli(&db, &["tokens", "create", "--email", "alice@a.com"])
             .await
@@ -295,6 +300,7 @@ async fn tenants() -> (TestDb, Tenants) {
             a,
             b,
             b_team,
+            b_key,
             alice,
             vic,
         },
@@ -319,7 +325,12 @@ async fn every_route_hides_other_orgs_objects_behind_404() {
         }
         let concrete = path
             .replace("{org_id}", &t.b)
-            .replace("{team_id}", &t.b_team);
+            .replace("{team_id}", &t.b_team)
+            .replace("{key_id}", &t.b_key);
+        assert!(
+            !concrete.contains('{'),
+            "{path}: teach this test the new path parameter"
+        );
         let url = format!("{}{concrete}", t.cp.url);
         for method in item.as_object().unwrap().keys() {
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
@@ -429,4 +440,277 @@ async fn the_openapi_document_describes_the_api() {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
     assert!(doc["components"]["schemas"].get("Org").is_some());
+}
+
+#[tokio::test]
+async fn key_lifecycle_secret_once_rotate_with_grace_revoke() {
+    let (db, t) = tenants().await;
+    let teams: Value = send(
+        Method::GET,
+        &t.cp.api(&format!("/orgs/{}/teams", t.a)),
+        &t.alice,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let team = teams["items"][0]["id"].as_str().unwrap().to_owned();
+    let keys = t.cp.api(&format!("/orgs/{}/keys", t.a));
+
+    let created = send(
+        Method::POST,
+        &keys,
+        &t.alice,
+        Some(json!({"team_id": team, "name": "ci"})),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    let full = created["key"].as_str().unwrap().to_owned();
+    let parsed = tollgate_keys::parse(&full).unwrap();
+    assert_eq!(parsed.public_id, created["public_id"]);
+    assert!(full.starts_with(created["display_prefix"].as_str().unwrap()));
+    let key_path = format!("/orgs/{}/keys/{}", t.a, created["id"].as_str().unwrap());
+
+    // Shown once: reads never carry the secret or its HMAC.
+    let shown = send(Method::GET, &t.cp.api(&key_path), &t.alice, None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !shown.contains(parsed.secret)
+            && !shown.contains("secret_hmac")
+            && !shown.contains("\"key\""),
+        "{shown}"
+    );
+    let audit = send(
+        Method::GET,
+        &t.cp.api("/audit?object_type=key"),
+        &t.alice,
+        None,
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        !audit.contains(parsed.secret),
+        "the audit log must not hold the secret"
+    );
+
+    // The stored HMAC verifies the secret with the shared pepper.
+    let pool = db.pool().await.unwrap();
+    let hmac: Vec<u8> = sqlx::query_scalar("SELECT secret_hmac FROM api_keys WHERE public_id = $1")
+        .bind(parsed.public_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(tollgate_keys::verify(
+        tollgate_tests::gateway::PEPPER.as_bytes(),
+        parsed.secret,
+        &hmac
+    ));
+
+    // Rotation: a new key now, the old one valid until the grace deadline.
+    let rotated = send(
+        Method::POST,
+        &t.cp.api(&format!("{key_path}/rotate")),
+        &t.alice,
+        Some(json!({"grace_seconds": 3600})),
+    )
+    .await;
+    assert_eq!(rotated.status(), 201);
+    let rotated: Value = rotated.json().await.unwrap();
+    assert_ne!(rotated["key"], created["key"]);
+    assert_eq!(rotated["rotated_from"], created["id"]);
+    let old: Value = send(Method::GET, &t.cp.api(&key_path), &t.alice, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        old["status"], "active",
+        "still valid during the grace period"
+    );
+    let grace_until = time::OffsetDateTime::parse(
+        old["grace_until"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let left = grace_until - time::OffsetDateTime::now_utc();
+    assert!(
+        left > time::Duration::minutes(59) && left <= time::Duration::hours(1),
+        "{left}"
+    );
+    assert_eq!(old["expires_at"], old["grace_until"]);
+
+    // Revocation is immediate in the store.
+    let revoked = send(
+        Method::POST,
+        &t.cp.api(&format!("{key_path}/revoke")),
+        &t.alice,
+        None,
+    )
+    .await;
+    assert_eq!(revoked.status(), 200);
+    let status: String = sqlx::query_scalar("SELECT status FROM api_keys WHERE public_id = $1")
+        .bind(parsed.public_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "revoked");
+    let bad = send(
+        Method::POST,
+        &t.cp.api(&format!("{key_path}/rotate")),
+        &t.alice,
+        Some(json!({"grace_seconds": -1})),
+    )
+    .await;
+    assert_eq!(bad.status(), 422);
+}
+
+#[tokio::test]
+async fn members_manage_only_their_own_keys() {
+    let (db, t) = tenants().await;
+    let teams: Value = send(
+        Method::GET,
+        &t.cp.api(&format!("/orgs/{}/teams", t.a)),
+        &t.alice,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let team = teams["items"][0]["id"].as_str().unwrap().to_owned();
+    created(
+        &t.cp,
+        &format!("/orgs/{}/members", t.a),
+        json!({"email": "mia@a.com", "role": "member", "team_id": team}),
+    )
+    .await;
+    let mia = token_in(
+        &cli(&db, &["tokens", "create", "--email", "mia@a.com"])
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let keys = t.cp.api(&format!("/orgs/{}/keys", t.a));
+
+    let team_key: Value = send(
+        Method::POST,
+        &keys,
+        &t.alice,
+        Some(json!({"team_id": team})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let own = send(
+        Method::POST,
+        &keys,
+        &mia,
+        Some(json!({"team_id": team, "name": "mine"})),
+    )
+    .await;
+    assert_eq!(own.status(), 201);
+    let own: Value = own.json().await.unwrap();
+    assert!(
+        own["owner_user_id"].is_string(),
+        "a member's key is its own"
+    );
+
+    let listed: Value = send(Method::GET, &keys, &mia, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&Value> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| &k["id"])
+        .collect();
+    assert_eq!(ids, [&own["id"]], "a member lists only its own keys");
+    let other = format!("/orgs/{}/keys/{}", t.a, team_key["id"].as_str().unwrap());
+    assert_eq!(
+        send(
+            Method::POST,
+            &t.cp.api(&format!("{other}/revoke")),
+            &mia,
+            None
+        )
+        .await
+        .status(),
+        403
+    );
+    let mine = format!("/orgs/{}/keys/{}", t.a, own["id"].as_str().unwrap());
+    assert_eq!(
+        send(
+            Method::POST,
+            &t.cp.api(&format!("{mine}/revoke")),
+            &mia,
+            None
+        )
+        .await
+        .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_key_minted_by_the_control_plane_works_on_a_gateway() {
+    let (db, t) = tenants().await;
+    let teams: Value = send(
+        Method::GET,
+        &t.cp.api(&format!("/orgs/{}/teams", t.a)),
+        &t.alice,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let team = teams["items"][0]["id"].as_str().unwrap().to_owned();
+    let created: Value = send(
+        Method::POST,
+        &t.cp.api(&format!("/orgs/{}/keys", t.a)),
+        &t.alice,
+        Some(json!({"team_id": team})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let pool = db.pool().await.unwrap();
+    let hmac: Vec<u8> = sqlx::query_scalar("SELECT secret_hmac FROM api_keys WHERE id = $1::uuid")
+        .bind(created["id"].as_str().unwrap())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    // Until config push exists, carry the key's public parts over by hand.
+    let mock = tollgate_tests::mock::MockUpstream::start().await.unwrap();
+    let config = format!(
+        "[[orgs]]\nid = \"{a}\"\n[[teams]]\nid = \"{team}\"\norg = \"{a}\"\n[[models]]\nname = \"m\"\n\
+         [[deployments]]\nid = \"d\"\nmodel = \"m\"\nprovider = \"openai\"\nbase_url = \"{base}\"\nprices = {{ input = 1, output = 1 }}\n\
+         [[keys]]\npublic_id = \"{public}\"\nsecret_hmac = \"{hmac}\"\nteam = \"{team}\"\n",
+        a = t.a,
+        base = mock.openai_base_url(),
+        public = created["public_id"].as_str().unwrap(),
+        hmac = hex::encode(hmac),
+    );
+    let gateway = tollgate_tests::gateway::GatewayProcess::start(&config, &[])
+        .await
+        .unwrap();
+    let response = http()
+        .post(format!("{}/chat/completions", gateway.v1()))
+        .bearer_auth(created["key"].as_str().unwrap())
+        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
 }

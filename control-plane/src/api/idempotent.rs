@@ -58,14 +58,14 @@ impl Idempotency {
         Ok(Some((status, Json(saved.response)).into_response()))
     }
 
-    /// Saves `body` as the answer for this key (if one was sent) and builds the response.
-    pub async fn answer(
+    /// Saves `body` as the answer a retry with this key gets (if a key was sent).
+    pub async fn remember(
         self,
         tx: &mut Tx<'_>,
         principal: &Principal,
         status: StatusCode,
-        body: serde_json::Value,
-    ) -> Result<Response, ApiError> {
+        body: &serde_json::Value,
+    ) -> Result<(), ApiError> {
         if let Some(key) = &self.key {
             let saved = Saved {
                 request_hash: self.request_hash,
@@ -74,6 +74,18 @@ impl Idempotency {
             };
             idempotency::save(tx, principal.user_id, key, &saved).await?;
         }
+        Ok(())
+    }
+
+    /// [`Self::remember`]s `body` and answers with it.
+    pub async fn answer(
+        self,
+        tx: &mut Tx<'_>,
+        principal: &Principal,
+        status: StatusCode,
+        body: serde_json::Value,
+    ) -> Result<Response, ApiError> {
+        self.remember(tx, principal, status, &body).await?;
         Ok((status, Json(body)).into_response())
     }
 }

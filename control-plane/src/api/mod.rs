@@ -6,6 +6,7 @@
 mod audit;
 pub mod error;
 mod idempotent;
+mod keys;
 mod members;
 mod orgs;
 mod teams;
@@ -22,13 +23,15 @@ use crate::store::Pool;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: Pool,
+    /// Mixed into every key's HMAC; `None` = keys cannot be minted here.
+    pub key_pepper: Option<secrecy::SecretString>,
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Tollgate admin API",
-        description = "Orgs, teams, members and the audit log of a Tollgate control plane. Authenticate with `Authorization: Bearer tga_…` (from `tollgate-control bootstrap` or `tokens create`)."
+        description = "Orgs, teams, members, virtual keys and the audit log of a Tollgate control plane. Authenticate with `Authorization: Bearer tga_…` (from `tollgate-control bootstrap` or `tokens create`)."
     ),
     components(schemas(error::FieldError))
 )]
@@ -42,6 +45,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
             orgs::router()
                 .merge(teams::router())
                 .merge(members::router())
+                .merge(keys::router())
                 .merge(audit::router()),
         )
         .split_for_parts();

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod idempotency;
+pub mod keys;
 pub mod orgs;
 pub mod teams;
 pub mod users;

@@ -1,0 +1,342 @@
+//! `/api/v1/orgs/{org_id}/keys`: virtual keys. The full key (`tg_<public id>_<secret>`)
+//! is in the create and rotate answers only — never again, and never stored.
+//!
+//! Who may do what: team and org admins manage every key of their teams; a member creates
+//! and manages only keys it owns, in teams it belongs to; org-wide readers see all keys.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use http::{HeaderMap, StatusCode};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::error::{ApiError, FieldError};
+use super::idempotent::Idempotency;
+use super::validate::Checks;
+use super::{AppState, PageQuery};
+use crate::auth::Principal;
+use crate::auth::rbac::{Permission, require};
+use crate::store::keys::{self, Key, NewKeyRow};
+use crate::store::{Page, audit};
+
+/// Longest grace period of a rotation (30 days), in seconds.
+const MAX_GRACE_SECS: i64 = 30 * 24 * 3600;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_key, list_keys))
+        .routes(routes!(get_key))
+        .routes(routes!(rotate_key))
+        .routes(routes!(revoke_key))
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    pub team_id: Uuid,
+    pub project_id: Option<Uuid>,
+    #[serde(default)]
+    pub name: String,
+    /// Narrows the team's allow-list; empty = as the team.
+    #[serde(default)]
+    pub allowed_models: Vec<String>,
+    /// RFC 3339; absent = never expires.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// A key with its full text — the only time the secret is shown.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreatedKey {
+    /// `tg_<public id>_<secret>`: store it now, it cannot be shown again.
+    pub key: String,
+    #[serde(flatten)]
+    pub info: Key,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rotation {
+    /// How long the old key keeps working (seconds, 0–2592000; default 86400).
+    pub grace_seconds: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct KeyQuery {
+    pub team_id: Option<Uuid>,
+    pub limit: Option<i64>,
+    pub cursor: Option<Uuid>,
+}
+
+fn pepper(state: &AppState) -> Result<&[u8], ApiError> {
+    state
+        .key_pepper
+        .as_ref()
+        .map(|p| p.expose_secret().as_bytes())
+        .ok_or_else(|| {
+            tracing::error!("keys.key_pepper is not set: keys cannot be minted");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Keys unavailable",
+                "this control plane has no key pepper configured",
+            )
+        })
+}
+
+/// May `principal` manage `key` (or create one for `team` owned by `owner`)?
+fn require_manage(
+    principal: &Principal,
+    org: Uuid,
+    team: Uuid,
+    owner: Option<Uuid>,
+) -> Result<(), ApiError> {
+    if principal.allows(Permission::AdminTeam { org, team }) {
+        return Ok(());
+    }
+    if owner == Some(principal.user_id) && principal.allows(Permission::ReadTeam { org, team }) {
+        return Ok(());
+    }
+    require(principal, Permission::AdminTeam { org, team })
+}
+
+/// Org-wide readers (and admins) see every key; others only their own.
+fn owner_filter(principal: &Principal, org: Uuid) -> Option<Uuid> {
+    let org_wide = principal.platform_admin
+        || principal
+            .memberships
+            .iter()
+            .any(|m| m.org_id == org && m.team_id.is_none() && m.role != "member");
+    (!org_wide).then_some(principal.user_id)
+}
+
+fn json(key: &Key) -> serde_json::Value {
+    serde_json::to_value(key).unwrap_or_default()
+}
+
+/// Mint a key. Admins of the team create keys for it; members create their own.
+#[utoipa::path(post, path = "/orgs/{org_id}/keys", tag = "keys", params(("org_id" = Uuid, Path),
+    ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the first answer")),
+    request_body = NewKey,
+    responses((status = 201, body = CreatedKey), (status = 401), (status = 403), (status = 404), (status = 422)))]
+async fn create_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(org_id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Result<Json<NewKey>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    require(&principal, Permission::ReadOrg(org_id))?;
+    let Json(new) = body?;
+    // Admins create team keys; anyone else's key is their own.
+    let owner = (!principal.allows(Permission::AdminTeam {
+        org: org_id,
+        team: new.team_id,
+    }))
+    .then_some(principal.user_id);
+    require_manage(&principal, org_id, new.team_id, owner)?;
+    let mut checks = Checks::default();
+    if new.name.chars().count() > 200 {
+        checks = checks.name("name", &new.name);
+    }
+    checks.done()?;
+    if new
+        .expires_at
+        .is_some_and(|at| at <= OffsetDateTime::now_utc())
+    {
+        return Err(ApiError::invalid(vec![FieldError {
+            field: "expires_at".into(),
+            message: "must be in the future".into(),
+        }]));
+    }
+    let minted = tollgate_keys::generate(pepper(&state)?);
+    let idempotency = Idempotency::from_request(&headers, &new)?;
+    let mut tx = state.pool.begin().await?;
+    if let Some(replayed) = idempotency.replay(&mut tx, &principal).await? {
+        return Ok(replayed);
+    }
+    let row = NewKeyRow {
+        org_id,
+        team_id: new.team_id,
+        project_id: new.project_id,
+        owner_user_id: owner,
+        name: &new.name,
+        allowed_models: &new.allowed_models,
+        expires_at: new.expires_at,
+        rotated_from: None,
+    };
+    let key = keys::create(&mut tx, &row, &minted).await?;
+    audit::record(
+        &mut tx,
+        &principal.actor(),
+        Some(org_id),
+        "create",
+        "key",
+        &key.id.to_string(),
+        None,
+        Some(json(&key)),
+    )
+    .await?;
+    // A retry gets the key without its secret: the secret is shown once and never stored.
+    idempotency
+        .remember(&mut tx, &principal, StatusCode::CREATED, &json(&key))
+        .await?;
+    tx.commit().await?;
+    let body = CreatedKey {
+        key: minted.full,
+        info: key,
+    };
+    Ok(axum::response::IntoResponse::into_response((
+        StatusCode::CREATED,
+        Json(body),
+    )))
+}
+
+#[utoipa::path(get, path = "/orgs/{org_id}/keys", tag = "keys", params(("org_id" = Uuid, Path), KeyQuery),
+    responses((status = 200, body = Page<Key>), (status = 401), (status = 404), (status = 422)))]
+async fn list_keys(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(org_id): Path<Uuid>,
+    Query(q): Query<KeyQuery>,
+) -> Result<Json<Page<Key>>, ApiError> {
+    require(&principal, Permission::ReadOrg(org_id))?;
+    let limit = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    }
+    .limit()?;
+    let owner = owner_filter(&principal, org_id);
+    Ok(Json(
+        keys::list(&state.pool, org_id, q.team_id, owner, q.cursor, limit).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/orgs/{org_id}/keys/{key_id}", tag = "keys",
+    params(("org_id" = Uuid, Path), ("key_id" = Uuid, Path)),
+    responses((status = 200, body = Key), (status = 401), (status = 404)))]
+async fn get_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org_id, key_id)): Path<(Uuid, Uuid)>,
+) -> Result<Json<Key>, ApiError> {
+    require(&principal, Permission::ReadOrg(org_id))?;
+    let key = keys::get(&state.pool, org_id, key_id).await?;
+    if owner_filter(&principal, org_id).is_some_and(|me| key.owner_user_id != Some(me)) {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(key))
+}
+
+/// Replace a key: a new key now (shown once), the old one valid until the grace deadline.
+#[utoipa::path(post, path = "/orgs/{org_id}/keys/{key_id}/rotate", tag = "keys",
+    params(("org_id" = Uuid, Path), ("key_id" = Uuid, Path)), request_body = Rotation,
+    responses((status = 201, body = CreatedKey), (status = 401), (status = 403), (status = 404), (status = 422)))]
+async fn rotate_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org_id, key_id)): Path<(Uuid, Uuid)>,
+    body: Result<Json<Rotation>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    require(&principal, Permission::ReadOrg(org_id))?;
+    let Json(rotation) = body?;
+    let grace = rotation.grace_seconds.unwrap_or(86_400);
+    if !(0..=MAX_GRACE_SECS).contains(&grace) {
+        return Err(ApiError::invalid(vec![FieldError {
+            field: "grace_seconds".into(),
+            message: format!("between 0 and {MAX_GRACE_SECS}"),
+        }]));
+    }
+    let minted = tollgate_keys::generate(pepper(&state)?);
+    let mut tx = state.pool.begin().await?;
+    let old = keys::get_for_update(&mut tx, org_id, key_id).await?;
+    require_manage(&principal, org_id, old.team_id, old.owner_user_id)?;
+    if old.status != "active" {
+        return Err(ApiError::invalid(vec![FieldError {
+            field: "key_id".into(),
+            message: "a revoked key cannot be rotated".into(),
+        }]));
+    }
+    let row = NewKeyRow {
+        org_id,
+        team_id: old.team_id,
+        project_id: old.project_id,
+        owner_user_id: old.owner_user_id,
+        name: &old.name,
+        allowed_models: &old.allowed_models,
+        expires_at: old.expires_at,
+        rotated_from: Some(old.id),
+    };
+    let new = keys::create(&mut tx, &row, &minted).await?;
+    let graced = keys::start_grace(
+        &mut tx,
+        org_id,
+        key_id,
+        OffsetDateTime::now_utc() + time::Duration::seconds(grace),
+    )
+    .await?;
+    let actor = principal.actor();
+    audit::record(
+        &mut tx,
+        &actor,
+        Some(org_id),
+        "update",
+        "key",
+        &key_id.to_string(),
+        Some(json(&old)),
+        Some(json(&graced)),
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        &actor,
+        Some(org_id),
+        "create",
+        "key",
+        &new.id.to_string(),
+        None,
+        Some(json(&new)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            key: minted.full,
+            info: new,
+        }),
+    ))
+}
+
+/// Revoke a key, effective immediately.
+#[utoipa::path(post, path = "/orgs/{org_id}/keys/{key_id}/revoke", tag = "keys",
+    params(("org_id" = Uuid, Path), ("key_id" = Uuid, Path)),
+    responses((status = 200, body = Key), (status = 401), (status = 403), (status = 404)))]
+async fn revoke_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org_id, key_id)): Path<(Uuid, Uuid)>,
+) -> Result<Json<Key>, ApiError> {
+    require(&principal, Permission::ReadOrg(org_id))?;
+    let mut tx = state.pool.begin().await?;
+    let before = keys::get_for_update(&mut tx, org_id, key_id).await?;
+    require_manage(&principal, org_id, before.team_id, before.owner_user_id)?;
+    let after = keys::revoke(&mut tx, org_id, key_id).await?;
+    audit::record(
+        &mut tx,
+        &principal.actor(),
+        Some(org_id),
+        "update",
+        "key",
+        &key_id.to_string(),
+        Some(json(&before)),
+        Some(json(&after)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(after))
+}
