@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-const SECTIONS: &[&str] = &["server", "database", "keys"];
+const SECTIONS: &[&str] = &["server", "database", "auth"];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -13,15 +13,16 @@ pub struct Settings {
     pub server: ServerSettings,
     #[serde(default)]
     pub database: DatabaseSettings,
+    /// Same section and field as the gateway's, so one TOLLGATE_AUTH__KEY_PEPPER serves both.
     #[serde(default)]
-    pub keys: KeySettings,
+    pub auth: KeySettings,
 }
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeySettings {
     /// The secret mixed into every virtual key's HMAC; every gateway must have the same.
-    /// At least 16 bytes. Prefer TOLLGATE_KEYS__KEY_PEPPER. Needed to mint keys.
+    /// At least 16 bytes. Prefer TOLLGATE_AUTH__KEY_PEPPER. Needed to mint keys.
     pub key_pepper: Option<secrecy::SecretString>,
 }
 
@@ -75,7 +76,7 @@ impl Default for DatabaseSettings {
 pub enum ConfigError {
     #[error(transparent)]
     Sources(#[from] tollgate_settings::SettingsError),
-    #[error("keys.key_pepper: must be at least 16 bytes")]
+    #[error("auth.key_pepper: must be at least 16 bytes")]
     ShortPepper,
 }
 
@@ -87,7 +88,7 @@ impl Settings {
         let settings: Self =
             tollgate_settings::deserialize(tollgate_settings::layered(toml_text, env, SECTIONS)?)?;
         if settings
-            .keys
+            .auth
             .key_pepper
             .as_ref()
             .is_some_and(|p| secrecy::ExposeSecret::expose_secret(p).len() < 16)

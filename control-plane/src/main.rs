@@ -19,8 +19,8 @@ variables override, e.g. TOLLGATE_DATABASE__URL=postgres://tollgate@db/tollgate.
   [server]    listen = \"127.0.0.1:8400\"   (port 0 picks one; printed on stdout)
               max_body_bytes = 1048576
   [database]  url = \"postgres://postgres@127.0.0.1:5432/tollgate\"   max_connections = 10
-  [keys]      key_pepper = \"...\"   >= 16 bytes, the same on every gateway; prefer
-              TOLLGATE_KEYS__KEY_PEPPER";
+  [auth]      key_pepper = \"...\"   >= 16 bytes, the same on every gateway; prefer
+              TOLLGATE_AUTH__KEY_PEPPER (the gateway reads the same variable)";
 
 /// Tollgate control plane: the admin API over orgs, teams, members and the audit log.
 #[derive(Debug, Parser)]
@@ -155,10 +155,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 "tollgate-control listening on http://{}",
                 listener.local_addr()?
             ));
-            let key_pepper = settings.keys.key_pepper.clone();
+            let key_pepper = settings.auth.key_pepper.clone();
             if key_pepper.is_none() {
                 tracing::warn!(
-                    "keys.key_pepper is not set (TOLLGATE_KEYS__KEY_PEPPER): creating keys will fail"
+                    "auth.key_pepper is not set (TOLLGATE_AUTH__KEY_PEPPER): creating keys will fail"
                 );
             }
             let app = api::router(

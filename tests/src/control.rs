@@ -17,7 +17,7 @@ fn command(db: &TestDb) -> anyhow::Result<Command> {
         .env("TOLLGATE_DATABASE__URL", &db.url)
         .env("TOLLGATE_SERVER__LISTEN", "127.0.0.1:0")
         // The same pepper as test gateways, so keys minted here work there.
-        .env("TOLLGATE_KEYS__KEY_PEPPER", crate::gateway::PEPPER)
+        .env("TOLLGATE_AUTH__KEY_PEPPER", crate::gateway::PEPPER)
         .env("RUST_LOG", "warn")
         .kill_on_drop(true);
     Ok(command)

@@ -79,7 +79,7 @@ fn pepper(state: &AppState) -> Result<&[u8], ApiError> {
         .as_ref()
         .map(|p| p.expose_secret().as_bytes())
         .ok_or_else(|| {
-            tracing::error!("keys.key_pepper is not set: keys cannot be minted");
+            tracing::error!("auth.key_pepper is not set: keys cannot be minted");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Keys unavailable",
