@@ -19,6 +19,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only this org's entries.
     pub org_id: Option<Uuid>,
@@ -29,11 +30,12 @@ pub struct AuditQuery {
     /// Entries older than this id (the last id of the previous page).
     pub before_id: Option<i64>,
     /// 1–500, default 100.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
 #[utoipa::path(get, path = "/audit", tag = "audit", params(AuditQuery),
-    responses((status = 200, body = Vec<AuditEntry>), (status = 401), (status = 404), (status = 422)))]
+    responses((status = 400, description = "Malformed path, query or body"), (status = 200, body = Vec<AuditEntry>), (status = 401), (status = 404), (status = 422)))]
 async fn list_audit(
     State(state): State<AppState>,
     principal: Principal,

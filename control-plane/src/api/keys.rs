@@ -41,6 +41,7 @@ pub struct NewKey {
     pub team_id: Uuid,
     pub project_id: Option<Uuid>,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub name: String,
     /// Narrows the team's allow-list; empty = as the team.
     #[serde(default)]
@@ -63,12 +64,16 @@ pub struct CreatedKey {
 #[serde(deny_unknown_fields)]
 pub struct Rotation {
     /// How long the old key keeps working (seconds, 0–2592000; default 86400).
+    #[schema(minimum = 0, maximum = 2592000)]
     pub grace_seconds: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct KeyQuery {
     pub team_id: Option<Uuid>,
+    /// Items per page, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<Uuid>,
 }
@@ -122,7 +127,7 @@ fn json(key: &Key) -> serde_json::Value {
 #[utoipa::path(post, path = "/orgs/{org_id}/keys", tag = "keys", params(("org_id" = Uuid, Path),
     ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the first answer")),
     request_body = NewKey,
-    responses((status = 201, body = CreatedKey), (status = 401), (status = 403), (status = 404), (status = 422)))]
+    responses((status = 415, description = "Body is not JSON"), (status = 400, description = "Malformed path, query or body"), (status = 201, body = CreatedKey), (status = 401), (status = 403), (status = 404), (status = 422)))]
 async fn create_key(
     State(state): State<AppState>,
     principal: Principal,
@@ -139,7 +144,9 @@ async fn create_key(
     }))
     .then_some(principal.user_id);
     require_manage(&principal, org_id, new.team_id, owner)?;
-    let mut checks = Checks::default();
+    let mut checks = Checks::default()
+        .text("name", &new.name)
+        .models("allowed_models", &new.allowed_models);
     if new.name.chars().count() > 200 {
         checks = checks.name("name", &new.name);
     }
@@ -197,7 +204,7 @@ async fn create_key(
 }
 
 #[utoipa::path(get, path = "/orgs/{org_id}/keys", tag = "keys", params(("org_id" = Uuid, Path), KeyQuery),
-    responses((status = 200, body = Page<Key>), (status = 401), (status = 404), (status = 422)))]
+    responses((status = 400, description = "Malformed path, query or body"), (status = 200, body = Page<Key>), (status = 401), (status = 404), (status = 422)))]
 async fn list_keys(
     State(state): State<AppState>,
     principal: Principal,
@@ -218,7 +225,7 @@ async fn list_keys(
 
 #[utoipa::path(get, path = "/orgs/{org_id}/keys/{key_id}", tag = "keys",
     params(("org_id" = Uuid, Path), ("key_id" = Uuid, Path)),
-    responses((status = 200, body = Key), (status = 401), (status = 404)))]
+    responses((status = 400, description = "Malformed path, query or body"), (status = 200, body = Key), (status = 401), (status = 404)))]
 async fn get_key(
     State(state): State<AppState>,
     principal: Principal,
@@ -235,7 +242,7 @@ async fn get_key(
 /// Replace a key: a new key now (shown once), the old one valid until the grace deadline.
 #[utoipa::path(post, path = "/orgs/{org_id}/keys/{key_id}/rotate", tag = "keys",
     params(("org_id" = Uuid, Path), ("key_id" = Uuid, Path)), request_body = Rotation,
-    responses((status = 201, body = CreatedKey), (status = 401), (status = 403), (status = 404), (status = 422)))]
+    responses((status = 415, description = "Body is not JSON"), (status = 400, description = "Malformed path, query or body"), (status = 201, body = CreatedKey), (status = 401), (status = 403), (status = 404), (status = 422)))]
 async fn rotate_key(
     State(state): State<AppState>,
     principal: Principal,
@@ -315,7 +322,7 @@ async fn rotate_key(
 /// Revoke a key, effective immediately.
 #[utoipa::path(post, path = "/orgs/{org_id}/keys/{key_id}/revoke", tag = "keys",
     params(("org_id" = Uuid, Path), ("key_id" = Uuid, Path)),
-    responses((status = 200, body = Key), (status = 401), (status = 403), (status = 404)))]
+    responses((status = 400, description = "Malformed path, query or body"), (status = 200, body = Key), (status = 401), (status = 403), (status = 404)))]
 async fn revoke_key(
     State(state): State<AppState>,
     principal: Principal,

@@ -26,8 +26,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct NewMember {
     /// The person; created on first use (they log in with it later).
+    #[schema(format = Email, pattern = "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$")]
     pub email: String,
     /// `org_admin`, `team_admin`, `member` or `viewer`.
+    #[schema(pattern = "^(org_admin|team_admin|member|viewer)$")]
     pub role: String,
     /// For a role within one team of the org.
     pub team_id: Option<Uuid>,
@@ -35,7 +37,7 @@ pub struct NewMember {
 
 /// Give a person a role (org admins).
 #[utoipa::path(post, path = "/orgs/{org_id}/members", tag = "members", params(("org_id" = Uuid, Path)), request_body = NewMember,
-    responses((status = 201, body = Membership), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)))]
+    responses((status = 415, description = "Body is not JSON"), (status = 400, description = "Malformed path, query or body"), (status = 201, body = Membership), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)))]
 async fn add_member(
     State(state): State<AppState>,
     principal: Principal,
@@ -76,7 +78,7 @@ async fn add_member(
 }
 
 #[utoipa::path(get, path = "/orgs/{org_id}/members", tag = "members", params(("org_id" = Uuid, Path)),
-    responses((status = 200, body = Vec<Membership>), (status = 401), (status = 404)))]
+    responses((status = 400, description = "Malformed path, query or body"), (status = 200, body = Vec<Membership>), (status = 401), (status = 404)))]
 async fn list_members(
     State(state): State<AppState>,
     principal: Principal,

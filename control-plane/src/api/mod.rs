@@ -51,13 +51,43 @@ pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
         .split_for_parts();
     api.route("/api/openapi.json", get(move || async move { Json(doc) }))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::map_response(problem_json_for_rejections))
         .with_state(state)
+}
+
+/// axum's own rejections (a malformed path or query, a body over the limit, an unknown
+/// route) answer in plain text; turn them into problem+json like every other error.
+async fn problem_json_for_rejections(
+    response: axum::response::Response,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !status.is_client_error() || !plain {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let title = status.canonical_reason().unwrap_or("Bad request");
+    let detail = String::from_utf8_lossy(&body).trim().to_owned();
+    let detail = if detail.is_empty() {
+        title.to_owned()
+    } else {
+        detail
+    };
+    error::ApiError::new(status, title, detail).into_response()
 }
 
 /// `?limit=&cursor=` of list endpoints.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Items per page, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<uuid::Uuid>,

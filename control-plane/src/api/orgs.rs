@@ -28,13 +28,16 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct NewOrg {
     /// URL-safe identifier, unique: lowercase letters, digits and '-'.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$", min_length = 1, max_length = 63)]
     pub slug: String,
+    #[schema(pattern = "\\S", min_length = 1, max_length = 200)]
     pub name: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrgUpdate {
+    #[schema(pattern = "\\S", min_length = 1, max_length = 200)]
     pub name: String,
 }
 
@@ -45,7 +48,7 @@ fn json(org: &Org) -> serde_json::Value {
 /// Create an org (platform admins). Send `Idempotency-Key` to make retries safe.
 #[utoipa::path(post, path = "/orgs", tag = "orgs", request_body = NewOrg,
     params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the first answer")),
-    responses((status = 201, body = Org), (status = 401), (status = 403), (status = 409), (status = 422)))]
+    responses((status = 415, description = "Body is not JSON"), (status = 400, description = "Malformed path, query or body"), (status = 201, body = Org), (status = 401), (status = 403), (status = 409), (status = 422)))]
 async fn create_org(
     State(state): State<AppState>,
     principal: Principal,
@@ -84,7 +87,7 @@ async fn create_org(
 
 /// Orgs the caller can see.
 #[utoipa::path(get, path = "/orgs", tag = "orgs", params(PageQuery),
-    responses((status = 200, body = Page<Org>), (status = 401), (status = 422)))]
+    responses((status = 400, description = "Malformed path, query or body"), (status = 200, body = Page<Org>), (status = 401), (status = 422)))]
 async fn list_orgs(
     State(state): State<AppState>,
     principal: Principal,
@@ -97,7 +100,7 @@ async fn list_orgs(
 }
 
 #[utoipa::path(get, path = "/orgs/{org_id}", tag = "orgs", params(("org_id" = Uuid, Path)),
-    responses((status = 200, body = Org), (status = 401), (status = 404)))]
+    responses((status = 400, description = "Malformed path, query or body"), (status = 200, body = Org), (status = 401), (status = 404)))]
 async fn get_org(
     State(state): State<AppState>,
     principal: Principal,
@@ -109,7 +112,7 @@ async fn get_org(
 
 /// Rename an org (org admins).
 #[utoipa::path(patch, path = "/orgs/{org_id}", tag = "orgs", params(("org_id" = Uuid, Path)), request_body = OrgUpdate,
-    responses((status = 200, body = Org), (status = 401), (status = 403), (status = 404), (status = 422)))]
+    responses((status = 415, description = "Body is not JSON"), (status = 400, description = "Malformed path, query or body"), (status = 200, body = Org), (status = 401), (status = 403), (status = 404), (status = 422)))]
 async fn update_org(
     State(state): State<AppState>,
     principal: Principal,
@@ -139,7 +142,7 @@ async fn update_org(
 
 /// Delete an org and everything in it (platform admins).
 #[utoipa::path(delete, path = "/orgs/{org_id}", tag = "orgs", params(("org_id" = Uuid, Path)),
-    responses((status = 204), (status = 401), (status = 403), (status = 404)))]
+    responses((status = 400, description = "Malformed path, query or body"), (status = 204), (status = 401), (status = 403), (status = 404)))]
 async fn delete_org(
     State(state): State<AppState>,
     principal: Principal,

@@ -28,7 +28,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct NewTeam {
     /// Unique within the org.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$", min_length = 1, max_length = 63)]
     pub slug: String,
+    #[schema(pattern = "\\S", min_length = 1, max_length = 200)]
     pub name: String,
     /// Model names the team may call; empty or absent = all.
     #[serde(default)]
@@ -38,6 +40,7 @@ pub struct NewTeam {
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeamUpdate {
+    #[schema(pattern = "\\S", min_length = 1, max_length = 200)]
     pub name: String,
     #[serde(default)]
     pub allowed_models: Vec<String>,
@@ -51,7 +54,7 @@ fn json(team: &Team) -> serde_json::Value {
 #[utoipa::path(post, path = "/orgs/{org_id}/teams", tag = "teams", params(("org_id" = Uuid, Path),
     ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the first answer")),
     request_body = NewTeam,
-    responses((status = 201, body = Team), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)))]
+    responses((status = 415, description = "Body is not JSON"), (status = 400, description = "Malformed path, query or body"), (status = 201, body = Team), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)))]
 async fn create_team(
     State(state): State<AppState>,
     principal: Principal,
@@ -64,6 +67,7 @@ async fn create_team(
     Checks::default()
         .slug("slug", &new.slug)
         .name("name", &new.name)
+        .models("allowed_models", &new.allowed_models)
         .done()?;
     let idempotency = Idempotency::from_request(&headers, &new)?;
     let mut tx = state.pool.begin().await?;
@@ -97,7 +101,7 @@ async fn create_team(
 }
 
 #[utoipa::path(get, path = "/orgs/{org_id}/teams", tag = "teams", params(("org_id" = Uuid, Path), PageQuery),
-    responses((status = 200, body = Page<Team>), (status = 401), (status = 404), (status = 422)))]
+    responses((status = 400, description = "Malformed path, query or body"), (status = 200, body = Page<Team>), (status = 401), (status = 404), (status = 422)))]
 async fn list_teams(
     State(state): State<AppState>,
     principal: Principal,
@@ -112,7 +116,7 @@ async fn list_teams(
 
 #[utoipa::path(get, path = "/orgs/{org_id}/teams/{team_id}", tag = "teams",
     params(("org_id" = Uuid, Path), ("team_id" = Uuid, Path)),
-    responses((status = 200, body = Team), (status = 401), (status = 404)))]
+    responses((status = 400, description = "Malformed path, query or body"), (status = 200, body = Team), (status = 401), (status = 404)))]
 async fn get_team(
     State(state): State<AppState>,
     principal: Principal,
@@ -131,7 +135,7 @@ async fn get_team(
 /// Rename a team or change its model allow-list (org or team admins).
 #[utoipa::path(patch, path = "/orgs/{org_id}/teams/{team_id}", tag = "teams",
     params(("org_id" = Uuid, Path), ("team_id" = Uuid, Path)), request_body = TeamUpdate,
-    responses((status = 200, body = Team), (status = 401), (status = 403), (status = 404), (status = 422)))]
+    responses((status = 415, description = "Body is not JSON"), (status = 400, description = "Malformed path, query or body"), (status = 200, body = Team), (status = 401), (status = 403), (status = 404), (status = 422)))]
 async fn update_team(
     State(state): State<AppState>,
     principal: Principal,
@@ -146,7 +150,10 @@ async fn update_team(
         },
     )?;
     let Json(update) = body?;
-    Checks::default().name("name", &update.name).done()?;
+    Checks::default()
+        .name("name", &update.name)
+        .models("allowed_models", &update.allowed_models)
+        .done()?;
     let mut tx = state.pool.begin().await?;
     let before = teams::get_for_update(&mut tx, org_id, team_id).await?;
     let after = teams::update(
@@ -175,7 +182,7 @@ async fn update_team(
 /// Delete a team and everything in it (org admins).
 #[utoipa::path(delete, path = "/orgs/{org_id}/teams/{team_id}", tag = "teams",
     params(("org_id" = Uuid, Path), ("team_id" = Uuid, Path)),
-    responses((status = 204), (status = 401), (status = 403), (status = 404)))]
+    responses((status = 400, description = "Malformed path, query or body"), (status = 204), (status = 401), (status = 403), (status = 404)))]
 async fn delete_team(
     State(state): State<AppState>,
     principal: Principal,

@@ -7,53 +7,76 @@ use super::error::{ApiError, FieldError};
 pub struct Checks(Vec<FieldError>);
 
 impl Checks {
-    pub fn slug(mut self, field: &str, value: &str) -> Self {
+    fn fail(mut self, field: &str, message: impl Into<String>) -> Self {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+        self
+    }
+
+    pub fn slug(self, field: &str, value: &str) -> Self {
         let ok = !value.is_empty()
             && value.len() <= 63
             && value
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !value.starts_with('-');
-        if !ok {
-            self.0.push(FieldError {
-                field: field.into(),
-                message: "1–63 lowercase letters, digits or '-', not starting with '-'".into(),
-            });
+        if ok {
+            self
+        } else {
+            self.fail(
+                field,
+                "1–63 lowercase letters, digits or '-', not starting with '-'",
+            )
         }
-        self
     }
 
-    pub fn name(mut self, field: &str, value: &str) -> Self {
-        if value.trim().is_empty() || value.chars().count() > 200 {
-            self.0.push(FieldError {
-                field: field.into(),
-                message: "1–200 characters".into(),
-            });
+    pub fn name(self, field: &str, value: &str) -> Self {
+        if value.trim().is_empty() || value.chars().count() > 200 || value.contains('\0') {
+            self.fail(field, "1–200 characters, not only spaces, no NUL")
+        } else {
+            self
         }
-        self
     }
 
-    pub fn one_of(mut self, field: &str, value: &str, allowed: &[&str]) -> Self {
-        if !allowed.contains(&value) {
-            self.0.push(FieldError {
-                field: field.into(),
-                message: format!("one of {}", allowed.join(", ")),
-            });
+    /// Text Postgres can store: no NUL characters.
+    pub fn text(self, field: &str, value: &str) -> Self {
+        if value.contains('\0') {
+            self.fail(field, "must not contain NUL characters")
+        } else {
+            self
         }
-        self
     }
 
-    pub fn email(mut self, field: &str, value: &str) -> Self {
-        let ok = value.split_once('@').is_some_and(|(user, host)| {
-            !user.is_empty() && host.contains('.') && !value.contains(char::is_whitespace)
-        });
-        if !ok {
-            self.0.push(FieldError {
-                field: field.into(),
-                message: "a valid email address".into(),
-            });
+    /// Model names of an allow-list: 1–200 characters each, no NUL.
+    pub fn models(self, field: &str, values: &[String]) -> Self {
+        let bad = |m: &String| m.is_empty() || m.contains('\0') || m.chars().count() > 200;
+        if values.iter().any(bad) {
+            self.fail(field, "model names of 1–200 characters, without NUL")
+        } else {
+            self
         }
-        self
+    }
+
+    pub fn one_of(self, field: &str, value: &str, allowed: &[&str]) -> Self {
+        if allowed.contains(&value) {
+            self
+        } else {
+            self.fail(field, format!("one of {}", allowed.join(", ")))
+        }
+    }
+
+    pub fn email(self, field: &str, value: &str) -> Self {
+        let shaped = value
+            .split_once('@')
+            .is_some_and(|(user, host)| !user.is_empty() && host.contains('.'));
+        if shaped && value.len() <= 254 && !value.contains(|c: char| c.is_whitespace() || c == '\0')
+        {
+            self
+        } else {
+            self.fail(field, "a valid email address")
+        }
     }
 
     pub fn done(self) -> Result<(), ApiError> {

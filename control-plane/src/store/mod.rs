@@ -36,9 +36,12 @@ impl From<sqlx::Error> for StoreError {
             let constraint = db.constraint().unwrap_or("a constraint").to_owned();
             match db.kind() {
                 sqlx::error::ErrorKind::UniqueViolation => return Self::Conflict { constraint },
+                // A child row naming a parent that is not there (or not in this org).
+                sqlx::error::ErrorKind::ForeignKeyViolation => return Self::NotFound,
                 sqlx::error::ErrorKind::CheckViolation
-                | sqlx::error::ErrorKind::ForeignKeyViolation
-                | sqlx::error::ErrorKind::NotNullViolation => return Self::Invalid { constraint },
+                | sqlx::error::ErrorKind::NotNullViolation => {
+                    return Self::Invalid { constraint };
+                }
                 _ => {}
             }
         }
