@@ -235,6 +235,7 @@ struct Tenants {
     b: String,
     b_team: String,
     b_key: String,
+    b_budget: String,
     alice: String,
     vic: String,
 }
@@ -281,6 +282,15 @@ async fn tenants() -> (TestDb, Tenants) {
         .as_str()
         .unwrap()
         .to_owned();
+    let b_budget = created(
+        &cp,
+        &format!("/orgs/{b}/budgets"),
+        json!({"scope_kind": "org", "scope_id": b, "amount_micros": 1_000_000, "period": "month"}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let alice = token_in(
         &cli(&db, &["tokens", "create", "--email", "alice@a.com"])
             .await
@@ -301,6 +311,7 @@ async fn tenants() -> (TestDb, Tenants) {
             b,
             b_team,
             b_key,
+            b_budget,
             alice,
             vic,
         },
@@ -326,7 +337,8 @@ async fn every_route_hides_other_orgs_objects_behind_404() {
         let concrete = path
             .replace("{org_id}", &t.b)
             .replace("{team_id}", &t.b_team)
-            .replace("{key_id}", &t.b_key);
+            .replace("{key_id}", &t.b_key)
+            .replace("{budget_id}", &t.b_budget);
         assert!(
             !concrete.contains('{'),
             "{path}: teach this test the new path parameter"
@@ -713,4 +725,89 @@ async fn a_key_minted_by_the_control_plane_works_on_a_gateway() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn budgets_respect_the_hierarchy_per_period() {
+    let (_db, t) = tenants().await;
+    let teams: Value = send(
+        Method::GET,
+        &t.cp.api(&format!("/orgs/{}/teams", t.a)),
+        &t.alice,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let team = teams["items"][0]["id"].as_str().unwrap().to_owned();
+    let key: Value = send(
+        Method::POST,
+        &t.cp.api(&format!("/orgs/{}/keys", t.a)),
+        &t.alice,
+        Some(json!({"team_id": team})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let budgets = t.cp.api(&format!("/orgs/{}/budgets", t.a));
+    let post = |scope_kind: &str, scope_id: &str, amount: i64, period: &str| {
+        send(
+            Method::POST,
+            &budgets,
+            &t.alice,
+            Some(
+                json!({"scope_kind": scope_kind, "scope_id": scope_id, "amount_micros": amount, "period": period}),
+            ),
+        )
+    };
+    let key_id = key["id"].as_str().unwrap();
+    assert_eq!(post("org", &t.a, 100_000_000, "month").await.status(), 201);
+    let too_big = post("team", &team, 150_000_000, "month").await;
+    assert_eq!(
+        too_big.status(),
+        422,
+        "a team cannot have more than its org"
+    );
+    assert_eq!(
+        too_big.json::<Value>().await.unwrap()["errors"][0]["field"],
+        "amount_micros"
+    );
+    assert_eq!(post("team", &team, 50_000_000, "month").await.status(), 201);
+    assert_eq!(
+        post("team", &team, 500_000_000, "day").await.status(),
+        201,
+        "no org budget for days"
+    );
+    assert_eq!(
+        post("key", key_id, 60_000_000, "month").await.status(),
+        422,
+        "a key cannot have more than its team"
+    );
+    assert_eq!(post("key", key_id, 10_000_000, "month").await.status(), 201);
+    assert_eq!(
+        post("team", &team, 40_000_000, "month").await.status(),
+        409,
+        "one budget per scope and period"
+    );
+    assert_eq!(
+        post("org", &t.a, 100, "day").await.status(),
+        422,
+        "an org cannot be set below its team"
+    );
+    let viewer = send(
+        Method::POST,
+        &budgets,
+        &t.vic,
+        Some(json!({"scope_kind": "team", "scope_id": team, "amount_micros": 1, "period": "week"})),
+    )
+    .await;
+    assert_eq!(viewer.status(), 403);
+    let list: Value = send(Method::GET, &budgets, &t.vic, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 4);
 }

@@ -4,6 +4,7 @@
 //! permission ([`crate::auth::rbac::require`]) before touching the store.
 
 mod audit;
+mod budgets;
 pub mod error;
 mod idempotent;
 mod keys;
@@ -31,7 +32,7 @@ pub struct AppState {
 #[openapi(
     info(
         title = "Tollgate admin API",
-        description = "Orgs, teams, members, virtual keys and the audit log of a Tollgate control plane. Authenticate with `Authorization: Bearer tga_…` (from `tollgate-control bootstrap` or `tokens create`)."
+        description = "Orgs, teams, members, virtual keys, budgets and the audit log of a Tollgate control plane. Authenticate with `Authorization: Bearer tga_…` (from `tollgate-control bootstrap` or `tokens create`)."
     ),
     components(schemas(error::FieldError))
 )]
@@ -46,6 +47,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
                 .merge(teams::router())
                 .merge(members::router())
                 .merge(keys::router())
+                .merge(budgets::router())
                 .merge(audit::router()),
         )
         .split_for_parts();

@@ -4,6 +4,7 @@
 //! [`StoreError::Invalid`] (check, foreign key) right here, naming the constraint.
 
 pub mod audit;
+pub mod budgets;
 pub mod idempotency;
 pub mod keys;
 pub mod orgs;
