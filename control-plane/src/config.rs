@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-const SECTIONS: &[&str] = &["server", "database", "auth"];
+const SECTIONS: &[&str] = &["server", "database", "auth", "budgets"];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,6 +16,24 @@ pub struct Settings {
     /// Same section and field as the gateway's, so one TOLLGATE_AUTH__KEY_PEPPER serves both.
     #[serde(default)]
     pub auth: KeySettings,
+    #[serde(default)]
+    pub budgets: BudgetSettings,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetSettings {
+    /// What a budget above its enclosing one (team over org, key over team) gets:
+    /// `error` (422, the default) or `warn` (created, with a `Warning` header).
+    pub hierarchy: HierarchyPolicy,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HierarchyPolicy {
+    #[default]
+    Error,
+    Warn,
 }
 
 #[derive(Default, Deserialize)]

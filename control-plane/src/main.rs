@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tollgate_control_plane::MIGRATOR;
 use tollgate_control_plane::api::{self, AppState};
 use tollgate_control_plane::config::Settings;
-use tollgate_control_plane::store::{self, audit, orgs, teams, users};
+use tollgate_control_plane::store::{self, audit, keys, orgs, teams, users};
 
 const CONFIG_HELP: &str = "\
 Configuration: a TOML file (--config) whose values TOLLGATE_<SECTION>__<FIELD> environment
@@ -20,7 +20,9 @@ variables override, e.g. TOLLGATE_DATABASE__URL=postgres://tollgate@db/tollgate.
               max_body_bytes = 1048576
   [database]  url = \"postgres://postgres@127.0.0.1:5432/tollgate\"   max_connections = 10
   [auth]      key_pepper = \"...\"   >= 16 bytes, the same on every gateway; prefer
-              TOLLGATE_AUTH__KEY_PEPPER (the gateway reads the same variable)";
+              TOLLGATE_AUTH__KEY_PEPPER (the gateway reads the same variable)
+  [budgets]   hierarchy = \"error\" | \"warn\"   a team budget above its org's (or a key's
+              above its team's): refused (422) or created with a Warning header";
 
 /// Tollgate control plane: the admin API over orgs, teams, members and the audit log.
 #[derive(Debug, Parser)]
@@ -60,6 +62,22 @@ enum Command {
     /// Operator helpers for teams.
     #[command(subcommand)]
     Teams(TeamsCommand),
+    /// Operator helpers for virtual keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Mint a team key; prints the full key once (needs TOLLGATE_AUTH__KEY_PEPPER).
+    Create {
+        #[arg(long)]
+        org: uuid::Uuid,
+        #[arg(long)]
+        team: uuid::Uuid,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,7 +180,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 );
             }
             let app = api::router(
-                AppState { pool, key_pepper },
+                AppState {
+                    pool,
+                    key_pepper,
+                    hierarchy: settings.budgets.hierarchy,
+                },
                 settings.server.max_body_bytes,
             );
             axum::serve(
@@ -242,6 +264,41 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             .await?;
             tx.commit().await?;
             report(&org.id.to_string());
+        }
+        Command::Keys(KeysCommand::Create { org, team, name }) => {
+            let pepper = settings.auth.key_pepper.as_ref().context(
+                "auth.key_pepper is not set (TOLLGATE_AUTH__KEY_PEPPER): keys cannot be minted",
+            )?;
+            let minted =
+                tollgate_keys::generate(secrecy::ExposeSecret::expose_secret(pepper).as_bytes());
+            let row = keys::NewKeyRow {
+                org_id: org,
+                team_id: team,
+                project_id: None,
+                owner_user_id: None,
+                name: &name,
+                allowed_models: &[],
+                expires_at: None,
+                rotated_from: None,
+            };
+            let mut tx = pool.begin().await?;
+            let key = keys::create(&mut tx, &row, &minted)
+                .await
+                .map_err(describe)?;
+            let after = serde_json::to_value(&key)?;
+            audit::record(
+                &mut tx,
+                &cli_actor(),
+                Some(org),
+                "create",
+                "key",
+                &key.id.to_string(),
+                None,
+                Some(after),
+            )
+            .await?;
+            tx.commit().await?;
+            report(&minted.full);
         }
         Command::Teams(TeamsCommand::Create { org, slug, name }) => {
             let mut tx = pool.begin().await?;

@@ -811,3 +811,114 @@ async fn budgets_respect_the_hierarchy_per_period() {
         .unwrap();
     assert_eq!(list.as_array().unwrap().len(), 4);
 }
+
+#[tokio::test]
+async fn operator_commands_share_the_store_and_the_audit_log() {
+    let db = TestDb::create().await.unwrap();
+    let cp = ControlPlane::start(&db).await.unwrap();
+    let org = cli(&db, &["orgs", "create", "--slug", "ops", "--name", "Ops"])
+        .await
+        .unwrap()
+        .trim()
+        .to_owned();
+    let team = cli(
+        &db,
+        &[
+            "teams", "create", "--org", &org, "--slug", "infra", "--name", "Infra",
+        ],
+    )
+    .await
+    .unwrap()
+    .trim()
+    .to_owned();
+    let key = cli(
+        &db,
+        &[
+            "keys",
+            "create",
+            "--org",
+            &org,
+            "--team",
+            &team,
+            "--name",
+            "deploy bot",
+        ],
+    )
+    .await
+    .unwrap();
+    let parsed = tollgate_keys::parse(key.trim()).expect("a full key is printed");
+    let listed: Value = send(
+        Method::GET,
+        &cp.api(&format!("/orgs/{org}/keys")),
+        &cp.admin_token,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(listed["items"][0]["public_id"], parsed.public_id);
+    let audit: Value = send(
+        Method::GET,
+        &cp.api(&format!("/audit?org_id={org}")),
+        &cp.admin_token,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["actor"] == "cli")
+    );
+    assert_eq!(audit.as_array().unwrap().len(), 3);
+    let taken = cli(&db, &["orgs", "create", "--slug", "ops", "--name", "Again"])
+        .await
+        .unwrap_err();
+    assert!(taken.to_string().contains("conflicts"), "{taken}");
+}
+
+#[tokio::test]
+async fn a_warn_policy_creates_an_oversized_budget_with_a_warning() {
+    let db = TestDb::create().await.unwrap();
+    let cp = ControlPlane::start_with(&db, &[("TOLLGATE_BUDGETS__HIERARCHY", "warn")])
+        .await
+        .unwrap();
+    let org = created(&cp, "/orgs", json!({"slug": "w", "name": "W"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let team = created(
+        &cp,
+        &format!("/orgs/{org}/teams"),
+        json!({"slug": "t", "name": "T"}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let budgets = cp.api(&format!("/orgs/{org}/budgets"));
+    created(
+        &cp,
+        &format!("/orgs/{org}/budgets"),
+        json!({"scope_kind": "org", "scope_id": org, "amount_micros": 100, "period": "month"}),
+    )
+    .await;
+    let over = send(
+        Method::POST,
+        &budgets,
+        &cp.admin_token,
+        Some(json!({"scope_kind": "team", "scope_id": team, "amount_micros": 150, "period": "month"})),
+    )
+    .await;
+    assert_eq!(over.status(), 201);
+    let warning = over.headers()["warning"].to_str().unwrap().to_owned();
+    assert!(
+        warning.contains("exceeds the enclosing budget"),
+        "{warning}"
+    );
+}

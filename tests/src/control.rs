@@ -52,9 +52,18 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Bootstraps `admin@example.com` and serves the API on `db`.
     pub async fn start(db: &TestDb) -> anyhow::Result<Self> {
+        Self::start_with(db, &[]).await
+    }
+
+    /// As [`Self::start`], with extra environment (settings) for the server.
+    pub async fn start_with(db: &TestDb, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let admin_token =
             token_in(&cli(db, &["bootstrap", "--email", "admin@example.com"]).await?)?;
-        let mut child = command(db)?.arg("serve").stdout(Stdio::piped()).spawn()?;
+        let mut child = command(db)?
+            .arg("serve")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .spawn()?;
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await??;

@@ -1,11 +1,12 @@
 //! `/api/v1/orgs/{org_id}/budgets`: spend caps per org, team or key and period. Org
 //! admins set org and team budgets; team admins set their keys' budgets. The hierarchy is
 //! checked per period: a team's budget cannot exceed its org's, a key's cannot exceed its
-//! team's (and a parent cannot be set below a child).
+//! team's (and a parent cannot be set below a child) — refused (422), or with
+//! `[budgets] hierarchy = "warn"` created with a `Warning` header.
 
 use axum::Json;
 use axum::extract::{Path, State};
-use http::StatusCode;
+use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -16,6 +17,7 @@ use super::error::{ApiError, FieldError};
 use super::validate::Checks;
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
+use crate::config::HierarchyPolicy;
 use crate::store::audit;
 use crate::store::budgets::{self, Budget};
 
@@ -66,7 +68,7 @@ async fn create_budget(
     principal: Principal,
     Path(org_id): Path<Uuid>,
     body: Result<Json<NewBudget>, axum::extract::rejection::JsonRejection>,
-) -> Result<(StatusCode, Json<Budget>), ApiError> {
+) -> Result<(StatusCode, HeaderMap, Json<Budget>), ApiError> {
     require(&principal, Permission::ReadOrg(org_id))?;
     let Json(new) = body?;
     Checks::default()
@@ -109,17 +111,19 @@ async fn create_budget(
     let mut tx = state.pool.begin().await?;
     let around =
         budgets::neighbours(&mut tx, org_id, &new.scope_kind, new.scope_id, &new.period).await?;
-    if let Some(parent) = around.parent.filter(|p| new.amount_micros > *p) {
-        return Err(over(
-            "amount_micros",
-            format!("exceeds the enclosing budget of this period ({parent} micro-USD)"),
-        ));
-    }
-    if let Some(child) = around.largest_child.filter(|c| new.amount_micros < *c) {
-        return Err(over(
-            "amount_micros",
-            format!("is below a budget it contains for this period ({child} micro-USD)"),
-        ));
+    let violation = match (around.parent, around.largest_child) {
+        (Some(parent), _) if new.amount_micros > parent => Some(format!(
+            "exceeds the enclosing budget of this period ({parent} micro-USD)"
+        )),
+        (_, Some(child)) if new.amount_micros < child => Some(format!(
+            "is below a budget it contains for this period ({child} micro-USD)"
+        )),
+        _ => None,
+    };
+    if let Some(problem) = &violation
+        && state.hierarchy == HierarchyPolicy::Error
+    {
+        return Err(over("amount_micros", problem.clone()));
     }
     let budget = budgets::create(
         &mut tx,
@@ -144,7 +148,14 @@ async fn create_budget(
     )
     .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(budget)))
+    let mut headers = HeaderMap::new();
+    if let Some(problem) = violation
+        && let Ok(value) =
+            HeaderValue::from_str(&format!("199 tollgate \"amount_micros {problem}\""))
+    {
+        headers.insert(http::header::WARNING, value);
+    }
+    Ok((StatusCode::CREATED, headers, Json(budget)))
 }
 
 #[utoipa::path(get, path = "/orgs/{org_id}/budgets", tag = "budgets", params(("org_id" = Uuid, Path)),

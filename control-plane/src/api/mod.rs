@@ -26,6 +26,8 @@ pub struct AppState {
     pub pool: Pool,
     /// Mixed into every key's HMAC; `None` = keys cannot be minted here.
     pub key_pepper: Option<secrecy::SecretString>,
+    /// Budget hierarchy violations: refused, or only warned about.
+    pub hierarchy: crate::config::HierarchyPolicy,
 }
 
 #[derive(OpenApi)]
