@@ -1,7 +1,7 @@
 //! `/api/v1/orgs/{org_id}/budgets`: spend caps per org, team or key and period. Org
 //! admins set org and team budgets; team admins set their keys' budgets. The hierarchy is
-//! checked per period: a team's budget cannot exceed its org's, a key's cannot exceed its
-//! team's (and a parent cannot be set below a child) — refused (422), or with
+//! checked per period — a team's budget cannot exceed its org's, a key's cannot exceed its
+//! team's, and a parent cannot go below a child — and refused (422), or with
 //! `[budgets] hierarchy = "warn"` created with a `Warning` header.
 
 use axum::Json;
