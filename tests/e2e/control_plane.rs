@@ -318,6 +318,21 @@ async fn tenants() -> (TestDb, Tenants) {
     )
 }
 
+/// The id of the team `tenants()` made in org A.
+async fn team_in_a(t: &Tenants) -> String {
+    let teams: Value = send(
+        Method::GET,
+        &t.cp.api(&format!("/orgs/{}/teams", t.a)),
+        &t.alice,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    teams["items"][0]["id"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn every_route_hides_other_orgs_objects_behind_404() {
     let (_db, t) = tenants().await;
@@ -457,17 +472,7 @@ async fn the_openapi_document_describes_the_api() {
 #[tokio::test]
 async fn key_lifecycle_secret_once_rotate_with_grace_revoke() {
     let (db, t) = tenants().await;
-    let teams: Value = send(
-        Method::GET,
-        &t.cp.api(&format!("/orgs/{}/teams", t.a)),
-        &t.alice,
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    let team = teams["items"][0]["id"].as_str().unwrap().to_owned();
+    let team = team_in_a(&t).await;
     let keys = t.cp.api(&format!("/orgs/{}/keys", t.a));
 
     let created = send(
@@ -586,17 +591,7 @@ async fn key_lifecycle_secret_once_rotate_with_grace_revoke() {
 #[tokio::test]
 async fn members_manage_only_their_own_keys() {
     let (db, t) = tenants().await;
-    let teams: Value = send(
-        Method::GET,
-        &t.cp.api(&format!("/orgs/{}/teams", t.a)),
-        &t.alice,
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    let team = teams["items"][0]["id"].as_str().unwrap().to_owned();
+    let team = team_in_a(&t).await;
     created(
         &t.cp,
         &format!("/orgs/{}/members", t.a),
@@ -676,17 +671,7 @@ async fn members_manage_only_their_own_keys() {
 #[tokio::test]
 async fn a_key_minted_by_the_control_plane_works_on_a_gateway() {
     let (db, t) = tenants().await;
-    let teams: Value = send(
-        Method::GET,
-        &t.cp.api(&format!("/orgs/{}/teams", t.a)),
-        &t.alice,
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    let team = teams["items"][0]["id"].as_str().unwrap().to_owned();
+    let team = team_in_a(&t).await;
     let created: Value = send(
         Method::POST,
         &t.cp.api(&format!("/orgs/{}/keys", t.a)),
@@ -730,17 +715,7 @@ async fn a_key_minted_by_the_control_plane_works_on_a_gateway() {
 #[tokio::test]
 async fn budgets_respect_the_hierarchy_per_period() {
     let (_db, t) = tenants().await;
-    let teams: Value = send(
-        Method::GET,
-        &t.cp.api(&format!("/orgs/{}/teams", t.a)),
-        &t.alice,
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    let team = teams["items"][0]["id"].as_str().unwrap().to_owned();
+    let team = team_in_a(&t).await;
     let key: Value = send(
         Method::POST,
         &t.cp.api(&format!("/orgs/{}/keys", t.a)),
