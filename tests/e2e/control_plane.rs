@@ -236,6 +236,7 @@ struct Tenants {
     b_team: String,
     b_key: String,
     b_budget: String,
+    b_project: String,
     alice: String,
     vic: String,
 }
@@ -291,6 +292,15 @@ async fn tenants() -> (TestDb, Tenants) {
         .as_str()
         .unwrap()
         .to_owned();
+    let b_project = created(
+        &cp,
+        &format!("/orgs/{b}/projects"),
+        json!({"team_id": b_team, "slug": "p", "name": "P"}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let alice = token_in(
         &cli(&db, &["tokens", "create", "--email", "alice@a.com"])
             .await
@@ -312,6 +322,7 @@ async fn tenants() -> (TestDb, Tenants) {
             b_team,
             b_key,
             b_budget,
+            b_project,
             alice,
             vic,
         },
@@ -353,7 +364,8 @@ async fn every_route_hides_other_orgs_objects_behind_404() {
             .replace("{org_id}", &t.b)
             .replace("{team_id}", &t.b_team)
             .replace("{key_id}", &t.b_key)
-            .replace("{budget_id}", &t.b_budget);
+            .replace("{budget_id}", &t.b_budget)
+            .replace("{project_id}", &t.b_project);
         assert!(
             !concrete.contains('{'),
             "{path}: teach this test the new path parameter"
@@ -895,5 +907,71 @@ async fn a_warn_policy_creates_an_oversized_budget_with_a_warning() {
     assert!(
         warning.contains("exceeds the enclosing budget"),
         "{warning}"
+    );
+}
+
+#[tokio::test]
+async fn projects_live_in_a_team_and_keys_must_match_it() {
+    let (_db, t) = tenants().await;
+    let team = team_in_a(&t).await;
+    let other_team = created(
+        &t.cp,
+        &format!("/orgs/{}/teams", t.a),
+        json!({"slug": "other", "name": "Other"}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let projects = t.cp.api(&format!("/orgs/{}/projects", t.a));
+    let project = send(
+        Method::POST,
+        &projects,
+        &t.alice,
+        Some(json!({"team_id": team, "slug": "ranker", "name": "Ranker"})),
+    )
+    .await;
+    assert_eq!(project.status(), 201);
+    let project: Value = project.json().await.unwrap();
+    let dup = send(
+        Method::POST,
+        &projects,
+        &t.alice,
+        Some(json!({"team_id": team, "slug": "ranker", "name": "Again"})),
+    )
+    .await;
+    assert_eq!(dup.status(), 409);
+    let listed: Value = send(
+        Method::GET,
+        &format!("{projects}?team_id={team}"),
+        &t.vic,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+
+    let keys = t.cp.api(&format!("/orgs/{}/keys", t.a));
+    let mismatched = send(
+        Method::POST,
+        &keys,
+        &t.alice,
+        Some(json!({"team_id": other_team, "project_id": project["id"]})),
+    )
+    .await;
+    assert_eq!(mismatched.status(), 422);
+    let key = send(
+        Method::POST,
+        &keys,
+        &t.alice,
+        Some(json!({"team_id": team, "project_id": project["id"]})),
+    )
+    .await;
+    assert_eq!(key.status(), 201);
+    assert_eq!(
+        key.json::<Value>().await.unwrap()["project_id"],
+        project["id"]
     );
 }

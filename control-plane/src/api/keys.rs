@@ -160,6 +160,15 @@ async fn create_key(
             message: "must be in the future".into(),
         }]));
     }
+    if let Some(project_id) = new.project_id {
+        let project = crate::store::projects::get(&state.pool, org_id, project_id).await?;
+        if project.team_id != new.team_id {
+            return Err(ApiError::invalid(vec![FieldError {
+                field: "project_id".into(),
+                message: "the project belongs to another team".into(),
+            }]));
+        }
+    }
     let minted = tollgate_keys::generate(pepper(&state)?);
     let idempotency = Idempotency::from_request(&headers, &new)?;
     let mut tx = state.pool.begin().await?;

@@ -10,6 +10,7 @@ mod idempotent;
 mod keys;
 mod members;
 mod orgs;
+mod projects;
 mod teams;
 pub mod validate;
 
@@ -50,6 +51,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
                 .merge(members::router())
                 .merge(keys::router())
                 .merge(budgets::router())
+                .merge(projects::router())
                 .merge(audit::router()),
         )
         .split_for_parts();

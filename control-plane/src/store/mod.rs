@@ -8,6 +8,7 @@ pub mod budgets;
 pub mod idempotency;
 pub mod keys;
 pub mod orgs;
+pub mod projects;
 pub mod teams;
 pub mod users;
 

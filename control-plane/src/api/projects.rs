@@ -1,0 +1,173 @@
+//! `/api/v1/orgs/{org_id}/projects`: projects within a team, managed by the team's admins
+//! (and org admins); anyone who can see the team reads them.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::ApiError;
+use super::validate::Checks;
+use crate::auth::Principal;
+use crate::auth::rbac::{Permission, require};
+use crate::store::audit;
+use crate::store::projects::{self, Project};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_project, list_projects))
+        .routes(routes!(get_project, delete_project))
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProject {
+    pub team_id: Uuid,
+    /// Unique within the team.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$", min_length = 1, max_length = 63)]
+    pub slug: String,
+    #[schema(pattern = "\\S", min_length = 1, max_length = 200)]
+    pub name: String,
+    #[serde(default)]
+    pub allowed_models: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProjectQuery {
+    /// Only this team's projects.
+    pub team_id: Option<Uuid>,
+}
+
+fn json(project: &Project) -> serde_json::Value {
+    serde_json::to_value(project).unwrap_or_default()
+}
+
+#[utoipa::path(post, path = "/orgs/{org_id}/projects", tag = "projects", params(("org_id" = Uuid, Path)), request_body = NewProject,
+    responses((status = 415, description = "Body is not JSON"), (status = 400, description = "Malformed path, query or body"),
+        (status = 201, body = Project), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)))]
+async fn create_project(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(org_id): Path<Uuid>,
+    body: Result<Json<NewProject>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Project>), ApiError> {
+    require(&principal, Permission::ReadOrg(org_id))?;
+    let Json(new) = body?;
+    require(
+        &principal,
+        Permission::AdminTeam {
+            org: org_id,
+            team: new.team_id,
+        },
+    )?;
+    Checks::default()
+        .slug("slug", &new.slug)
+        .name("name", &new.name)
+        .models("allowed_models", &new.allowed_models)
+        .done()?;
+    let mut tx = state.pool.begin().await?;
+    let project = projects::create(
+        &mut tx,
+        org_id,
+        new.team_id,
+        &new.slug,
+        new.name.trim(),
+        &new.allowed_models,
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        &principal.actor(),
+        Some(org_id),
+        "create",
+        "project",
+        &project.id.to_string(),
+        None,
+        Some(json(&project)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(project)))
+}
+
+#[utoipa::path(get, path = "/orgs/{org_id}/projects", tag = "projects", params(("org_id" = Uuid, Path), ProjectQuery),
+    responses((status = 400, description = "Malformed path, query or body"), (status = 200, body = Vec<Project>), (status = 401), (status = 404)))]
+async fn list_projects(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(org_id): Path<Uuid>,
+    Query(q): Query<ProjectQuery>,
+) -> Result<Json<Vec<Project>>, ApiError> {
+    require(&principal, Permission::ReadOrg(org_id))?;
+    let all = projects::list(&state.pool, org_id, q.team_id).await?;
+    // Team-scoped members see their teams' projects only.
+    let visible = all
+        .into_iter()
+        .filter(|p| {
+            principal.allows(Permission::ReadTeam {
+                org: org_id,
+                team: p.team_id,
+            })
+        })
+        .collect();
+    Ok(Json(visible))
+}
+
+#[utoipa::path(get, path = "/orgs/{org_id}/projects/{project_id}", tag = "projects",
+    params(("org_id" = Uuid, Path), ("project_id" = Uuid, Path)),
+    responses((status = 400, description = "Malformed path, query or body"), (status = 200, body = Project), (status = 401), (status = 404)))]
+async fn get_project(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org_id, project_id)): Path<(Uuid, Uuid)>,
+) -> Result<Json<Project>, ApiError> {
+    require(&principal, Permission::ReadOrg(org_id))?;
+    let project = projects::get(&state.pool, org_id, project_id).await?;
+    require(
+        &principal,
+        Permission::ReadTeam {
+            org: org_id,
+            team: project.team_id,
+        },
+    )?;
+    Ok(Json(project))
+}
+
+#[utoipa::path(delete, path = "/orgs/{org_id}/projects/{project_id}", tag = "projects",
+    params(("org_id" = Uuid, Path), ("project_id" = Uuid, Path)),
+    responses((status = 400, description = "Malformed path, query or body"), (status = 204), (status = 401), (status = 403), (status = 404)))]
+async fn delete_project(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org_id, project_id)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    require(&principal, Permission::ReadOrg(org_id))?;
+    let existing = projects::get(&state.pool, org_id, project_id).await?;
+    require(
+        &principal,
+        Permission::AdminTeam {
+            org: org_id,
+            team: existing.team_id,
+        },
+    )?;
+    let mut tx = state.pool.begin().await?;
+    let before = projects::delete(&mut tx, org_id, project_id).await?;
+    audit::record(
+        &mut tx,
+        &principal.actor(),
+        Some(org_id),
+        "delete",
+        "project",
+        &project_id.to_string(),
+        Some(json(&before)),
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
