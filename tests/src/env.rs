@@ -291,19 +291,7 @@ impl RedisServer {
                 "starting redis-server (is it installed? deploy/local/services installs it)",
             )?;
         self.child = Some(child);
-        let client = redis::Client::open(self.url())?;
-        for _ in 0..100 {
-            if let Ok(mut con) = client.get_multiplexed_async_connection().await
-                && redis::cmd("PING")
-                    .query_async::<String>(&mut con)
-                    .await
-                    .is_ok()
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        anyhow::bail!("redis-server on port {} did not come up", self.port)
+        wait_for_ping(&self.url()).await
     }
 }
 

@@ -167,11 +167,10 @@ pub async fn limit(
         ));
     }
     if let Ledgers::Redis(redis) = &**ledger {
-        let shared: Vec<(ScopeKind, &str, Limits)> = scopes.clone();
         match redis
             .admit(
                 &caller.org.id,
-                &shared,
+                &scopes,
                 tokens,
                 now_ms,
                 window_start,

@@ -74,7 +74,7 @@ impl Provider for Anthropic {
 
     async fn chat(&self, req: &JsonRequest, cx: CallCx<'_>) -> Result<JsonReply, ProviderError> {
         let body = request_body(req, &cx.deployment.upstream_model, false)?;
-        let response = send(post(cx).json(&body), cx, anthropic_error_message).await?;
+        let response = send(post(cx).json(&body), cx).await?;
         response_body(&read_json(response, cx).await?)
     }
 
@@ -85,7 +85,7 @@ impl Provider for Anthropic {
     ) -> Result<ChunkStream, ProviderError> {
         let body = request_body(req, &cx.deployment.upstream_model, true)?;
         let deadline = Instant::now() + cx.deployment.timeouts.total;
-        let response = send(post(cx).json(&body), cx, anthropic_error_message).await?;
+        let response = send(post(cx).json(&body), cx).await?;
         Ok(Box::pin(translate_stream(sse::events(response, deadline))))
     }
 }
@@ -100,13 +100,6 @@ fn post(cx: CallCx<'_>) -> reqwest::RequestBuilder {
         Some(key) => request.header("x-api-key", key.expose_secret()),
         None => request,
     }
-}
-
-/// Anthropic's `{"type":"error","error":{"type":…,"message":…}}`.
-pub(crate) fn anthropic_error_message(body: &Value) -> Option<String> {
-    body.pointer("/error/message")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
 }
 
 fn untranslatable(param: &str, message: impl Into<String>) -> ProviderError {
@@ -1306,10 +1299,13 @@ mod tests {
     fn error_bodies_yield_their_message() {
         let error: Value = serde_json::from_str(ERROR).unwrap();
         assert_eq!(
-            anthropic_error_message(&error).as_deref(),
+            crate::providers::error_message(&error).as_deref(),
             Some("max_tokens: Field required")
         );
-        assert_eq!(anthropic_error_message(&json!({"detail": "nope"})), None);
+        assert_eq!(
+            crate::providers::error_message(&json!({"detail": "nope"})),
+            None
+        );
     }
 
     // --- stream --------------------------------------------------------------------------

@@ -344,11 +344,9 @@ impl Adapter {
 
 /// Sends `request`, waiting at most the deployment's first-byte timeout for the
 /// response head; maps transport failures and non-2xx answers to [`ProviderError`].
-/// `error_message` extracts the provider's message from an error body.
 pub(crate) async fn send(
     request: reqwest::RequestBuilder,
     cx: CallCx<'_>,
-    error_message: fn(&Value) -> Option<String>,
 ) -> Result<reqwest::Response, ProviderError> {
     let mut request = request.header("x-request-id", cx.request_id);
     if let Some(traceparent) = cx.traceparent {
@@ -406,8 +404,9 @@ pub(crate) async fn read_json(
         .map_err(|e| ProviderError::Protocol(format!("body is not JSON: {e}")))
 }
 
-/// OpenAI's `{"error": {"message": …}}`.
-pub(crate) fn openai_error_message(body: &Value) -> Option<String> {
+/// The provider's message in an error body: OpenAI's `{"error": {"message": …}}` and
+/// Anthropic's `{"type": "error", "error": {"message": …}}` put it in the same place.
+pub(crate) fn error_message(body: &Value) -> Option<String> {
     body.pointer("/error/message")
         .and_then(Value::as_str)
         .map(str::to_owned)

@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use super::sse::{self, SseEvent};
 use super::{
-    CallCx, Chunk, ChunkStream, JsonReply, JsonRequest, Provider, ProviderError,
-    openai_error_message, openai_usage, read_json, send,
+    CallCx, Chunk, ChunkStream, JsonReply, JsonRequest, Provider, ProviderError, openai_usage,
+    read_json, send,
 };
 use crate::snapshot::ProviderKind;
 
@@ -98,12 +98,7 @@ pub(super) async fn json_call(
     cx: CallCx<'_>,
 ) -> Result<JsonReply, ProviderError> {
     let model_field = !request_is_azure(cx);
-    let response = send(
-        request.json(&upstream_body(req, cx, model_field)),
-        cx,
-        openai_error_message,
-    )
-    .await?;
+    let response = send(request.json(&upstream_body(req, cx, model_field)), cx).await?;
     let body = read_json(response, cx).await?;
     let usage = body.get("usage").and_then(openai_usage);
     Ok(JsonReply { body, usage })
@@ -116,12 +111,7 @@ pub(super) async fn stream_call(
 ) -> Result<ChunkStream, ProviderError> {
     let model_field = !request_is_azure(cx);
     let deadline = Instant::now() + cx.deployment.timeouts.total;
-    let response = send(
-        request.json(&upstream_body(req, cx, model_field)),
-        cx,
-        openai_error_message,
-    )
-    .await?;
+    let response = send(request.json(&upstream_body(req, cx, model_field)), cx).await?;
     let chunks = sse::events(response, deadline)
         .map(|event| event.and_then(|e| chunk(&e)))
         // `[DONE]` ends the stream: the gateway writes its own terminator.
