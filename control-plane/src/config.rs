@@ -1,10 +1,11 @@
 //! `Settings` of `tollgate-control`: defaults ← TOML (`--config`) ← `TOLLGATE_*` env.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
-const SECTIONS: &[&str] = &["server", "database", "auth", "budgets"];
+const SECTIONS: &[&str] = &["server", "database", "auth", "budgets", "grpc", "signing"];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,6 +19,65 @@ pub struct Settings {
     pub auth: KeySettings,
     #[serde(default)]
     pub budgets: BudgetSettings,
+    #[serde(default)]
+    pub grpc: GrpcSettings,
+    #[serde(default)]
+    pub signing: SigningSettings,
+}
+
+/// The config stream gateways connect to (`ConfigService.Stream`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcSettings {
+    /// Its own port, apart from the admin API. Port 0 picks one (printed on stdout).
+    pub listen: SocketAddr,
+    /// PEM certificate chain and private key: TLS. Both or neither.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: gateways must also present a client certificate it signed (mTLS).
+    pub client_ca: Option<PathBuf>,
+    /// Without TLS the stream is refused on anything but a loopback address unless this
+    /// is set (e.g. behind a TLS-terminating mesh).
+    pub allow_plaintext: bool,
+    /// This replica's name in the fleet view (default: host name and process id).
+    pub replica: Option<String>,
+}
+
+impl Default for GrpcSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8401)),
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
+            allow_plaintext: false,
+            replica: None,
+        }
+    }
+}
+
+/// The Ed25519 key config snapshots are signed with. Without a key file, no config is
+/// pushed (the admin API still works).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigningSettings {
+    /// PKCS#8 PEM private key (`tollgate-control signing-key new` or
+    /// `openssl genpkey -algorithm ed25519`).
+    pub key_file: Option<PathBuf>,
+    /// The id gateways trust this key under.
+    pub key_id: String,
+    /// How long to let a burst of writes land before building one new version.
+    pub debounce_ms: u64,
+}
+
+impl Default for SigningSettings {
+    fn default() -> Self {
+        Self {
+            key_file: None,
+            key_id: "default".into(),
+            debounce_ms: 20,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -12,6 +12,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod push;
 pub mod store;
 
 /// Migrations embedded at compile time (no database needed to build).

@@ -11,7 +11,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tollgate_control_plane::MIGRATOR;
 use tollgate_control_plane::api::{self, AppState};
 use tollgate_control_plane::config::Settings;
-use tollgate_control_plane::store::{self, audit, keys, orgs, teams, users};
+use tollgate_control_plane::push;
+use tollgate_control_plane::store::{self, audit, fleet, keys, orgs, teams, users};
 
 const CONFIG_HELP: &str = "\
 Configuration: a TOML file (--config) whose values TOLLGATE_<SECTION>__<FIELD> environment
@@ -65,6 +66,43 @@ enum Command {
     /// Operator helpers for virtual keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The Ed25519 key config snapshots are signed with.
+    #[command(subcommand)]
+    SigningKey(SigningKeyCommand),
+    /// Tokens a region's gateways connect to the config stream with.
+    #[command(subcommand)]
+    EnrollmentTokens(EnrollmentTokensCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SigningKeyCommand {
+    /// Write a new private key (PKCS#8 PEM, mode 0600) and print the public key gateways
+    /// must trust: `[control] trusted_keys = { <key id> = "<public key>" }`.
+    New {
+        /// Where to write the private key; refuses to overwrite.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "default")]
+        key_id: String,
+    },
+    /// Print the public key of an existing private key file.
+    Public {
+        #[arg(long)]
+        key_file: PathBuf,
+        #[arg(long, default_value = "default")]
+        key_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EnrollmentTokensCommand {
+    /// Mint a token for a region's gateways (printed once).
+    Create {
+        #[arg(long)]
+        region: String,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,10 +166,48 @@ fn main() -> anyhow::Result<()> {
         None => None,
     };
     let settings = Settings::from_sources(text.as_deref(), std::env::vars())?;
+    if let Command::SigningKey(command) = &cli.command {
+        return signing_key(command);
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
         .block_on(run(cli.command, settings))
+}
+
+fn signing_key(command: &SigningKeyCommand) -> anyhow::Result<()> {
+    let signer = match command {
+        SigningKeyCommand::New { out, key_id } => {
+            let signer = tollgate_signing::SnapshotSigner::generate(key_id)?;
+            write_private(out, &signer.to_pem())
+                .with_context(|| format!("writing {}", out.display()))?;
+            signer
+        }
+        SigningKeyCommand::Public { key_file, key_id } => {
+            let pem = std::fs::read_to_string(key_file)
+                .with_context(|| format!("reading {}", key_file.display()))?;
+            tollgate_signing::SnapshotSigner::from_pem(key_id, &pem)?
+        }
+    };
+    report(&format!(
+        "{} = \"{}\"",
+        signer.key_id(),
+        signer.public_key_base64()
+    ));
+    Ok(())
+}
+
+/// Creates `path` (never overwrites) readable by its owner only.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }
 
 /// The actor of operator commands in the audit log.
@@ -168,11 +244,34 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             if !no_migrate {
                 MIGRATOR.run(&pool).await?;
             }
+            let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .context("installing the metrics recorder")?;
+            let shutdown = tokio_util::sync::CancellationToken::new();
             let listener = tokio::net::TcpListener::bind(settings.server.listen).await?;
             report(&format!(
                 "tollgate-control listening on http://{}",
                 listener.local_addr()?
             ));
+            match push::load_signer(&settings.signing)? {
+                Some(signer) => {
+                    let running = push::start(
+                        pool.clone(),
+                        signer,
+                        &settings.grpc,
+                        std::time::Duration::from_millis(settings.signing.debounce_ms),
+                        shutdown.clone(),
+                    )
+                    .await?;
+                    report(&format!(
+                        "tollgate-control config stream on {}",
+                        running.addr
+                    ));
+                }
+                None => {
+                    tracing::warn!("signing.key_file is not set: no config is pushed to gateways")
+                }
+            }
             let key_pepper = settings.auth.key_pepper.clone();
             if key_pepper.is_none() {
                 tracing::warn!(
@@ -186,15 +285,18 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                     hierarchy: settings.budgets.hierarchy,
                 },
                 settings.server.max_body_bytes,
+            )
+            .route(
+                "/metrics",
+                axum::routing::get(move || std::future::ready(metrics.render())),
             );
             axum::serve(
                 listener,
                 app.into_make_service_with_connect_info::<SocketAddr>(),
             )
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
+            .with_graceful_shutdown(shutdown_signal())
             .await?;
+            shutdown.cancel();
         }
         Command::Bootstrap { email, force } => {
             MIGRATOR.run(&pool).await?;
@@ -300,6 +402,27 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             tx.commit().await?;
             report(&minted.full);
         }
+        Command::SigningKey(_) => unreachable_signing(),
+        Command::EnrollmentTokens(EnrollmentTokensCommand::Create { region, name }) => {
+            let mut tx = pool.begin().await?;
+            let (row, token) = fleet::create_token(&mut tx, &region, &name)
+                .await
+                .map_err(describe)
+                .with_context(|| format!("region {region:?}"))?;
+            audit::record(
+                &mut tx,
+                &cli_actor(),
+                None,
+                "create",
+                "enrollment_token",
+                &row.id.to_string(),
+                None,
+                Some(serde_json::to_value(&row)?),
+            )
+            .await?;
+            tx.commit().await?;
+            report(&token);
+        }
         Command::Teams(TeamsCommand::Create { org, slug, name }) => {
             let mut tx = pool.begin().await?;
             let team = teams::create(&mut tx, org, &slug, &name, &[])
@@ -322,6 +445,23 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `signing-key` commands need no database and run before it is opened.
+fn unreachable_signing() {}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
 
 fn describe(e: store::StoreError) -> anyhow::Error {

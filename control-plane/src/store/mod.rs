@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod budgets;
+pub mod fleet;
 pub mod idempotency;
 pub mod keys;
 pub mod orgs;

@@ -27,18 +27,28 @@ use crate::tokenize::Encoding;
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
     env: HashMap<String, String>,
+    /// Check only the form of references; their values live on the gateways (used by the
+    /// control plane to validate a snapshot before publishing it).
+    form_only: bool,
 }
 
 impl Credentials {
     pub fn from_env() -> Self {
-        Self {
-            env: std::env::vars().collect(),
-        }
+        Self::from_map(std::env::vars())
     }
 
     pub fn from_map(env: impl IntoIterator<Item = (String, String)>) -> Self {
         Self {
             env: env.into_iter().collect(),
+            form_only: false,
+        }
+    }
+
+    /// References are checked for form but not resolved.
+    pub fn form_only() -> Self {
+        Self {
+            env: HashMap::new(),
+            form_only: true,
         }
     }
 
@@ -52,6 +62,9 @@ impl Credentials {
                 "unsupported credential reference {reference:?}; use \"env:NAME\""
             ));
         };
+        if self.form_only {
+            return Ok(None);
+        }
         match self.env.get(name) {
             Some(value) if !value.is_empty() => Ok(Some(SecretString::from(value.clone()))),
             _ => Err(format!("environment variable {name} is not set")),
@@ -625,12 +638,14 @@ impl Snapshot {
             );
         }
 
-        // Allow-lists may only name models that exist, or typos silently lock people out.
+        // Allow-lists may only name models that exist (here, or deployed in another
+        // region), or typos silently lock people out.
+        let elsewhere: HashSet<String> = wire.models_elsewhere.into_iter().collect();
         let check_allowed =
             |what: String, allowed: &HashSet<String>, problems: &mut Vec<String>| {
                 let mut unknown: Vec<_> = allowed
                     .iter()
-                    .filter(|m| !snapshot.models.contains_key(*m))
+                    .filter(|m| !snapshot.models.contains_key(*m) && !elsewhere.contains(*m))
                     .collect();
                 unknown.sort();
                 for model in unknown {
