@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::snapshot::file::StaticSnapshot;
 
 /// Top-level tables that are settings; every other table belongs to the snapshot.
-const SETTINGS_SECTIONS: &[&str] = &["server", "auth", "routing", "ledger", "redis"];
+const SETTINGS_SECTIONS: &[&str] = &["server", "auth", "routing", "ledger", "redis", "control"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +27,60 @@ pub struct Settings {
     pub ledger: LedgerSettings,
     #[serde(default)]
     pub redis: RedisSettings,
+    /// Set: config comes from a control plane. Absent: standalone (config in this file).
+    pub control: Option<ControlSettings>,
+}
+
+/// The control plane this gateway takes its config from.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSettings {
+    /// `https://host:8401` (TLS) or `http://…` (plaintext, loopback/tests only).
+    pub url: String,
+    /// The region's enrollment token (`tge_…`). Prefer TOLLGATE_CONTROL__ENROLLMENT_TOKEN.
+    pub enrollment_token: SecretString,
+    /// Key id → base64 Ed25519 public key. Snapshots signed by anything else are refused;
+    /// list two while rotating the signing key.
+    pub trusted_keys: std::collections::BTreeMap<String, String>,
+    /// PEM CA bundle for the control plane's certificate (default: public web roots).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate and key, when the control plane requires mTLS.
+    #[serde(default)]
+    pub client_cert: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<std::path::PathBuf>,
+    /// Where the last verified snapshot is kept, to start from when the control plane is
+    /// unreachable.
+    #[serde(default = "default_lkg_path")]
+    pub last_known_good: std::path::PathBuf,
+    /// A stream that delivers no snapshot this long after connecting is dropped (ms).
+    #[serde(default = "default_first_snapshot_ms")]
+    pub first_snapshot_timeout_ms: u64,
+    /// Longest wait between reconnect attempts (ms); jittered, doubling from 100 ms.
+    #[serde(default = "default_reconnect_max_ms")]
+    pub reconnect_max_ms: u64,
+}
+
+fn default_lkg_path() -> std::path::PathBuf {
+    "tollgate-last-known-good.snapshot".into()
+}
+fn default_first_snapshot_ms() -> u64 {
+    10_000
+}
+fn default_reconnect_max_ms() -> u64 {
+    5_000
+}
+
+impl std::fmt::Debug for ControlSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlSettings")
+            .field("url", &self.url)
+            .field("enrollment_token", &"[redacted]")
+            .field("trusted_keys", &self.trusted_keys.keys())
+            .field("last_known_good", &self.last_known_good)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,6 +287,24 @@ impl Settings {
         }
         if self.server.max_body_bytes < 1024 {
             problems.push("server.max_body_bytes: must be at least 1024".to_owned());
+        }
+        if let Some(control) = &self.control {
+            if !(control.url.starts_with("http://") || control.url.starts_with("https://")) {
+                problems.push("control.url: must start with https:// (or http://)".to_owned());
+            }
+            if control.trusted_keys.is_empty() {
+                problems.push("control.trusted_keys: at least one key id = public key".to_owned());
+            }
+            let pairs = control
+                .trusted_keys
+                .iter()
+                .map(|(id, key)| (id.as_str(), key.as_str()));
+            if let Err(e) = tollgate_signing::TrustedKeys::parse(pairs) {
+                problems.push(format!("control.trusted_keys: {e}"));
+            }
+            if control.client_cert.is_some() != control.client_key.is_some() {
+                problems.push("control.client_cert and control.client_key go together".to_owned());
+            }
         }
         if self.routing.max_attempts == 0 {
             problems.push("routing.max_attempts: must be at least 1".to_owned());

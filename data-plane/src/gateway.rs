@@ -18,7 +18,7 @@ use crate::prices::PriceTable;
 use crate::snapshot::live::Live;
 
 pub struct Gateway {
-    pub live: Live,
+    pub live: Arc<Live>,
     pub ledger: Arc<Ledgers>,
     pub limiter: Arc<LocalLimiter>,
     pub cooldowns: Cooldowns,
@@ -42,7 +42,7 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(
         settings: &Settings,
-        live: Live,
+        live: Arc<Live>,
         ledger: Ledgers,
         prices: PriceTable,
         emitter: Emitter,

@@ -20,6 +20,8 @@ use tollgate_data_plane::prices::PriceTable;
 use tollgate_data_plane::snapshot::file::parse_usd;
 use tollgate_data_plane::snapshot::live::Live;
 use tollgate_data_plane::snapshot::now_ms;
+use tollgate_data_plane::snapshot::remote::{self, Checker, ConfigClient};
+use tollgate_data_plane::snapshot::signed::read_last_known_good;
 use tollgate_data_plane::snapshot::{Credentials, Snapshot};
 use tollgate_keys as keys;
 
@@ -116,6 +118,14 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(serve(loaded))
         }
         Command::Check => {
+            if let Some(control) = &loaded.settings.control {
+                remote::trusted_keys(control)?;
+                report(&format!(
+                    "settings ok: config comes from the control plane at {}",
+                    control.url
+                ));
+                return Ok(());
+            }
             let snapshot = build_snapshot(loaded)?.1;
             report(&format!(
                 "config ok: {} keys, {} models, {} budgets",
@@ -174,8 +184,8 @@ fn build_snapshot(loaded: Loaded) -> anyhow::Result<(Settings, Snapshot, PriceTa
     let prices = PriceTable::built_in()?;
     let Some(file) = loaded.snapshot else {
         anyhow::bail!(
-            "the config has no [[orgs]], [[keys]], [[models]] or [[deployments]]; a standalone gateway needs them \
-             (connecting to a control plane is not available yet)"
+            "the config has no [[orgs]], [[keys]], [[models]] or [[deployments]]; a standalone gateway needs them, \
+             or a [control] section to take its config from a control plane"
         );
     };
     let wire = file
@@ -185,11 +195,70 @@ fn build_snapshot(loaded: Loaded) -> anyhow::Result<(Settings, Snapshot, PriceTa
     Ok((loaded.settings, snapshot, prices))
 }
 
-async fn serve(loaded: Loaded) -> anyhow::Result<()> {
-    let (settings, snapshot, prices) = build_snapshot(loaded)?;
-    for model in snapshot.models.values() {
-        model.encoding.warm_up();
+/// The config source: a control plane (starting from the last-known-good snapshot when
+/// there is a verified one) or the standalone file.
+struct Source {
+    live: Arc<Live>,
+    client: Option<ConfigClient>,
+}
+
+fn source(loaded: Loaded) -> anyhow::Result<(Settings, Source, PriceTable)> {
+    let Some(control) = &loaded.settings.control else {
+        let (settings, snapshot, prices) = build_snapshot(loaded)?;
+        for model in snapshot.models.values() {
+            model.encoding.warm_up();
+        }
+        let live = Arc::new(Live::new(snapshot));
+        return Ok((settings, Source { live, client: None }, prices));
+    };
+    if loaded.snapshot.is_some() {
+        anyhow::bail!(
+            "this config has a [control] section and also [[orgs]]/[[keys]]/... sections: a gateway takes its config \
+             from the control plane or from the file, not both"
+        );
     }
+    let prices = PriceTable::built_in()?;
+    let checker = Arc::new(Checker {
+        trusted: remote::trusted_keys(control)?,
+        prices: prices.clone(),
+        credentials: Credentials::from_env(),
+        region: loaded.settings.server.region.clone(),
+    });
+    let path = &control.last_known_good;
+    let start = match read_last_known_good(path, &checker.acceptance(0)) {
+        Ok(Some((snapshot, _))) => {
+            tracing::info!(path = %path.display(), version = snapshot.version, "starting from the last-known-good config");
+            snapshot
+        }
+        Ok(None) => Snapshot::empty(),
+        Err(e) => {
+            tracing::error!(
+                path = %path.display(),
+                error = %e,
+                "REFUSING the last-known-good config file (tampered, corrupt or signed by an untrusted key); not ready until the control plane sends a verified snapshot"
+            );
+            Snapshot::empty()
+        }
+    };
+    let live = Arc::new(Live::detached(start));
+    let client = ConfigClient::new(
+        control,
+        loaded.settings.server.gateway_id.clone(),
+        checker,
+        live.clone(),
+    )?;
+    Ok((
+        loaded.settings,
+        Source {
+            live,
+            client: Some(client),
+        },
+        prices,
+    ))
+}
+
+async fn serve(loaded: Loaded) -> anyhow::Result<()> {
+    let (settings, source, prices) = source(loaded)?;
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
@@ -207,15 +276,19 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
             )?))
         }
     };
-    let version = snapshot.version;
+    let version = source.live.version();
     let gateway = Arc::new(Gateway::new(
         &settings,
-        Live::new(snapshot),
+        source.live,
         ledger,
         prices,
         emitter,
         metrics,
     ));
+
+    if let Some(client) = source.client {
+        gateway.tasks.spawn(client.run(gateway.shutdown.clone()));
+    }
 
     if matches!(*gateway.ledger, Ledgers::Redis(_)) {
         let interval = Duration::from_millis(settings.redis.maintenance_interval_ms.max(50));

@@ -61,6 +61,19 @@ impl GatewayError {
         )
     }
 
+    /// Every deployment of the model allows less config staleness than this gateway has.
+    pub fn config_stale(staleness: Duration) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "api_error",
+            Some("config_stale"),
+            format!(
+                "This gateway has not heard from its control plane for {} s, longer than this model's deployments allow; try again shortly.",
+                staleness.as_secs()
+            ),
+        )
+    }
+
     pub fn code_str(&self) -> &'static str {
         self.code.unwrap_or(self.kind)
     }

@@ -3,7 +3,7 @@
 //! emit, with settle and emit owned by the [`CallGuard`] so no path can skip them.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Extension;
 use axum::body::Body;
@@ -157,6 +157,16 @@ async fn run(
 
     let grant = authorize(&snapshot, &caller, req.model())?;
     guard.event.model = grant.model.name.clone();
+    // Fail closed on ancient config: before anything is reserved.
+    let staleness = Duration::from_millis(gw.live.staleness_ms(now_ms()));
+    if !grant
+        .model
+        .deployments
+        .iter()
+        .any(|d| route::fresh_enough(d, staleness))
+    {
+        return Err(GatewayError::config_stale(staleness));
+    }
 
     let estimate = reserve::estimate(&grant, &req, endpoint);
     if endpoint != Endpoint::Embeddings {
@@ -201,7 +211,7 @@ async fn run(
     }
     guard.hold_reservation(reservation, estimate.prompt_tokens);
 
-    let plan = route::plan(&grant.model, &gw.cooldowns, Instant::now());
+    let plan = route::plan(&grant.model, &gw.cooldowns, Instant::now(), staleness);
     let forwarder = Forwarder {
         http: &gw.http,
         cooldowns: &gw.cooldowns,

@@ -66,11 +66,22 @@ impl Cooldowns {
     }
 }
 
-/// The deployments to try for `model`, best first.
-pub fn plan(model: &Model, cooldowns: &Cooldowns, now: Instant) -> Vec<Arc<Deployment>> {
+/// May `d` serve calls with config `staleness` old? Only within its max staleness.
+pub fn fresh_enough(d: &Deployment, staleness: Duration) -> bool {
+    d.max_staleness.is_none_or(|max| staleness <= max)
+}
+
+/// The deployments to try for `model`, best first; none whose config is too stale.
+pub fn plan(
+    model: &Model,
+    cooldowns: &Cooldowns,
+    now: Instant,
+    staleness: Duration,
+) -> Vec<Arc<Deployment>> {
     let (mut healthy, mut cooling): (Vec<_>, Vec<_>) = model
         .deployments
         .iter()
+        .filter(|d| fresh_enough(d, staleness))
         .cloned()
         .partition(|d| !cooldowns.is_cooling(&d.id, now));
     let mut rng = rand::rng();

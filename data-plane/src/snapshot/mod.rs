@@ -9,6 +9,8 @@
 
 pub mod file;
 pub mod live;
+pub mod remote;
+pub mod signed;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
