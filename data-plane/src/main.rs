@@ -227,7 +227,7 @@ fn source(loaded: Loaded) -> anyhow::Result<(Settings, Source, PriceTable)> {
     let path = &control.last_known_good;
     let start = match read_last_known_good(path, &checker.acceptance(0)) {
         Ok(Some((snapshot, _))) => {
-            tracing::info!(path = %path.display(), version = snapshot.version, "starting from the last-known-good config");
+            tracing::warn!(path = %path.display(), version = snapshot.version, "starting from the last-known-good config until the control plane answers");
             snapshot
         }
         Ok(None) => Snapshot::empty(),

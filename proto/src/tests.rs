@@ -102,6 +102,7 @@ fn realistic_snapshot() -> Snapshot {
             alert_thresholds_pct: vec![50, 80, 100],
             clamp: ClampPolicy::Clamp as i32,
         }],
+        models_elsewhere: vec!["claude-elsewhere".into()],
     }
 }
 

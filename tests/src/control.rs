@@ -46,7 +46,9 @@ pub struct ControlPlane {
     pub url: String,
     /// A platform admin's token.
     pub admin_token: String,
-    _child: Child,
+    /// `127.0.0.1:<port>` of the config stream, when a signing key was configured.
+    pub grpc: Option<String>,
+    child: Child,
 }
 
 impl ControlPlane {
@@ -59,6 +61,15 @@ impl ControlPlane {
     pub async fn start_with(db: &TestDb, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let admin_token =
             token_in(&cli(db, &["bootstrap", "--email", "admin@example.com"]).await?)?;
+        Self::serve(db, admin_token, env).await
+    }
+
+    /// Another server (a replica, or a restart) on `db`, which is bootstrapped already.
+    pub async fn serve(
+        db: &TestDb,
+        admin_token: String,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let mut child = command(db)?
             .arg("serve")
             .envs(env.iter().copied())
@@ -73,11 +84,31 @@ impl ControlPlane {
             }
             other => bail!("control plane did not start: {other:?}"),
         };
+        let signs = env.iter().any(|(k, _)| *k == "TOLLGATE_SIGNING__KEY_FILE");
+        let grpc = if signs {
+            let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await??;
+            match line {
+                Some(line) if line.contains("config stream on ") => {
+                    Some(line.rsplit(' ').next().unwrap_or_default().to_owned())
+                }
+                other => bail!("config stream did not start: {other:?}"),
+            }
+        } else {
+            None
+        };
+        // Keep reading stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Self {
             url,
             admin_token,
-            _child: child,
+            grpc,
+            child,
         })
+    }
+
+    /// Kills the server outright (SIGKILL).
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
     }
 
     pub fn api(&self, path: &str) -> String {

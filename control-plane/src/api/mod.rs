@@ -6,6 +6,7 @@
 mod audit;
 mod budgets;
 pub mod error;
+mod gateways;
 mod idempotent;
 mod keys;
 mod members;
@@ -52,7 +53,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
                 .merge(keys::router())
                 .merge(budgets::router())
                 .merge(projects::router())
-                .merge(audit::router()),
+                .merge(audit::router())
+                .merge(gateways::router()),
         )
         .split_for_parts();
     api.route("/api/openapi.json", get(move || async move { Json(doc) }))

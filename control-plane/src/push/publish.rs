@@ -31,9 +31,12 @@ use crate::store::Pool;
 const DIRTY: &str = "tollgate_config_dirty";
 const PUBLISHED: &str = "tollgate_config_published";
 /// `pg_advisory_lock` key of the publisher ("tgpub").
-const LOCK_KEY: i64 = 0x7467_7075_62;
+const LOCK_KEY: i64 = 0x0074_6770_7562;
 /// Published versions kept per region (older rows are pruned).
 const KEEP_VERSIONS: i64 = 20;
+
+/// `region_id, version, payload, signature, key_id` of `config_versions`.
+type VersionRow = (String, i64, Vec<u8>, Vec<u8>, String);
 
 /// One signed version, exactly as stored and as sent.
 #[derive(Debug)]
@@ -269,7 +272,7 @@ impl Publisher {
 
     /// Loads the newest signed version of every region.
     async fn load_all(&self) -> Result<(), PublishError> {
-        let rows: Vec<(String, i64, Vec<u8>, Vec<u8>, String)> = sqlx::query_as(
+        let rows: Vec<VersionRow> = sqlx::query_as(
             "SELECT DISTINCT ON (region_id) region_id, version, payload, signature, key_id
                FROM config_versions ORDER BY region_id, version DESC",
         )
@@ -292,7 +295,7 @@ impl Publisher {
         if self.latest.version(region) >= snapshot_version(version) {
             return Ok(());
         }
-        let row: Option<(String, i64, Vec<u8>, Vec<u8>, String)> = sqlx::query_as(
+        let row: Option<VersionRow> = sqlx::query_as(
             "SELECT region_id, version, payload, signature, key_id FROM config_versions
               WHERE region_id = $1 AND version = $2",
         )
@@ -306,10 +309,7 @@ impl Publisher {
         Ok(())
     }
 
-    fn offer(
-        &self,
-        (region, version, payload, signature, key_id): (String, i64, Vec<u8>, Vec<u8>, String),
-    ) {
+    fn offer(&self, (region, version, payload, signature, key_id): VersionRow) {
         self.latest.offer(Signed {
             region,
             version: snapshot_version(version),

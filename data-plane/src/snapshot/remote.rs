@@ -163,7 +163,8 @@ impl ConfigClient {
             .connect()
             .await
             .map_err(|e| format!("connecting: {e}"))?;
-        let mut client = ConfigServiceClient::new(channel).max_decoding_message_size(MAX_SNAPSHOT_BYTES);
+        let mut client =
+            ConfigServiceClient::new(channel).max_decoding_message_size(MAX_SNAPSHOT_BYTES);
         let (tx, rx) = mpsc::channel::<proto::GatewayMessage>(4);
         let hello = proto::Hello {
             gateway_id: self.gateway_id.clone(),
@@ -174,9 +175,11 @@ impl ConfigClient {
         tx.send(message(proto::gateway_message::Msg::Hello(hello)))
             .await
             .map_err(|_| "stream closed before Hello".to_owned())?;
-        let outbound = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|m| (m, rx))
-        });
+        let outbound =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|m| (m, rx)) },
+            );
         let mut request = tonic::Request::new(outbound);
         let bearer = format!("Bearer {}", self.token)
             .parse()
@@ -185,7 +188,13 @@ impl ConfigClient {
         let mut inbound = client
             .stream(request)
             .await
-            .map_err(|status| format!("control plane refused the stream: {:?}: {}", status.code(), status.message()))?
+            .map_err(|status| {
+                format!(
+                    "control plane refused the stream: {:?}: {}",
+                    status.code(),
+                    status.message()
+                )
+            })?
             .into_inner();
         tracing::info!(applied = self.live.version(), "config stream connected");
         metrics::gauge!("tollgate_config_connected").set(1.0);
@@ -235,14 +244,24 @@ impl ConfigClient {
             Ok(snapshot) => {
                 let keys = snapshot.keys.len();
                 self.swap(snapshot);
-                tracing::info!(version, keys, took_ms = started.elapsed().as_millis() as u64, "config applied");
+                tracing::info!(
+                    version,
+                    keys,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "config applied"
+                );
                 metrics::histogram!("tollgate_config_apply_seconds").record(started.elapsed());
                 let path = self.last_known_good.clone();
-                let written = tokio::task::spawn_blocking(move || write_last_known_good(&path, &signed)).await;
+                let written =
+                    tokio::task::spawn_blocking(move || write_last_known_good(&path, &signed))
+                        .await;
                 if !matches!(written, Ok(Ok(()))) {
                     tracing::error!(path = %self.last_known_good.display(), "could not write the last-known-good snapshot; a restart without the control plane would not have it");
                 }
-                message(proto::gateway_message::Msg::Ack(proto::Ack { version, nonce }))
+                message(proto::gateway_message::Msg::Ack(proto::Ack {
+                    version,
+                    nonce,
+                }))
             }
             Err(refused) => {
                 metrics::counter!("tollgate_config_nacks_total").increment(1);

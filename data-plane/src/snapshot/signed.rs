@@ -154,21 +154,45 @@ mod tests {
             region: "eu",
             applied: 5,
         };
-        assert_eq!(acceptance.accept(&signed(&signer, 6, "eu")).unwrap().version, 6);
+        assert_eq!(
+            acceptance
+                .accept(&signed(&signer, 6, "eu"))
+                .unwrap()
+                .version,
+            6
+        );
         let older = acceptance.accept(&signed(&signer, 5, "eu")).unwrap_err();
-        assert!(matches!(older, Refused::NotNewer { version: 5, applied: 5 }), "{older}");
+        assert!(
+            matches!(
+                older,
+                Refused::NotNewer {
+                    version: 5,
+                    applied: 5
+                }
+            ),
+            "{older}"
+        );
         let elsewhere = acceptance.accept(&signed(&signer, 7, "us")).unwrap_err();
-        assert!(matches!(elsewhere, Refused::WrongRegion { .. }), "{elsewhere}");
+        assert!(
+            matches!(elsewhere, Refused::WrongRegion { .. }),
+            "{elsewhere}"
+        );
 
         let mut relabelled = signed(&signer, 7, "eu");
         relabelled.version = 9;
         assert!(matches!(
             acceptance.accept(&relabelled).unwrap_err(),
-            Refused::VersionMismatch { envelope: 9, signed: 7 }
+            Refused::VersionMismatch {
+                envelope: 9,
+                signed: 7
+            }
         ));
         let mut tampered = signed(&signer, 7, "eu");
         tampered.payload.push(0);
-        assert!(matches!(acceptance.accept(&tampered).unwrap_err(), Refused::Signature(_)));
+        assert!(matches!(
+            acceptance.accept(&tampered).unwrap_err(),
+            Refused::Signature(_)
+        ));
         let stranger = SnapshotSigner::generate("k2").unwrap();
         assert!(matches!(
             acceptance.accept(&signed(&stranger, 7, "eu")).unwrap_err(),
