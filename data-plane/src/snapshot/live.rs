@@ -47,8 +47,10 @@ impl Live {
         self.current.load_full()
     }
 
-    pub fn store(&self, snapshot: Snapshot) {
-        self.current.store(Arc::new(snapshot));
+    /// Swaps in `snapshot`; the previous one is returned so the caller decides where the
+    /// (for 100k keys, tens of ms) drop happens — not on a request worker.
+    pub fn store(&self, snapshot: Snapshot) -> Arc<Snapshot> {
+        self.current.swap(Arc::new(snapshot))
     }
 
     pub fn version(&self) -> u64 {

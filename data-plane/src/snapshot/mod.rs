@@ -643,34 +643,42 @@ impl Snapshot {
         // Allow-lists may only name models that exist (here, or deployed in another
         // region), or typos silently lock people out.
         let elsewhere: HashSet<String> = wire.models_elsewhere.into_iter().collect();
+        // The label is only formatted when there is a problem: 100k keys must not pay
+        // for 100k `format!`s.
         let check_allowed =
-            |what: String, allowed: &HashSet<String>, problems: &mut Vec<String>| {
+            |what: &dyn Fn() -> String, allowed: &HashSet<String>, problems: &mut Vec<String>| {
+                if allowed.is_empty() {
+                    return;
+                }
                 let mut unknown: Vec<_> = allowed
                     .iter()
                     .filter(|m| !snapshot.models.contains_key(*m) && !elsewhere.contains(*m))
                     .collect();
                 unknown.sort();
                 for model in unknown {
-                    problems.push(format!("{what}.allowed_models: unknown model {model:?}"));
+                    problems.push(format!(
+                        "{}.allowed_models: unknown model {model:?}",
+                        what()
+                    ));
                 }
             };
         for team in snapshot.teams.values() {
             check_allowed(
-                format!("teams[{}]", team.id),
+                &|| format!("teams[{}]", team.id),
                 &team.allowed_models,
                 &mut problems,
             );
         }
         for project in snapshot.projects.values() {
             check_allowed(
-                format!("projects[{}]", project.id),
+                &|| format!("projects[{}]", project.id),
                 &project.allowed_models,
                 &mut problems,
             );
         }
         for key in snapshot.keys.values() {
             check_allowed(
-                format!("keys[{}]", key.public_id),
+                &|| format!("keys[{}]", key.public_id),
                 &key.allowed_models,
                 &mut problems,
             );

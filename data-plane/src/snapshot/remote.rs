@@ -272,7 +272,8 @@ impl ConfigClient {
     }
 
     fn swap(&self, snapshot: Snapshot) {
-        self.live.store(snapshot);
+        let old = self.live.store(snapshot);
+        tokio::task::spawn_blocking(move || drop(old));
         self.live.set_in_sync(now_ms());
         metrics::gauge!("tollgate_config_version").set(self.live.version() as f64);
     }
