@@ -156,3 +156,60 @@ impl Checks {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Checks;
+
+    fn fields(checks: Checks) -> Vec<String> {
+        checks.0.into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn credentials_are_references_never_secrets() {
+        for good in ["env:OPENAI_API_KEY", "env:_K", "env:AZURE_KEY_2"] {
+            assert!(
+                fields(Checks::default().credential_ref("c", good)).is_empty(),
+                "{good}"
+            );
+        }
+        for bad in [
+            "sk-proj-abc",
+            "env:",
+            "env:lower",
+            "env:1KEY",
+            "env:A-B",
+            "ENV:KEY",
+            "file:/k",
+        ] {
+            assert_eq!(
+                fields(Checks::default().credential_ref("c", bad)),
+                ["c"],
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn base_urls_are_http_with_a_host() {
+        for good in [
+            "https://api.openai.com/v1",
+            "http://10.0.0.5:8000/v1",
+            "https://x.example",
+        ] {
+            assert!(
+                fields(Checks::default().http_url("u", good)).is_empty(),
+                "{good}"
+            );
+        }
+        for bad in [
+            "https://",
+            "ftp://x.example",
+            "api.openai.com",
+            "https://a b.example",
+            "http://x\0",
+        ] {
+            assert_eq!(fields(Checks::default().http_url("u", bad)), ["u"], "{bad}");
+        }
+    }
+}
