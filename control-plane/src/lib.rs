@@ -1,8 +1,8 @@
-//! The control plane (binary `tollgate-control`) owns the truth: orgs, teams, projects,
-//! users and their roles, virtual keys, models, deployments, budgets and limits, in
-//! Postgres; the admin REST API over them (OpenAPI 3.1 at `/api/openapi.json`); RBAC and
-//! the append-only audit log. Still to come (see the issues): keys/models/budgets
-//! endpoints, OIDC login and the web UI, the signed config push, telemetry ingest.
+//! The control plane (binary `tollgate-control`) owns the truth: the platform catalog
+//! (regions, providers, models, deployments), orgs, teams, projects, users and their roles,
+//! virtual keys, budgets and rate limits, in Postgres; the admin REST API over them
+//! (OpenAPI 3.1 at `/api/openapi.json`); RBAC and the append-only audit log. Still to come
+//! (see the issues): OIDC login and the web UI, the signed config push, telemetry ingest.
 //!
 //! Layout: [`store`] is the only place with SQL (one file per aggregate, tenant id in
 //! every WHERE); [`auth`] turns a request into a [`auth::Principal`] and decides what it

@@ -9,10 +9,17 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tollgate_control_plane::MIGRATOR;
+use tollgate_control_plane::api::deployments::NewDeployment;
+use tollgate_control_plane::api::error::ApiError;
+use tollgate_control_plane::api::models::NewModel;
+use tollgate_control_plane::api::providers::NewProvider;
+use tollgate_control_plane::api::regions::NewRegion;
 use tollgate_control_plane::api::{self, AppState};
 use tollgate_control_plane::config::Settings;
 use tollgate_control_plane::push;
-use tollgate_control_plane::store::{self, audit, fleet, keys, orgs, teams, users};
+use tollgate_control_plane::store::{
+    self, audit, fleet, keys, models, orgs, providers, teams, users,
+};
 
 const CONFIG_HELP: &str = "\
 Configuration: a TOML file (--config) whose values TOLLGATE_<SECTION>__<FIELD> environment
@@ -25,7 +32,10 @@ variables override, e.g. TOLLGATE_DATABASE__URL=postgres://tollgate@db/tollgate.
   [budgets]   hierarchy = \"error\" | \"warn\"   a team budget above its org's (or a key's
               above its team's): refused (422) or created with a Warning header";
 
-/// Tollgate control plane: the admin API over orgs, teams, members and the audit log.
+/// Tollgate control plane: the admin API over the platform catalog (regions, providers,
+/// models, deployments) and each org's teams, projects, members, keys, budgets and rate
+/// limits, with the audit log. Operator commands write through the same checks and audit
+/// log as the API (actor `cli`).
 #[derive(Debug, Parser)]
 #[command(name = "tollgate-control", version, after_help = CONFIG_HELP)]
 struct Cli {
@@ -72,6 +82,18 @@ enum Command {
     /// Tokens a region's gateways connect to the config stream with.
     #[command(subcommand)]
     EnrollmentTokens(EnrollmentTokensCommand),
+    /// Operator helpers for regions (where gateway fleets run).
+    #[command(subcommand)]
+    Regions(RegionsCommand),
+    /// Operator helpers for provider accounts.
+    #[command(subcommand)]
+    Providers(ProvidersCommand),
+    /// Operator helpers for the model catalog.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Operator helpers for deployments (a model through a provider in a region).
+    #[command(subcommand)]
+    Deployments(DeploymentsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,6 +124,109 @@ enum EnrollmentTokensCommand {
         region: String,
         #[arg(long, default_value = "")]
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RegionsCommand {
+    /// Add a region; prints its id.
+    Create {
+        /// Slug that gateways name in `server.region`, e.g. eu-west.
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProvidersCommand {
+    /// Add a provider account; prints its id.
+    Create {
+        /// openai, azure, anthropic or openai_compatible.
+        #[arg(long)]
+        kind: String,
+        /// Unique name, used by `deployments create --provider`.
+        #[arg(long)]
+        name: String,
+        /// The provider's API root, e.g. https://api.openai.com/v1.
+        #[arg(long)]
+        base_url: String,
+        /// env:NAME, the variable holding the secret on every gateway (Tollgate never
+        /// stores provider secrets). Omit for a provider that needs none.
+        #[arg(long)]
+        credential_ref: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Add a model to the catalog; prints its id.
+    Create {
+        /// What callers send as `model`.
+        #[arg(long)]
+        name: String,
+        /// Another name for it (repeat for more).
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        /// max_tokens assumed when a call does not say (tokens).
+        #[arg(long, default_value_t = 4096)]
+        max_output_tokens: i32,
+        /// o200k_base or cl100k_base.
+        #[arg(long, default_value = "o200k_base")]
+        tokenizer: String,
+        /// Shown in the gateway's GET /v1/models.
+        #[arg(long, default_value = "")]
+        owned_by: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeploymentsCommand {
+    /// Deploy a model through a provider account in a region; prints its id.
+    Create {
+        /// The model's name, an alias or its id.
+        #[arg(long)]
+        model: String,
+        /// The region's id.
+        #[arg(long)]
+        region: String,
+        /// The provider's name or id.
+        #[arg(long)]
+        provider: String,
+        /// The model name the provider knows (Azure: the deployment name).
+        #[arg(long)]
+        upstream_model: String,
+        /// Azure's api-version (required for azure providers).
+        #[arg(long, default_value = "")]
+        api_version: String,
+        /// Micro-USD per 1M input tokens (default: the gateway's price table).
+        #[arg(long)]
+        input_price: Option<i64>,
+        /// Micro-USD per 1M output tokens.
+        #[arg(long)]
+        output_price: Option<i64>,
+        /// Micro-USD per 1M cached input tokens.
+        #[arg(long)]
+        cached_input_price: Option<i64>,
+        /// Micro-USD per 1M tokens written to the provider's cache.
+        #[arg(long)]
+        cache_write_price: Option<i64>,
+        /// Share of the model's traffic in the region.
+        #[arg(long, default_value_t = 1)]
+        weight: i32,
+        /// Connect timeout (ms).
+        #[arg(long, default_value_t = 5_000)]
+        connect_ms: i32,
+        /// Time to the answer's first byte (ms).
+        #[arg(long, default_value_t = 120_000)]
+        first_byte_ms: i32,
+        /// The whole call (ms).
+        #[arg(long, default_value_t = 600_000)]
+        total_ms: i32,
+        /// Gateways refuse calls to it when their config is older than this (ms); 0 = never.
+        #[arg(long, default_value_t = 0)]
+        max_staleness_ms: i64,
     },
 }
 
@@ -423,6 +548,112 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             tx.commit().await?;
             report(&token);
         }
+        Command::Regions(RegionsCommand::Create { id, name }) => {
+            let mut tx = pool.begin().await?;
+            let new = NewRegion { id, name };
+            let region = api::regions::create(&mut tx, &cli_actor(), &new)
+                .await
+                .map_err(refused)?;
+            tx.commit().await?;
+            report(&region.id);
+        }
+        Command::Providers(ProvidersCommand::Create {
+            kind,
+            name,
+            base_url,
+            credential_ref,
+        }) => {
+            let new = NewProvider {
+                kind,
+                name,
+                base_url,
+                credential_ref,
+            };
+            let mut tx = pool.begin().await?;
+            let provider = api::providers::create(&mut tx, &cli_actor(), &new)
+                .await
+                .map_err(refused)?;
+            tx.commit().await?;
+            report(&provider.id.to_string());
+        }
+        Command::Models(ModelsCommand::Create {
+            name,
+            aliases,
+            max_output_tokens,
+            tokenizer,
+            owned_by,
+        }) => {
+            let new = NewModel {
+                name,
+                aliases,
+                default_max_output_tokens: max_output_tokens,
+                tokenizer,
+                owned_by,
+            };
+            let mut tx = pool.begin().await?;
+            let model = api::models::create(&mut tx, &cli_actor(), &new)
+                .await
+                .map_err(refused)?;
+            tx.commit().await?;
+            report(&model.id.to_string());
+        }
+        Command::Deployments(DeploymentsCommand::Create {
+            model,
+            region,
+            provider,
+            upstream_model,
+            api_version,
+            input_price,
+            output_price,
+            cached_input_price,
+            cache_write_price,
+            weight,
+            connect_ms,
+            first_byte_ms,
+            total_ms,
+            max_staleness_ms,
+        }) => {
+            let model_id = match model.parse() {
+                Ok(id) => id,
+                Err(_) => {
+                    models::resolve(&pool, &model)
+                        .await
+                        .with_context(|| format!("no model or alias {model}"))?
+                        .id
+                }
+            };
+            let provider_id = match provider.parse() {
+                Ok(id) => id,
+                Err(_) => {
+                    providers::find_by_name(&pool, &provider)
+                        .await
+                        .with_context(|| format!("no provider named {provider}"))?
+                        .id
+                }
+            };
+            let new = NewDeployment {
+                model_id,
+                region_id: region,
+                provider_id,
+                upstream_model,
+                api_version,
+                input_price,
+                output_price,
+                cached_input_price,
+                cache_write_price,
+                weight,
+                connect_ms,
+                first_byte_ms,
+                total_ms,
+                max_staleness_ms,
+            };
+            let mut tx = pool.begin().await?;
+            let deployment = api::deployments::create(&mut tx, &cli_actor(), &new)
+                .await
+                .map_err(refused)?;
+            tx.commit().await?;
+            report(&deployment.id.to_string());
+        }
         Command::Teams(TeamsCommand::Create { org, slug, name }) => {
             let mut tx = pool.begin().await?;
             let team = teams::create(&mut tx, org, &slug, &name, &[])
@@ -466,4 +697,9 @@ async fn shutdown_signal() {
 
 fn describe(e: store::StoreError) -> anyhow::Error {
     anyhow::anyhow!("{e}")
+}
+
+/// What the API would have answered, as the command's error.
+fn refused(e: ApiError) -> anyhow::Error {
+    anyhow::anyhow!("{} ({}): {e}", e.title, e.status.as_u16())
 }

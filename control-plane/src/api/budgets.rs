@@ -1,39 +1,42 @@
-//! `/api/v1/orgs/{org_id}/budgets`: spend caps per org, team or key and period. Org
-//! admins set org and team budgets; team admins set their keys' budgets. The hierarchy is
-//! checked per period — a team's budget cannot exceed its org's, a key's cannot exceed its
-//! team's, and a parent cannot go below a child — and refused (422), or with
-//! `[budgets] hierarchy = "warn"` created with a `Warning` header.
+//! `/api/v1/orgs/{org_id}/budgets`: spend caps per org, team, project or key and period.
+//! Org admins set org and team budgets; team admins set their projects' and keys' budgets
+//! ([`super::scope`]). The hierarchy org ≥ team ≥ project ≥ key is checked per period on
+//! create and on every change of an amount — a budget cannot exceed one that encloses it,
+//! nor go below one it contains — and refused (422), or with `[budgets] hierarchy = "warn"`
+//! written with a `Warning` header.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::AppState;
 use super::error::{ApiError, FieldError};
 use super::validate::Checks;
+use super::{AppState, scope};
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
 use crate::config::HierarchyPolicy;
 use crate::store::audit;
-use crate::store::budgets::{self, Budget};
+use crate::store::budgets::{self, Budget, Neighbours};
+
+const PERIODS: &[&str] = &["day", "week", "month", "total"];
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_budget, list_budgets))
-        .routes(routes!(delete_budget))
+        .routes(routes!(get_budget, update_budget, delete_budget))
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewBudget {
-    /// `org`, `team` or `key`.
-    #[schema(pattern = "^(org|team|key)$")]
+    /// `org`, `team`, `project` or `key`.
+    #[schema(pattern = "^(org|team|project|key)$")]
     pub scope_kind: String,
-    /// The org's, team's or key's id.
+    /// The org's, team's, project's or key's id.
     pub scope_id: Uuid,
     /// Micro-USD (1 USD = 1,000,000).
     #[schema(minimum = 0)]
@@ -49,6 +52,27 @@ pub struct NewBudget {
     pub clamp: bool,
 }
 
+/// Absent fields keep their value.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetUpdate {
+    /// Micro-USD; checked against the hierarchy again.
+    #[schema(minimum = 0)]
+    pub amount_micros: Option<i64>,
+    /// Percentages at which alerts fire (1–100).
+    pub alert_thresholds_pct: Option<Vec<i32>>,
+    pub clamp: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BudgetQuery {
+    /// Only budgets of this kind of scope: `org`, `team`, `project` or `key`.
+    pub scope_kind: Option<String>,
+    /// Only the budgets of this org, team, project or key.
+    pub scope_id: Option<Uuid>,
+}
+
 fn json(budget: &Budget) -> serde_json::Value {
     serde_json::to_value(budget).unwrap_or_default()
 }
@@ -58,6 +82,42 @@ fn over(field: &str, message: String) -> ApiError {
         field: field.into(),
         message,
     }])
+}
+
+fn check_amounts(checks: Checks, amount_micros: Option<i64>, thresholds: Option<&[i32]>) -> Checks {
+    checks.at_least("amount_micros", amount_micros, 0).check(
+        thresholds.is_none_or(|t| t.iter().all(|t| (1..=100).contains(t))),
+        "alert_thresholds_pct",
+        "each between 1 and 100",
+    )
+}
+
+/// What is wrong with `amount` between the budgets around it, if anything.
+fn violation(around: Neighbours, amount: i64) -> Option<String> {
+    match (around.parent, around.largest_child) {
+        (Some(parent), _) if amount > parent => Some(format!(
+            "exceeds the enclosing budget of this period ({parent} micro-USD)"
+        )),
+        (_, Some(child)) if amount < child => Some(format!(
+            "is below a budget it contains for this period ({child} micro-USD)"
+        )),
+        _ => None,
+    }
+}
+
+/// 422 under the `error` policy; otherwise the `Warning` header to answer with.
+fn judge(policy: HierarchyPolicy, violation: Option<String>) -> Result<HeaderMap, ApiError> {
+    let mut headers = HeaderMap::new();
+    let Some(problem) = violation else {
+        return Ok(headers);
+    };
+    if policy == HierarchyPolicy::Error {
+        return Err(over("amount_micros", problem));
+    }
+    if let Ok(value) = HeaderValue::from_str(&format!("199 tollgate \"amount_micros {problem}\"")) {
+        headers.insert(http::header::WARNING, value);
+    }
+    Ok(headers)
 }
 
 #[utoipa::path(post, path = "/orgs/{org_id}/budgets", tag = "budgets", params(("org_id" = Uuid, Path)), request_body = NewBudget,
@@ -71,60 +131,31 @@ async fn create_budget(
 ) -> Result<(StatusCode, HeaderMap, Json<Budget>), ApiError> {
     require(&principal, Permission::ReadOrg(org_id))?;
     let Json(new) = body?;
-    Checks::default()
-        .one_of("scope_kind", &new.scope_kind, &["org", "team", "key"])
-        .one_of("period", &new.period, &["day", "week", "month", "total"])
-        .done()?;
+    let checks = Checks::default()
+        .one_of("scope_kind", &new.scope_kind, scope::KINDS)
+        .one_of("period", &new.period, PERIODS);
+    check_amounts(
+        checks,
+        Some(new.amount_micros),
+        new.alert_thresholds_pct.as_deref(),
+    )
+    .done()?;
     let thresholds = new
         .alert_thresholds_pct
         .clone()
         .unwrap_or_else(|| vec![50, 80, 100]);
-    if new.amount_micros < 0 {
-        return Err(over("amount_micros", "must not be negative".into()));
-    }
-    if thresholds.iter().any(|t| !(1..=100).contains(t)) {
-        return Err(over(
-            "alert_thresholds_pct",
-            "each between 1 and 100".into(),
-        ));
-    }
-    // Who may set it depends on the scope; the scope must be in this org.
-    match new.scope_kind.as_str() {
-        "org" => {
-            require(&principal, Permission::AdminOrg(org_id))?;
-            if new.scope_id != org_id {
-                return Err(over(
-                    "scope_id",
-                    "an org budget's scope_id is the org's id".into(),
-                ));
-            }
-        }
-        "team" => {
-            require(&principal, Permission::AdminOrg(org_id))?;
-            budgets::team_in_org(&state.pool, org_id, new.scope_id).await?;
-        }
-        _ => {
-            let team = budgets::key_team(&state.pool, org_id, new.scope_id).await?;
-            require(&principal, Permission::AdminTeam { org: org_id, team })?;
-        }
-    }
+    scope::require_admin(
+        &state.pool,
+        &principal,
+        org_id,
+        &new.scope_kind,
+        new.scope_id,
+    )
+    .await?;
     let mut tx = state.pool.begin().await?;
     let around =
         budgets::neighbours(&mut tx, org_id, &new.scope_kind, new.scope_id, &new.period).await?;
-    let violation = match (around.parent, around.largest_child) {
-        (Some(parent), _) if new.amount_micros > parent => Some(format!(
-            "exceeds the enclosing budget of this period ({parent} micro-USD)"
-        )),
-        (_, Some(child)) if new.amount_micros < child => Some(format!(
-            "is below a budget it contains for this period ({child} micro-USD)"
-        )),
-        _ => None,
-    };
-    if let Some(problem) = &violation
-        && state.hierarchy == HierarchyPolicy::Error
-    {
-        return Err(over("amount_micros", problem.clone()));
-    }
+    let headers = judge(state.hierarchy, violation(around, new.amount_micros))?;
     let budget = budgets::create(
         &mut tx,
         org_id,
@@ -148,25 +179,106 @@ async fn create_budget(
     )
     .await?;
     tx.commit().await?;
-    let mut headers = HeaderMap::new();
-    if let Some(problem) = violation
-        && let Ok(value) =
-            HeaderValue::from_str(&format!("199 tollgate \"amount_micros {problem}\""))
-    {
-        headers.insert(http::header::WARNING, value);
-    }
     Ok((StatusCode::CREATED, headers, Json(budget)))
 }
 
-#[utoipa::path(get, path = "/orgs/{org_id}/budgets", tag = "budgets", params(("org_id" = Uuid, Path)),
-    responses((status = 400, description = "Malformed path, query or body"), (status = 200, body = Vec<Budget>), (status = 401), (status = 404)))]
+#[utoipa::path(get, path = "/orgs/{org_id}/budgets", tag = "budgets", params(("org_id" = Uuid, Path), BudgetQuery),
+    responses((status = 400, description = "Malformed path, query or body"), (status = 200, body = Vec<Budget>), (status = 401), (status = 404), (status = 422)))]
 async fn list_budgets(
     State(state): State<AppState>,
     principal: Principal,
     Path(org_id): Path<Uuid>,
+    Query(q): Query<BudgetQuery>,
 ) -> Result<Json<Vec<Budget>>, ApiError> {
     require(&principal, Permission::ReadOrg(org_id))?;
-    Ok(Json(budgets::list(&state.pool, org_id).await?))
+    if let Some(kind) = &q.scope_kind {
+        Checks::default()
+            .one_of("scope_kind", kind, scope::KINDS)
+            .done()?;
+    }
+    Ok(Json(
+        budgets::list(&state.pool, org_id, q.scope_kind.as_deref(), q.scope_id).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/orgs/{org_id}/budgets/{budget_id}", tag = "budgets",
+    params(("org_id" = Uuid, Path), ("budget_id" = Uuid, Path)),
+    responses((status = 400, description = "Malformed path, query or body"), (status = 200, body = Budget), (status = 401), (status = 404)))]
+async fn get_budget(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org_id, budget_id)): Path<(Uuid, Uuid)>,
+) -> Result<Json<Budget>, ApiError> {
+    require(&principal, Permission::ReadOrg(org_id))?;
+    Ok(Json(budgets::get(&state.pool, org_id, budget_id).await?))
+}
+
+/// Change a budget's amount, alert thresholds or clamp (whoever may create it). A new
+/// amount is checked against the hierarchy like a new budget.
+#[utoipa::path(patch, path = "/orgs/{org_id}/budgets/{budget_id}", tag = "budgets",
+    params(("org_id" = Uuid, Path), ("budget_id" = Uuid, Path)), request_body = BudgetUpdate,
+    responses((status = 415, description = "Body is not JSON"), (status = 400, description = "Malformed path, query or body"),
+        (status = 200, body = Budget), (status = 401), (status = 403), (status = 404), (status = 422)))]
+async fn update_budget(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org_id, budget_id)): Path<(Uuid, Uuid)>,
+    body: Result<Json<BudgetUpdate>, axum::extract::rejection::JsonRejection>,
+) -> Result<(HeaderMap, Json<Budget>), ApiError> {
+    require(&principal, Permission::ReadOrg(org_id))?;
+    let Json(update) = body?;
+    check_amounts(
+        Checks::default(),
+        update.amount_micros,
+        update.alert_thresholds_pct.as_deref(),
+    )
+    .done()?;
+    let current = budgets::get(&state.pool, org_id, budget_id).await?;
+    scope::require_admin_of_existing(
+        &state.pool,
+        &principal,
+        org_id,
+        &current.scope_kind,
+        current.scope_id,
+    )
+    .await?;
+    let mut tx = state.pool.begin().await?;
+    let around = budgets::neighbours(
+        &mut tx,
+        org_id,
+        &current.scope_kind,
+        current.scope_id,
+        &current.period,
+    )
+    .await?;
+    let before = budgets::get_for_update(&mut tx, org_id, budget_id).await?;
+    let amount = update.amount_micros.unwrap_or(before.amount_micros);
+    let headers = judge(state.hierarchy, violation(around, amount))?;
+    let after = budgets::update(
+        &mut tx,
+        org_id,
+        budget_id,
+        amount,
+        update
+            .alert_thresholds_pct
+            .as_deref()
+            .unwrap_or(&before.alert_thresholds_pct),
+        update.clamp.unwrap_or(before.clamp),
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        &principal.actor(),
+        Some(org_id),
+        "update",
+        "budget",
+        &budget_id.to_string(),
+        Some(json(&before)),
+        Some(json(&after)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((headers, Json(after)))
 }
 
 /// Remove a budget (org admins).

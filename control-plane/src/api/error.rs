@@ -101,6 +101,14 @@ impl From<StoreError> for ApiError {
                     )
                 }
             }
+            StoreError::InUse { constraint } => Self::new(
+                StatusCode::CONFLICT,
+                "In use",
+                format!(
+                    "still used by {}: delete or change those first",
+                    referrer(&constraint)
+                ),
+            ),
             StoreError::Invalid { constraint } => Self::invalid(vec![FieldError {
                 field: constraint_field(&constraint).into(),
                 message: format!("violates {constraint}"),
@@ -119,7 +127,19 @@ impl From<StoreError> for ApiError {
 
 /// The request field a constraint guards (constraint names follow `<table>_<field>_…`).
 fn constraint_field(constraint: &str) -> &'static str {
-    if constraint.contains("slug") {
+    if constraint.contains("credential_ref") {
+        "credential_ref"
+    } else if constraint.contains("base_url") {
+        "base_url"
+    } else if constraint.contains("upstream_model") {
+        "upstream_model"
+    } else if constraint.contains("one_per_scope") {
+        "scope_id"
+    } else if constraint.contains("one_per_period") {
+        "period"
+    } else if constraint.ends_with("_pkey") {
+        "id"
+    } else if constraint.contains("slug") {
         "slug"
     } else if constraint.contains("name") {
         "name"
@@ -129,6 +149,29 @@ fn constraint_field(constraint: &str) -> &'static str {
         "team_id"
     } else {
         "body"
+    }
+}
+
+/// What still points at a row a delete was refused for (foreign keys are named
+/// `<referencing table>_<column>_fkey`).
+fn referrer(constraint: &str) -> &'static str {
+    if constraint.starts_with("deployments_") {
+        "deployments"
+    } else if constraint.starts_with("config_versions_") {
+        "published config versions"
+    } else {
+        "other objects"
+    }
+}
+
+/// For operator commands, which print the error instead of answering with it.
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)?;
+        for e in &self.errors {
+            write!(f, "; {}: {}", e.field, e.message)?;
+        }
+        Ok(())
     }
 }
 

@@ -46,7 +46,7 @@ async fn list_gateways(
     principal: Principal,
     Query(query): Query<FleetQuery>,
 ) -> Result<Json<Fleet>, ApiError> {
-    require(&principal, Permission::ManageOrgs)?;
+    require(&principal, Permission::ManagePlatform)?;
     if let Some(region) = &query.region {
         Checks::default().text("region", region).done()?;
     }
@@ -85,7 +85,7 @@ async fn create_enrollment_token(
     Path(region_id): Path<String>,
     body: Result<Json<NewEnrollmentToken>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedEnrollmentToken>), ApiError> {
-    require(&principal, Permission::ManageOrgs)?;
+    require(&principal, Permission::ManagePlatform)?;
     let Json(new) = body?;
     Checks::default()
         .text("region_id", &region_id)
@@ -128,7 +128,7 @@ async fn list_enrollment_tokens(
     principal: Principal,
     Path(region_id): Path<String>,
 ) -> Result<Json<Vec<EnrollmentToken>>, ApiError> {
-    require(&principal, Permission::ManageOrgs)?;
+    require(&principal, Permission::ManagePlatform)?;
     Checks::default().text("region_id", &region_id).done()?;
     Ok(Json(fleet::list_tokens(&state.pool, &region_id).await?))
 }
@@ -143,7 +143,7 @@ async fn revoke_enrollment_token(
     principal: Principal,
     Path((region_id, token_id)): Path<(String, Uuid)>,
 ) -> Result<Json<EnrollmentToken>, ApiError> {
-    require(&principal, Permission::ManageOrgs)?;
+    require(&principal, Permission::ManagePlatform)?;
     Checks::default().text("region_id", &region_id).done()?;
     let mut tx = state.pool.begin().await?;
     let row = fleet::revoke_token(&mut tx, &region_id, token_id).await?;

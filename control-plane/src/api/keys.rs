@@ -17,11 +17,12 @@ use uuid::Uuid;
 
 use super::error::{ApiError, FieldError};
 use super::idempotent::Idempotency;
+use super::patch::nullable_rfc3339;
 use super::validate::Checks;
-use super::{AppState, PageQuery};
+use super::{AppState, models, page_limit};
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
-use crate::store::keys::{self, Key, NewKeyRow};
+use crate::store::keys::{self, Filter, Key, NewKeyRow};
 use crate::store::{Page, audit};
 
 /// Longest grace period of a rotation (30 days), in seconds.
@@ -30,7 +31,7 @@ const MAX_GRACE_SECS: i64 = 30 * 24 * 3600;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_key, list_keys))
-        .routes(routes!(get_key))
+        .routes(routes!(get_key, update_key))
         .routes(routes!(rotate_key))
         .routes(routes!(revoke_key))
 }
@@ -68,10 +69,27 @@ pub struct Rotation {
     pub grace_seconds: Option<i64>,
 }
 
+/// Absent fields keep their value; `expires_at: null` makes the key never expire.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyUpdate {
+    #[schema(max_length = 200)]
+    pub name: Option<String>,
+    /// Narrows the team's allow-list; empty = as the team.
+    pub allowed_models: Option<Vec<String>>,
+    /// RFC 3339, in the future. Not for a rotated key (its grace deadline is its expiry).
+    #[serde(default, deserialize_with = "nullable_rfc3339")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Option<OffsetDateTime>>,
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct KeyQuery {
     pub team_id: Option<Uuid>,
+    pub project_id: Option<Uuid>,
+    /// `active` or `revoked`.
+    pub status: Option<String>,
     /// Items per page, 1–200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
@@ -160,6 +178,7 @@ async fn create_key(
             message: "must be in the future".into(),
         }]));
     }
+    models::require_known(&state.pool, "allowed_models", &new.allowed_models).await?;
     if let Some(project_id) = new.project_id {
         let project = crate::store::projects::get(&state.pool, org_id, project_id).await?;
         if project.team_id != new.team_id {
@@ -221,14 +240,20 @@ async fn list_keys(
     Query(q): Query<KeyQuery>,
 ) -> Result<Json<Page<Key>>, ApiError> {
     require(&principal, Permission::ReadOrg(org_id))?;
-    let limit = PageQuery {
-        limit: q.limit,
-        cursor: q.cursor,
+    let limit = page_limit(q.limit)?;
+    if let Some(status) = &q.status {
+        Checks::default()
+            .one_of("status", status, &["active", "revoked"])
+            .done()?;
     }
-    .limit()?;
-    let owner = owner_filter(&principal, org_id);
+    let filter = Filter {
+        team_id: q.team_id,
+        project_id: q.project_id,
+        status: q.status.as_deref(),
+        owner: owner_filter(&principal, org_id),
+    };
     Ok(Json(
-        keys::list(&state.pool, org_id, q.team_id, owner, q.cursor, limit).await?,
+        keys::list(&state.pool, org_id, filter, q.cursor, limit).await?,
     ))
 }
 
@@ -246,6 +271,74 @@ async fn get_key(
         return Err(ApiError::not_found());
     }
     Ok(Json(key))
+}
+
+/// Rename a key, change its allow-list or expiry; never its secret (rotate for that).
+/// Admins of its team change any key of it; members only their own.
+#[utoipa::path(patch, path = "/orgs/{org_id}/keys/{key_id}", tag = "keys",
+    params(("org_id" = Uuid, Path), ("key_id" = Uuid, Path)), request_body = KeyUpdate,
+    responses((status = 415, description = "Body is not JSON"), (status = 400, description = "Malformed path, query or body"), (status = 200, body = Key), (status = 401), (status = 403), (status = 404), (status = 422)))]
+async fn update_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org_id, key_id)): Path<(Uuid, Uuid)>,
+    body: Result<Json<KeyUpdate>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Key>, ApiError> {
+    require(&principal, Permission::ReadOrg(org_id))?;
+    let Json(update) = body?;
+    let mut checks = Checks::default();
+    if let Some(name) = &update.name {
+        checks = checks.short_text("name", name);
+    }
+    if let Some(allowed) = &update.allowed_models {
+        checks = checks.models("allowed_models", allowed);
+    }
+    if let Some(Some(at)) = update.expires_at {
+        checks = checks.check(
+            at > OffsetDateTime::now_utc(),
+            "expires_at",
+            "must be in the future",
+        );
+    }
+    checks.done()?;
+    if let Some(allowed) = &update.allowed_models {
+        models::require_known(&state.pool, "allowed_models", allowed).await?;
+    }
+    let mut tx = state.pool.begin().await?;
+    let before = keys::get_for_update(&mut tx, org_id, key_id).await?;
+    require_manage(&principal, org_id, before.team_id, before.owner_user_id)?;
+    // Rotation set the old key's expiry to its grace deadline; moving it would undo that.
+    if update.expires_at.is_some() && before.grace_until.is_some() {
+        return Err(ApiError::invalid(vec![FieldError {
+            field: "expires_at".into(),
+            message: "a rotated key expires at the end of its grace period".into(),
+        }]));
+    }
+    let after = keys::update(
+        &mut tx,
+        org_id,
+        key_id,
+        update.name.as_deref().unwrap_or(&before.name),
+        update
+            .allowed_models
+            .as_deref()
+            .unwrap_or(&before.allowed_models),
+        update.expires_at.unwrap_or(before.expires_at),
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        &principal.actor(),
+        Some(org_id),
+        "update",
+        "key",
+        &key_id.to_string(),
+        Some(json(&before)),
+        Some(json(&after)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(after))
 }
 
 /// Replace a key: a new key now (shown once), the old one valid until the grace deadline.

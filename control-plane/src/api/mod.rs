@@ -5,13 +5,20 @@
 
 mod audit;
 mod budgets;
+pub mod deployments;
 pub mod error;
 mod gateways;
 mod idempotent;
 mod keys;
 mod members;
+pub mod models;
 mod orgs;
+mod patch;
 mod projects;
+pub mod providers;
+mod rate_limits;
+pub mod regions;
+mod scope;
 mod teams;
 pub mod validate;
 
@@ -36,7 +43,7 @@ pub struct AppState {
 #[openapi(
     info(
         title = "Tollgate admin API",
-        description = "Orgs, teams, members, virtual keys, budgets and the audit log of a Tollgate control plane. Authenticate with `Authorization: Bearer tga_…` (from `tollgate-control bootstrap` or `tokens create`)."
+        description = "The platform catalog (regions, providers, models, deployments) and, per org, teams, projects, members, virtual keys, budgets, rate limits and the audit log of a Tollgate control plane. Authenticate with `Authorization: Bearer tga_…` (from `tollgate-control bootstrap` or `tokens create`)."
     ),
     components(schemas(error::FieldError))
 )]
@@ -53,6 +60,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
                 .merge(keys::router())
                 .merge(budgets::router())
                 .merge(projects::router())
+                .merge(rate_limits::router())
+                .merge(regions::router())
+                .merge(providers::router())
+                .merge(models::router())
+                .merge(deployments::router())
                 .merge(audit::router())
                 .merge(gateways::router()),
         )
@@ -103,13 +115,18 @@ pub struct PageQuery {
 
 impl PageQuery {
     pub fn limit(&self) -> Result<i64, error::ApiError> {
-        match self.limit {
-            None => Ok(50),
-            Some(n) if (1..=200).contains(&n) => Ok(n),
-            Some(_) => Err(error::ApiError::invalid(vec![error::FieldError {
-                field: "limit".into(),
-                message: "must be between 1 and 200".into(),
-            }])),
-        }
+        page_limit(self.limit)
+    }
+}
+
+/// The `limit` of a list with its own query type: 1–200, default 50.
+pub fn page_limit(limit: Option<i64>) -> Result<i64, error::ApiError> {
+    match limit {
+        None => Ok(50),
+        Some(n) if (1..=200).contains(&n) => Ok(n),
+        Some(_) => Err(error::ApiError::invalid(vec![error::FieldError {
+            field: "limit".into(),
+            message: "must be between 1 and 200".into(),
+        }])),
     }
 }

@@ -55,7 +55,7 @@ async fn create_org(
     headers: HeaderMap,
     body: Result<Json<NewOrg>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    require(&principal, Permission::ManageOrgs)?;
+    require(&principal, Permission::ManagePlatform)?;
     let Json(new) = body?;
     Checks::default()
         .slug("slug", &new.slug)
@@ -149,7 +149,7 @@ async fn delete_org(
     Path(org_id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     require(&principal, Permission::ReadOrg(org_id))?;
-    require(&principal, Permission::ManageOrgs)?;
+    require(&principal, Permission::ManagePlatform)?;
     let mut tx = state.pool.begin().await?;
     let before = orgs::get_for_update(&mut tx, org_id).await?;
     orgs::delete(&mut tx, org_id).await?;

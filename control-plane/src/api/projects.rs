@@ -9,9 +9,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::AppState;
 use super::error::ApiError;
 use super::validate::Checks;
+use super::{AppState, models};
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
 use crate::store::audit;
@@ -20,7 +20,7 @@ use crate::store::projects::{self, Project};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_project, list_projects))
-        .routes(routes!(get_project, delete_project))
+        .routes(routes!(get_project, update_project, delete_project))
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -32,8 +32,19 @@ pub struct NewProject {
     pub slug: String,
     #[schema(pattern = "\\S", min_length = 1, max_length = 200)]
     pub name: String,
+    /// Narrows the team's allow-list; empty or absent = as the team.
     #[serde(default)]
     pub allowed_models: Vec<String>,
+}
+
+/// Absent fields keep their value.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectUpdate {
+    #[schema(pattern = "\\S", min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+    /// Narrows the team's allow-list; empty = as the team.
+    pub allowed_models: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -70,6 +81,7 @@ async fn create_project(
         .name("name", &new.name)
         .models("allowed_models", &new.allowed_models)
         .done()?;
+    models::require_known(&state.pool, "allowed_models", &new.allowed_models).await?;
     let mut tx = state.pool.begin().await?;
     let project = projects::create(
         &mut tx,
@@ -136,6 +148,66 @@ async fn get_project(
         },
     )?;
     Ok(Json(project))
+}
+
+/// Rename a project or change its model allow-list (admins of its team).
+#[utoipa::path(patch, path = "/orgs/{org_id}/projects/{project_id}", tag = "projects",
+    params(("org_id" = Uuid, Path), ("project_id" = Uuid, Path)), request_body = ProjectUpdate,
+    responses((status = 415, description = "Body is not JSON"), (status = 400, description = "Malformed path, query or body"),
+        (status = 200, body = Project), (status = 401), (status = 403), (status = 404), (status = 422)))]
+async fn update_project(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org_id, project_id)): Path<(Uuid, Uuid)>,
+    body: Result<Json<ProjectUpdate>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Project>, ApiError> {
+    require(&principal, Permission::ReadOrg(org_id))?;
+    let Json(update) = body?;
+    let existing = projects::get(&state.pool, org_id, project_id).await?;
+    require(
+        &principal,
+        Permission::AdminTeam {
+            org: org_id,
+            team: existing.team_id,
+        },
+    )?;
+    let mut checks = Checks::default();
+    if let Some(name) = &update.name {
+        checks = checks.name("name", name);
+    }
+    if let Some(allowed) = &update.allowed_models {
+        checks = checks.models("allowed_models", allowed);
+    }
+    checks.done()?;
+    if let Some(allowed) = &update.allowed_models {
+        models::require_known(&state.pool, "allowed_models", allowed).await?;
+    }
+    let mut tx = state.pool.begin().await?;
+    let before = projects::get_for_update(&mut tx, org_id, project_id).await?;
+    let after = projects::update(
+        &mut tx,
+        org_id,
+        project_id,
+        update.name.as_deref().map_or(&before.name, str::trim),
+        update
+            .allowed_models
+            .as_deref()
+            .unwrap_or(&before.allowed_models),
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        &principal.actor(),
+        Some(org_id),
+        "update",
+        "project",
+        &project_id.to_string(),
+        Some(json(&before)),
+        Some(json(&after)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(after))
 }
 
 #[utoipa::path(delete, path = "/orgs/{org_id}/projects/{project_id}", tag = "projects",

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::idempotent::Idempotency;
 use super::validate::Checks;
-use super::{AppState, PageQuery};
+use super::{AppState, PageQuery, models};
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
 use crate::store::teams::{self, Team};
@@ -32,7 +32,7 @@ pub struct NewTeam {
     pub slug: String,
     #[schema(pattern = "\\S", min_length = 1, max_length = 200)]
     pub name: String,
-    /// Model names the team may call; empty or absent = all.
+    /// Names or aliases of catalog models the team may call; empty or absent = all.
     #[serde(default)]
     pub allowed_models: Vec<String>,
 }
@@ -69,6 +69,7 @@ async fn create_team(
         .name("name", &new.name)
         .models("allowed_models", &new.allowed_models)
         .done()?;
+    models::require_known(&state.pool, "allowed_models", &new.allowed_models).await?;
     let idempotency = Idempotency::from_request(&headers, &new)?;
     let mut tx = state.pool.begin().await?;
     if let Some(replayed) = idempotency.replay(&mut tx, &principal).await? {
@@ -154,6 +155,7 @@ async fn update_team(
         .name("name", &update.name)
         .models("allowed_models", &update.allowed_models)
         .done()?;
+    models::require_known(&state.pool, "allowed_models", &update.allowed_models).await?;
     let mut tx = state.pool.begin().await?;
     let before = teams::get_for_update(&mut tx, org_id, team_id).await?;
     let after = teams::update(

@@ -59,6 +59,75 @@ impl Checks {
         }
     }
 
+    /// Free text of at most 200 characters, possibly empty, without NUL.
+    pub fn short_text(self, field: &str, value: &str) -> Self {
+        if value.chars().count() > 200 || value.contains('\0') {
+            self.fail(field, "at most 200 characters, without NUL")
+        } else {
+            self
+        }
+    }
+
+    /// No entry twice.
+    pub fn distinct(self, field: &str, values: &[String]) -> Self {
+        let mut seen = std::collections::HashSet::new();
+        if values.iter().all(|v| seen.insert(v)) {
+            self
+        } else {
+            self.fail(field, "each entry at most once")
+        }
+    }
+
+    /// An absolute `http://` or `https://` URL with a host.
+    pub fn http_url(self, field: &str, value: &str) -> Self {
+        let ok = (value.starts_with("http://") || value.starts_with("https://"))
+            && value.len() <= 2048
+            && !value.contains(|c: char| c.is_whitespace() || c.is_control())
+            && value
+                .parse::<http::Uri>()
+                .is_ok_and(|uri| uri.host().is_some_and(|h| !h.is_empty()));
+        if ok {
+            self
+        } else {
+            self.fail(field, "an http:// or https:// URL with a host")
+        }
+    }
+
+    /// `env:NAME`: where gateways find a provider secret. The secret itself is refused,
+    /// whatever it looks like: Tollgate references provider secrets, it does not store them.
+    pub fn credential_ref(self, field: &str, value: &str) -> Self {
+        let name_ok = |name: &str| {
+            let mut bytes = name.bytes();
+            bytes
+                .next()
+                .is_some_and(|b| b.is_ascii_uppercase() || b == b'_')
+                && bytes.all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                && name.len() <= 255
+        };
+        if value.strip_prefix("env:").is_some_and(name_ok) {
+            self
+        } else {
+            self.fail(
+                field,
+                "a reference env:NAME (NAME of A-Z, 0-9 and _, e.g. env:OPENAI_API_KEY); \
+                 provider secrets are referenced, not stored",
+            )
+        }
+    }
+
+    /// `value >= min` (when set).
+    pub fn at_least(self, field: &str, value: Option<impl Into<i64>>, min: i64) -> Self {
+        match value.map(Into::into) {
+            Some(v) if v < min => self.fail(field, format!("must be at least {min}")),
+            _ => self,
+        }
+    }
+
+    /// A failure the caller decided on.
+    pub fn check(self, ok: bool, field: &str, message: &str) -> Self {
+        if ok { self } else { self.fail(field, message) }
+    }
+
     pub fn one_of(self, field: &str, value: &str, allowed: &[&str]) -> Self {
         if allowed.contains(&value) {
             self
@@ -84,6 +153,63 @@ impl Checks {
             Ok(())
         } else {
             Err(ApiError::invalid(self.0))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Checks;
+
+    fn fields(checks: Checks) -> Vec<String> {
+        checks.0.into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn credentials_are_references_never_secrets() {
+        for good in ["env:OPENAI_API_KEY", "env:_K", "env:AZURE_KEY_2"] {
+            assert!(
+                fields(Checks::default().credential_ref("c", good)).is_empty(),
+                "{good}"
+            );
+        }
+        for bad in [
+            "sk-proj-abc",
+            "env:",
+            "env:lower",
+            "env:1KEY",
+            "env:A-B",
+            "ENV:KEY",
+            "file:/k",
+        ] {
+            assert_eq!(
+                fields(Checks::default().credential_ref("c", bad)),
+                ["c"],
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn base_urls_are_http_with_a_host() {
+        for good in [
+            "https://api.openai.com/v1",
+            "http://10.0.0.5:8000/v1",
+            "https://x.example",
+        ] {
+            assert!(
+                fields(Checks::default().http_url("u", good)).is_empty(),
+                "{good}"
+            );
+        }
+        for bad in [
+            "https://",
+            "ftp://x.example",
+            "api.openai.com",
+            "https://a b.example",
+            "http://x\0",
+        ] {
+            assert_eq!(fields(Checks::default().http_url("u", bad)), ["u"], "{bad}");
         }
     }
 }

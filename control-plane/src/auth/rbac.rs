@@ -12,8 +12,12 @@ use crate::api::error::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {
-    /// Create orgs, see every org: platform admins only.
-    ManageOrgs,
+    /// Create and delete orgs, manage the platform's regions, providers, models and
+    /// deployments: platform admins only.
+    ManagePlatform,
+    /// Read the model catalog: any authenticated principal (members need to know what
+    /// they can call).
+    ReadModels,
     ReadOrg(Uuid),
     /// Change the org itself, its teams and members.
     AdminOrg(Uuid),
@@ -56,7 +60,8 @@ impl Principal {
             return true;
         }
         match permission {
-            Permission::ManageOrgs => false,
+            Permission::ManagePlatform => false,
+            Permission::ReadModels => true,
             Permission::ReadOrg(org) => self.sees_org(org),
             Permission::AdminOrg(org) => self.role_in(org, None).any(|r| r == "org_admin"),
             Permission::ReadTeam { org, team } => self.role_in(org, Some(team)).next().is_some(),
@@ -69,7 +74,7 @@ impl Principal {
 
 fn org_of(permission: Permission) -> Option<Uuid> {
     match permission {
-        Permission::ManageOrgs => None,
+        Permission::ManagePlatform | Permission::ReadModels => None,
         Permission::ReadOrg(org) | Permission::AdminOrg(org) => Some(org),
         Permission::ReadTeam { org, .. } | Permission::AdminTeam { org, .. } => Some(org),
     }
@@ -135,6 +140,10 @@ mod tests {
             team: Uuid::now_v7()
         }));
         assert!(!team_admin.allows(Permission::AdminOrg(a)));
-        assert!(!team_admin.allows(Permission::ManageOrgs));
+        assert!(!team_admin.allows(Permission::ManagePlatform));
+        assert!(team_admin.allows(Permission::ReadModels));
+        assert!(
+            matches!(require(&org_admin, Permission::ManagePlatform), Err(e) if e.status == http::StatusCode::FORBIDDEN)
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! Budgets: an amount of micro-USD per scope (org, team, key) and period. The hierarchy
-//! holds per period: a team's budget never exceeds its org's, a key's never its team's.
+//! Budgets: an amount of micro-USD per scope (org, team, project, key) and period. The
+//! hierarchy holds per period: org ≥ team ≥ project ≥ key (a key without a project sits
+//! directly under its team). Every query names the org.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -11,7 +12,7 @@ use super::{Pool, StoreError, Tx};
 pub struct Budget {
     pub id: Uuid,
     pub org_id: Uuid,
-    /// `org`, `team` or `key`.
+    /// `org`, `team`, `project` or `key`.
     pub scope_kind: String,
     pub scope_id: Uuid,
     /// Micro-USD (1 USD = 1,000,000).
@@ -27,37 +28,25 @@ pub struct Budget {
     pub updated_at: OffsetDateTime,
 }
 
-/// Where a new budget sits in the hierarchy, for the caller to check.
+/// Where a budget sits in the hierarchy, for the caller to check.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Neighbours {
-    /// The enclosing scope's budget of the same period (team's org, key's team).
+    /// The smallest budget of the same period among the scopes enclosing this one (a
+    /// key's project, team and org; a project's team and org; a team's org).
     pub parent: Option<i64>,
-    /// The largest budget of the same period directly below (an org's teams, a team's keys).
+    /// The largest budget of the same period among the scopes inside this one (an org's
+    /// teams, projects and keys; a team's projects and keys; a project's keys).
     pub largest_child: Option<i64>,
 }
 
-/// The team a key belongs to, if the key is in `org_id`.
-pub async fn key_team(pool: &Pool, org_id: Uuid, key_id: Uuid) -> Result<Uuid, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT team_id FROM api_keys WHERE org_id = $1 AND id = $2")
-            .bind(org_id)
-            .bind(key_id)
-            .fetch_one(pool)
-            .await?,
-    )
-}
+const COLUMNS: &str = "id, org_id, scope_kind, scope_id, amount_micros, period, alert_thresholds_pct, clamp, \
+                       created_at, updated_at";
 
-/// Whether team `team_id` is in `org_id`.
-pub async fn team_in_org(pool: &Pool, org_id: Uuid, team_id: Uuid) -> Result<(), StoreError> {
-    let found: Option<i32> =
-        sqlx::query_scalar("SELECT 1 FROM teams WHERE org_id = $1 AND id = $2")
-            .bind(org_id)
-            .bind(team_id)
-            .fetch_optional(pool)
-            .await?;
-    found.map(|_| ()).ok_or(StoreError::NotFound)
-}
-
+/// Locks the org's budgets so two concurrent writes cannot both pass the check, then
+/// finds the budgets around scope `scope_kind`/`scope_id` in `period`.
+///
+/// Every level counts, not only the adjacent one: with no team budget, a key's budget is
+/// still held to its org's.
 pub async fn neighbours(
     tx: &mut Tx<'_>,
     org_id: Uuid,
@@ -65,19 +54,29 @@ pub async fn neighbours(
     scope_id: Uuid,
     period: &str,
 ) -> Result<Neighbours, StoreError> {
-    // Lock the org's budgets so two concurrent creates cannot both pass the check.
     sqlx::query("SELECT 1 FROM orgs WHERE id = $1 FOR UPDATE")
         .bind(org_id)
         .execute(&mut **tx)
         .await?;
     let (parent, largest_child): (Option<i64>, Option<i64>) = sqlx::query_as(
-        "SELECT
-           (SELECT amount_micros FROM budgets p WHERE p.org_id = $1 AND p.period = $4 AND (
-              ($2 = 'team' AND p.scope_kind = 'org' AND p.scope_id = $1) OR
-              ($2 = 'key' AND p.scope_kind = 'team' AND p.scope_id = (SELECT team_id FROM api_keys WHERE id = $3)))),
-           (SELECT max(c.amount_micros) FROM budgets c WHERE c.org_id = $1 AND c.period = $4 AND (
-              ($2 = 'org' AND c.scope_kind = 'team') OR
-              ($2 = 'team' AND c.scope_kind = 'key' AND c.scope_id IN (SELECT id FROM api_keys WHERE team_id = $3))))",
+        "WITH enclosing (kind, id) AS (
+           SELECT 'org', $1::uuid WHERE $2 <> 'org'
+           UNION ALL SELECT 'team', team_id FROM projects WHERE $2 = 'project' AND org_id = $1 AND id = $3
+           UNION ALL SELECT 'team', team_id FROM api_keys WHERE $2 = 'key' AND org_id = $1 AND id = $3
+           UNION ALL SELECT 'project', project_id FROM api_keys
+             WHERE $2 = 'key' AND org_id = $1 AND id = $3 AND project_id IS NOT NULL
+         ), enclosed (kind, id) AS (
+           SELECT 'team', id FROM teams WHERE $2 = 'org' AND org_id = $1
+           UNION ALL SELECT 'project', id FROM projects WHERE org_id = $1 AND (
+             $2 = 'org' OR ($2 = 'team' AND team_id = $3))
+           UNION ALL SELECT 'key', id FROM api_keys WHERE org_id = $1 AND (
+             $2 = 'org' OR ($2 = 'team' AND team_id = $3) OR ($2 = 'project' AND project_id = $3))
+         )
+         SELECT
+           (SELECT min(b.amount_micros) FROM budgets b JOIN enclosing e ON b.scope_kind = e.kind AND b.scope_id = e.id
+            WHERE b.org_id = $1 AND b.period = $4),
+           (SELECT max(b.amount_micros) FROM budgets b JOIN enclosed e ON b.scope_kind = e.kind AND b.scope_id = e.id
+            WHERE b.org_id = $1 AND b.period = $4)",
     )
     .bind(org_id)
     .bind(scope_kind)
@@ -102,40 +101,88 @@ pub async fn create(
     alert_thresholds_pct: &[i32],
     clamp: bool,
 ) -> Result<Budget, StoreError> {
-    Ok(sqlx::query_as::<_, Budget>(
+    let sql = format!(
         "INSERT INTO budgets (id, org_id, scope_kind, scope_id, amount_micros, period, alert_thresholds_pct, clamp)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         RETURNING id, org_id, scope_kind, scope_id, amount_micros, period, alert_thresholds_pct, clamp, created_at, updated_at",
-    )
-    .bind(Uuid::now_v7())
-    .bind(org_id)
-    .bind(scope_kind)
-    .bind(scope_id)
-    .bind(amount_micros)
-    .bind(period)
-    .bind(alert_thresholds_pct)
-    .bind(clamp)
-    .fetch_one(&mut **tx)
-    .await?)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
+    );
+    Ok(sqlx::query_as::<_, Budget>(sqlx::AssertSqlSafe(sql))
+        .bind(Uuid::now_v7())
+        .bind(org_id)
+        .bind(scope_kind)
+        .bind(scope_id)
+        .bind(amount_micros)
+        .bind(period)
+        .bind(alert_thresholds_pct)
+        .bind(clamp)
+        .fetch_one(&mut **tx)
+        .await?)
 }
 
-pub async fn list(pool: &Pool, org_id: Uuid) -> Result<Vec<Budget>, StoreError> {
-    Ok(sqlx::query_as::<_, Budget>(
-        "SELECT id, org_id, scope_kind, scope_id, amount_micros, period, alert_thresholds_pct, clamp, created_at, updated_at
-         FROM budgets WHERE org_id = $1 ORDER BY id",
-    )
-    .bind(org_id)
-    .fetch_all(pool)
-    .await?)
+pub async fn get(pool: &Pool, org_id: Uuid, id: Uuid) -> Result<Budget, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM budgets WHERE org_id = $1 AND id = $2");
+    Ok(sqlx::query_as::<_, Budget>(sqlx::AssertSqlSafe(sql))
+        .bind(org_id)
+        .bind(id)
+        .fetch_one(pool)
+        .await?)
+}
+
+pub async fn get_for_update(tx: &mut Tx<'_>, org_id: Uuid, id: Uuid) -> Result<Budget, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM budgets WHERE org_id = $1 AND id = $2 FOR UPDATE");
+    Ok(sqlx::query_as::<_, Budget>(sqlx::AssertSqlSafe(sql))
+        .bind(org_id)
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?)
+}
+
+/// An org's budgets, optionally of one scope kind and/or one scope.
+pub async fn list(
+    pool: &Pool,
+    org_id: Uuid,
+    scope_kind: Option<&str>,
+    scope_id: Option<Uuid>,
+) -> Result<Vec<Budget>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM budgets
+         WHERE org_id = $1 AND ($2::text IS NULL OR scope_kind = $2) AND ($3::uuid IS NULL OR scope_id = $3)
+         ORDER BY id"
+    );
+    Ok(sqlx::query_as::<_, Budget>(sqlx::AssertSqlSafe(sql))
+        .bind(org_id)
+        .bind(scope_kind)
+        .bind(scope_id)
+        .fetch_all(pool)
+        .await?)
+}
+
+pub async fn update(
+    tx: &mut Tx<'_>,
+    org_id: Uuid,
+    id: Uuid,
+    amount_micros: i64,
+    alert_thresholds_pct: &[i32],
+    clamp: bool,
+) -> Result<Budget, StoreError> {
+    let sql = format!(
+        "UPDATE budgets SET amount_micros = $3, alert_thresholds_pct = $4, clamp = $5
+         WHERE org_id = $1 AND id = $2 RETURNING {COLUMNS}"
+    );
+    Ok(sqlx::query_as::<_, Budget>(sqlx::AssertSqlSafe(sql))
+        .bind(org_id)
+        .bind(id)
+        .bind(amount_micros)
+        .bind(alert_thresholds_pct)
+        .bind(clamp)
+        .fetch_one(&mut **tx)
+        .await?)
 }
 
 pub async fn delete(tx: &mut Tx<'_>, org_id: Uuid, id: Uuid) -> Result<Budget, StoreError> {
-    Ok(sqlx::query_as::<_, Budget>(
-        "DELETE FROM budgets WHERE org_id = $1 AND id = $2
-         RETURNING id, org_id, scope_kind, scope_id, amount_micros, period, alert_thresholds_pct, clamp, created_at, updated_at",
-    )
-    .bind(org_id)
-    .bind(id)
-    .fetch_one(&mut **tx)
-    .await?)
+    let sql = format!("DELETE FROM budgets WHERE org_id = $1 AND id = $2 RETURNING {COLUMNS}");
+    Ok(sqlx::query_as::<_, Budget>(sqlx::AssertSqlSafe(sql))
+        .bind(org_id)
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?)
 }

@@ -95,30 +95,65 @@ pub async fn get_for_update(tx: &mut Tx<'_>, org_id: Uuid, id: Uuid) -> Result<K
         .await?)
 }
 
-/// Keys of an org, optionally only one team's and/or one owner's.
+/// Filters of [`list`]; all optional.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Filter<'a> {
+    pub team_id: Option<Uuid>,
+    pub project_id: Option<Uuid>,
+    /// `active` or `revoked`.
+    pub status: Option<&'a str>,
+    pub owner: Option<Uuid>,
+}
+
+/// Keys of an org that match every filter given.
 pub async fn list(
     pool: &Pool,
     org_id: Uuid,
-    team_id: Option<Uuid>,
-    owner: Option<Uuid>,
+    filter: Filter<'_>,
     cursor: Option<Uuid>,
     limit: i64,
 ) -> Result<Page<Key>, StoreError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM api_keys
-         WHERE org_id = $1 AND ($2::uuid IS NULL OR team_id = $2) AND ($3::uuid IS NULL OR owner_user_id = $3)
-           AND ($4::uuid IS NULL OR id > $4)
-         ORDER BY id LIMIT $5"
+         WHERE org_id = $1 AND ($2::uuid IS NULL OR team_id = $2) AND ($3::uuid IS NULL OR project_id = $3)
+           AND ($4::text IS NULL OR status = $4) AND ($5::uuid IS NULL OR owner_user_id = $5)
+           AND ($6::uuid IS NULL OR id > $6)
+         ORDER BY id LIMIT $7"
     );
     let rows = sqlx::query_as::<_, Key>(sqlx::AssertSqlSafe(sql))
         .bind(org_id)
-        .bind(team_id)
-        .bind(owner)
+        .bind(filter.team_id)
+        .bind(filter.project_id)
+        .bind(filter.status)
+        .bind(filter.owner)
         .bind(cursor)
         .bind(limit + 1)
         .fetch_all(pool)
         .await?;
     Ok(Page::from_rows(rows, limit, |k| k.id))
+}
+
+/// Changes what a key's holder may edit; never its secret, team or project.
+pub async fn update(
+    tx: &mut Tx<'_>,
+    org_id: Uuid,
+    id: Uuid,
+    name: &str,
+    allowed_models: &[String],
+    expires_at: Option<OffsetDateTime>,
+) -> Result<Key, StoreError> {
+    let sql = format!(
+        "UPDATE api_keys SET name = $3, allowed_models = $4, expires_at = $5 WHERE org_id = $1 AND id = $2
+         RETURNING {COLUMNS}"
+    );
+    Ok(sqlx::query_as::<_, Key>(sqlx::AssertSqlSafe(sql))
+        .bind(org_id)
+        .bind(id)
+        .bind(name)
+        .bind(allowed_models)
+        .bind(expires_at)
+        .fetch_one(&mut **tx)
+        .await?)
 }
 
 pub async fn revoke(tx: &mut Tx<'_>, org_id: Uuid, id: Uuid) -> Result<Key, StoreError> {

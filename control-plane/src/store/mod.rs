@@ -1,15 +1,23 @@
 //! The only place with SQL. One file per aggregate; every query on tenant-owned rows has
 //! the org id in its WHERE clause, so a caller can never reach another org's rows by id.
-//! Constraint violations become [`StoreError::Conflict`] (unique) or
-//! [`StoreError::Invalid`] (check, foreign key) right here, naming the constraint.
+//! The platform catalog (regions, providers, models, deployments) belongs to no org.
+//! Constraint violations become [`StoreError::Conflict`] (unique), [`StoreError::Invalid`]
+//! (check), [`StoreError::NotFound`] (a parent missing on insert) or
+//! [`StoreError::InUse`] (a referenced row on delete) right here, naming the constraint.
 
 pub mod audit;
 pub mod budgets;
+pub mod deployments;
 pub mod fleet;
 pub mod idempotency;
 pub mod keys;
+pub mod models;
 pub mod orgs;
 pub mod projects;
+pub mod providers;
+pub mod rate_limits;
+pub mod regions;
+pub mod scopes;
 pub mod teams;
 pub mod users;
 
@@ -26,6 +34,9 @@ pub enum StoreError {
     Conflict { constraint: String },
     #[error("violates {constraint}")]
     Invalid { constraint: String },
+    /// A delete refused because other rows still reference the row.
+    #[error("still referenced ({constraint})")]
+    InUse { constraint: String },
     #[error("database error")]
     Db(#[source] sqlx::Error),
 }
@@ -49,6 +60,21 @@ impl From<sqlx::Error> for StoreError {
             }
         }
         Self::Db(e)
+    }
+}
+
+impl StoreError {
+    /// For deletes: a foreign key violation means something still points at the row (409),
+    /// not that a parent is missing (which is what it means for inserts).
+    pub fn on_delete(e: sqlx::Error) -> Self {
+        if let Some(db) = e.as_database_error()
+            && matches!(db.kind(), sqlx::error::ErrorKind::ForeignKeyViolation)
+        {
+            return Self::InUse {
+                constraint: db.constraint().unwrap_or("a foreign key").to_owned(),
+            };
+        }
+        e.into()
     }
 }
 

@@ -54,6 +54,21 @@ pub async fn get(pool: &Pool, org_id: Uuid, id: Uuid) -> Result<Project, StoreEr
     .await?)
 }
 
+pub async fn get_for_update(
+    tx: &mut Tx<'_>,
+    org_id: Uuid,
+    id: Uuid,
+) -> Result<Project, StoreError> {
+    Ok(sqlx::query_as::<_, Project>(
+        "SELECT id, org_id, team_id, slug, name, allowed_models, created_at, updated_at
+         FROM projects WHERE org_id = $1 AND id = $2 FOR UPDATE",
+    )
+    .bind(org_id)
+    .bind(id)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
 pub async fn list(
     pool: &Pool,
     org_id: Uuid,
@@ -66,6 +81,25 @@ pub async fn list(
     .bind(org_id)
     .bind(team_id)
     .fetch_all(pool)
+    .await?)
+}
+
+pub async fn update(
+    tx: &mut Tx<'_>,
+    org_id: Uuid,
+    id: Uuid,
+    name: &str,
+    allowed_models: &[String],
+) -> Result<Project, StoreError> {
+    Ok(sqlx::query_as::<_, Project>(
+        "UPDATE projects SET name = $3, allowed_models = $4 WHERE org_id = $1 AND id = $2
+         RETURNING id, org_id, team_id, slug, name, allowed_models, created_at, updated_at",
+    )
+    .bind(org_id)
+    .bind(id)
+    .bind(name)
+    .bind(allowed_models)
+    .fetch_one(&mut **tx)
     .await?)
 }
 
