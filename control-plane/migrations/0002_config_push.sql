@@ -9,6 +9,9 @@ ALTER TABLE config_versions
   ADD COLUMN payload bytea NOT NULL DEFAULT '',
   ADD COLUMN signature bytea NOT NULL DEFAULT '',
   ADD COLUMN key_id text NOT NULL DEFAULT '';
+-- Snapshots are protobuf (already dense): storing them uncompressed saves the compression
+-- pass on every publish of a big world.
+ALTER TABLE config_versions ALTER COLUMN payload SET STORAGE EXTERNAL;
 
 -- A gateway proves which region it serves with one of these; only a SHA-256 is kept.
 CREATE TABLE enrollment_tokens (

@@ -30,7 +30,13 @@ variables override, e.g. TOLLGATE_DATABASE__URL=postgres://tollgate@db/tollgate.
   [auth]      key_pepper = \"...\"   >= 16 bytes, the same on every gateway; prefer
               TOLLGATE_AUTH__KEY_PEPPER (the gateway reads the same variable)
   [budgets]   hierarchy = \"error\" | \"warn\"   a team budget above its org's (or a key's
-              above its team's): refused (422) or created with a Warning header";
+              above its team's): refused (422) or created with a Warning header
+  [signing]   key_file = \"signing.pem\"   Ed25519 PKCS#8 PEM (`signing-key new`); without it
+              no config is pushed.   key_id = \"default\"   debounce_ms = 20
+  [grpc]      listen = \"127.0.0.1:8401\"   the gateways' config stream (port 0 picks one)
+              tls_cert, tls_key (PEM; TLS)   client_ca (PEM; gateways need a client cert)
+              allow_plaintext = false   (plaintext is refused on non-loopback addresses)
+              replica = \"<host>:<pid>\"   this replica's name in GET /api/v1/gateways";
 
 /// Tollgate control plane: the admin API over the platform catalog (regions, providers,
 /// models, deployments) and each org's teams, projects, members, keys, budgets and rate

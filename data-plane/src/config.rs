@@ -13,7 +13,15 @@ use serde::Deserialize;
 use crate::snapshot::file::StaticSnapshot;
 
 /// Top-level tables that are settings; every other table belongs to the snapshot.
-const SETTINGS_SECTIONS: &[&str] = &["server", "auth", "routing", "ledger", "redis", "control"];
+const SETTINGS_SECTIONS: &[&str] = &[
+    "server",
+    "auth",
+    "routing",
+    "ledger",
+    "redis",
+    "control",
+    "telemetry",
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +37,28 @@ pub struct Settings {
     pub redis: RedisSettings,
     /// Set: config comes from a control plane. Absent: standalone (config in this file).
     pub control: Option<ControlSettings>,
+    /// Usage shipping to the control plane (only with `[control]`).
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// Usage waits here, fsynced, until the control plane acknowledged it.
+    pub spool_dir: std::path::PathBuf,
+    /// Beyond this the spool refuses new batches: they are dropped and counted
+    /// (`tollgate_telemetry_dropped_total`).
+    pub spool_max_mb: u64,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            spool_dir: "tollgate-spool".into(),
+            spool_max_mb: 1024,
+        }
+    }
 }
 
 /// The control plane this gateway takes its config from.

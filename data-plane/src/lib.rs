@@ -4,10 +4,12 @@
 //! Layout (one module per concern):
 //! - [`config`]: the process's own `Settings` (TOML + `TOLLGATE_*` env);
 //! - [`snapshot`]: the validated runtime config (keys, models, deployments, budgets),
-//!   swapped atomically by [`snapshot::live`]; [`snapshot::file`] reads the standalone form;
+//!   swapped atomically by [`snapshot::live`]; [`snapshot::file`] reads the standalone form,
+//!   [`snapshot::remote`] streams signed snapshots from the control plane;
 //! - [`pipeline`]: the request steps, one module each, in call order;
 //! - [`providers`]: one adapter per provider behind one trait;
 //! - [`ledger`]: budget reservation and settlement;
+//! - [`telemetry`]: usage events to the control plane (spool + shipper);
 //! - [`money`], [`prices`], [`tokenize`]: pure building blocks (the key format is the
 //!   `tollgate-keys` crate, shared with the control plane);
 //! - [`api`]: the axum routes and the OpenAI-shaped error.
@@ -24,4 +26,5 @@ pub mod pipeline;
 pub mod prices;
 pub mod providers;
 pub mod snapshot;
+pub mod telemetry;
 pub mod tokenize;

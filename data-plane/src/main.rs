@@ -16,6 +16,7 @@ use tollgate_data_plane::ledger::redis::RedisLedger;
 use tollgate_data_plane::ledger::{Ledgers, memory::MemoryLedger};
 use tollgate_data_plane::money::Micros;
 use tollgate_data_plane::pipeline::emit::{Emitter, run_consumer};
+use tollgate_data_plane::pipeline::reserve::all_budget_lines;
 use tollgate_data_plane::prices::PriceTable;
 use tollgate_data_plane::snapshot::file::parse_usd;
 use tollgate_data_plane::snapshot::live::Live;
@@ -23,6 +24,9 @@ use tollgate_data_plane::snapshot::now_ms;
 use tollgate_data_plane::snapshot::remote::{self, Checker, ConfigClient};
 use tollgate_data_plane::snapshot::signed::read_last_known_good;
 use tollgate_data_plane::snapshot::{Credentials, Snapshot};
+use tollgate_data_plane::telemetry::Spooler;
+use tollgate_data_plane::telemetry::ship::{ControlSpend, Shipper};
+use tollgate_data_plane::telemetry::spool::Spool;
 use tollgate_keys as keys;
 
 const CONFIG_HELP: &str = "\
@@ -44,6 +48,13 @@ Settings (all optional except auth.key_pepper):
   [redis]   url = \"redis://127.0.0.1:6379/\"  key_prefix = \"tg:\"  timeout_ms = 500
             cluster = false  cluster_nodes = [\"redis://node1:6379/\", ...]
             maintenance_interval_ms = 1000  settle_queue_capacity = 100000
+
+  [control] url = \"https://control:8401\"    take config from a control plane (else: standalone)
+            enrollment_token = \"tge_...\"  the region's token; prefer TOLLGATE_CONTROL__ENROLLMENT_TOKEN
+            trusted_keys = { key_id = \"<base64 Ed25519 public key>\", ... }   list two while rotating
+            last_known_good = \"tollgate-last-known-good.snapshot\"   verified copy to start from
+            ca_file, client_cert, client_key   TLS roots / mTLS identity (PEM)
+            first_snapshot_timeout_ms = 10000  reconnect_max_ms = 5000
 
 Standalone mode: the same file holds the config a control plane would push:
   [[orgs]] id, name, limits = { rpm, tpm, max_concurrent }
@@ -262,8 +273,50 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
+    // With a control plane: usage goes through the spool to it, and Redis counters are
+    // restored from its durable spend after Redis lost them.
+    let link = match &settings.control {
+        Some(control) => {
+            let endpoint = remote::endpoint(control)?;
+            let token = secrecy::ExposeSecret::expose_secret(&control.enrollment_token).to_owned();
+            let spool = Arc::new(
+                Spool::open(
+                    &settings.telemetry.spool_dir,
+                    settings.telemetry.spool_max_mb * 1024 * 1024,
+                    &settings.server.gateway_id,
+                )
+                .with_context(|| {
+                    format!(
+                        "opening the usage spool {}",
+                        settings.telemetry.spool_dir.display()
+                    )
+                })?,
+            );
+            let spooler = Spooler {
+                spool: spool.clone(),
+                wake: Arc::new(tokio::sync::Notify::new()),
+            };
+            let shipper = Shipper::new(
+                endpoint.clone(),
+                token.clone(),
+                spool,
+                spooler.wake.clone(),
+                Duration::from_millis(control.reconnect_max_ms.max(100)),
+            );
+            Some((spooler, shipper, ControlSpend { endpoint, token }))
+        }
+        None => None,
+    };
+    let (spooler, shipper, spend) = match link {
+        Some((spooler, shipper, spend)) => (Some(spooler), Some(shipper), Some(spend)),
+        None => (None, None, None),
+    };
     let (emitter, events) = Emitter::new(settings.server.usage_queue_capacity);
-    let consumer = tokio::spawn(run_consumer(events, settings.server.usage_log.clone()));
+    let consumer = tokio::spawn(run_consumer(
+        events,
+        settings.server.usage_log.clone(),
+        spooler,
+    ));
     let ledger = match settings.ledger.kind {
         LedgerKind::Memory => Ledgers::Memory(MemoryLedger::default()),
         LedgerKind::Redis => {
@@ -289,6 +342,9 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     if let Some(client) = source.client {
         gateway.tasks.spawn(client.run(gateway.shutdown.clone()));
     }
+    if let Some(shipper) = shipper {
+        gateway.tasks.spawn(shipper.run(gateway.shutdown.clone()));
+    }
 
     if matches!(*gateway.ledger, Ledgers::Redis(_)) {
         let interval = Duration::from_millis(settings.redis.maintenance_interval_ms.max(50));
@@ -296,8 +352,19 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         gateway.tasks.spawn(async move {
             loop {
                 if let Ledgers::Redis(ledger) = &*upkeep.ledger {
-                    let orgs: Vec<String> = upkeep.live.load().orgs.keys().cloned().collect();
+                    let snapshot = upkeep.live.load();
+                    let orgs: Vec<String> = snapshot.orgs.keys().cloned().collect();
                     ledger.maintain(&orgs, now_ms()).await;
+                    if let Some(spend) = &spend
+                        && snapshot.version > 0
+                        && matches!(ledger.seeded().await, Ok(false))
+                    {
+                        let lines = all_budget_lines(&snapshot, time::OffsetDateTime::now_utc());
+                        match ledger.reseed_all(spend, &lines).await {
+                            Ok(()) => tracing::warn!(budgets = lines.len(), "Redis had no spend record: budget counters restored from the control plane"),
+                            Err(e) => tracing::error!(error = %e, "restoring budget counters from the control plane failed; retrying"),
+                        }
+                    }
                 }
                 tokio::select! {
                     () = tokio::time::sleep(interval) => {}

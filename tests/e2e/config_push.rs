@@ -50,8 +50,14 @@ impl Plane {
     /// A control plane with a signing key and a fixed gRPC port, regions `eu` and `us`
     /// each serving model `m` from the mock; `eu` also serves `strict` (max staleness 1.5 s).
     async fn start() -> Self {
+        Self::start_with(|_| Vec::new()).await
+    }
+
+    /// As [`Self::start`], with more control-plane settings made from the plane's folder.
+    async fn start_with(extra: impl Fn(&std::path::Path) -> Vec<(String, String)>) -> Self {
         let db = TestDb::create().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
+        let extra = extra(dir.path());
         let key_file = dir.path().join("signing.pem").display().to_string();
         let trusted = cli(
             &db,
@@ -62,9 +68,9 @@ impl Plane {
         .trim()
         .to_owned();
         let grpc = format!("127.0.0.1:{}", free_port());
-        let cp = ControlPlane::start_with(&db, &Self::env(&key_file, &grpc))
-            .await
-            .unwrap();
+        let mut env: Vec<(&str, &str)> = Self::env(&key_file, &grpc).to_vec();
+        env.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let cp = ControlPlane::start_with(&db, &env).await.unwrap();
         let mock = MockUpstream::start().await.unwrap();
         let pool = db.pool().await.unwrap();
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
@@ -148,9 +154,23 @@ impl Plane {
         token: &str,
         lkg: &str,
     ) -> GatewayProcess {
+        let url = format!("http://{grpc}");
+        self.gateway_with(region, id, &url, token, lkg, "").await
+    }
+
+    /// A gateway with `url` and `extra` lines in its `[control]` section.
+    async fn gateway_with(
+        &self,
+        region: &str,
+        id: &str,
+        url: &str,
+        token: &str,
+        lkg: &str,
+        extra: &str,
+    ) -> GatewayProcess {
         let config = format!(
             "[server]\nregion = \"{region}\"\ngateway_id = \"{id}\"\n\
-             [control]\nurl = \"http://{grpc}\"\nenrollment_token = \"{token}\"\n\
+             [control]\nurl = \"{url}\"\nenrollment_token = \"{token}\"\n{extra}\
              trusted_keys = {{ {trusted} }}\nlast_known_good = \"{lkg}\"\nreconnect_max_ms = 300\n",
             trusted = self.trusted,
             lkg = self.dir.path().join(lkg).display(),
@@ -511,4 +531,135 @@ async fn a_write_on_one_replica_reaches_gateways_of_the_other() {
     assert_eq!(fleet.len(), 1);
     assert_ne!(fleet[0]["replica"], "", "{fleet:?}");
     drop(plane.mock);
+}
+
+/// A throwaway CA with a server certificate for 127.0.0.1 and a client certificate, made
+/// with the openssl command line.
+fn certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "openssl {args:?}");
+    };
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &key,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tollgate test CA",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for who in ["server", "client"] {
+        let (keyfile, csr, pem, ext) = (
+            format!("{who}.key"),
+            format!("{who}.csr"),
+            format!("{who}.pem"),
+            format!("{who}.ext"),
+        );
+        run(&[
+            &["req"][..],
+            &key,
+            &[
+                "-keyout",
+                &keyfile,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={who}"),
+            ],
+        ]
+        .concat());
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ]);
+    }
+}
+
+#[tokio::test]
+async fn the_config_stream_runs_over_mutual_tls_and_refuses_a_gateway_without_a_certificate() {
+    let plane = Plane::start_with(|dir| {
+        certificates(dir);
+        let path = |f: &str| dir.join(f).display().to_string();
+        vec![
+            ("TOLLGATE_GRPC__TLS_CERT".into(), path("server.pem")),
+            ("TOLLGATE_GRPC__TLS_KEY".into(), path("server.key")),
+            ("TOLLGATE_GRPC__CLIENT_CA".into(), path("ca.pem")),
+        ]
+    })
+    .await;
+    let url = format!("https://{}", plane.cp.grpc.clone().unwrap());
+    let token = plane.enrollment_token("eu").await;
+    let path = |f: &str| plane.dir.path().join(f).display().to_string();
+    let with_certificate = format!(
+        "ca_file = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
+        path("ca.pem"),
+        path("client.pem"),
+        path("client.key")
+    );
+    let gateway = plane
+        .gateway_with("eu", "gw-tls", &url, &token, "tls.lkg", &with_certificate)
+        .await;
+    let (_, key) = plane.create_key().await;
+    until_status(&gateway, &key, "m", 200).await;
+
+    let without = format!("ca_file = \"{}\"\n", path("ca.pem"));
+    let stranger = plane
+        .gateway_with("eu", "gw-anon", &url, &token, "anon.lkg", &without)
+        .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let ready = http()
+        .get(format!("{}/readyz", stranger.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready.status(),
+        503,
+        "a gateway without a client certificate got config"
+    );
+    assert!(
+        stranger
+            .stderr()
+            .contains("config stream to the control plane failed"),
+        "{}",
+        stranger.stderr()
+    );
 }

@@ -90,6 +90,8 @@ impl GatewayProcess {
         let mut child = Command::new(binary("tollgate-gateway", "TOLLGATE_GATEWAY_BIN")?)
             .arg("--config")
             .arg(&config_path)
+            // Relative defaults (the usage spool, the last-known-good file) land here.
+            .current_dir(dir.path())
             // Through the environment, so a test's config may still have its own [server].
             .env("TOLLGATE_SERVER__LISTEN", "127.0.0.1:0")
             .env("TOLLGATE_SERVER__USAGE_LOG", &usage_log)

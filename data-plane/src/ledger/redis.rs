@@ -337,6 +337,53 @@ impl RedisLedger {
             .map_err(|e| SettleError::Unavailable(e.to_string()))
     }
 
+    /// Has this Redis been seeded from the durable ledger since it last lost its data?
+    /// (A flushed or restarted-empty Redis has lost the marker with everything else.)
+    pub async fn seeded(&self) -> Result<bool, ::redis::RedisError> {
+        let mut con = self.connection().ok_or_else(not_connected)?;
+        ::redis::cmd("EXISTS")
+            .arg(format!("{}seeded", self.prefix))
+            .query_async(&mut con)
+            .await
+    }
+
+    /// Restores every line's counter from `source` (one script run per org, so each
+    /// touches one cluster slot) and marks this Redis as seeded.
+    pub async fn reseed_all(
+        &self,
+        source: &impl SpendSource,
+        lines: &[BudgetLine],
+    ) -> Result<(), SettleError> {
+        let unavailable = |e: ::redis::RedisError| SettleError::Unavailable(e.to_string());
+        let durable = source.spent(lines).await?;
+        if durable.len() != lines.len() {
+            return Err(SettleError::Unavailable(
+                "spend source answered for the wrong number of budgets".into(),
+            ));
+        }
+        let mut by_org: std::collections::BTreeMap<&str, (Vec<BudgetLine>, Vec<Micros>)> =
+            std::collections::BTreeMap::new();
+        for (line, spent) in lines.iter().zip(durable) {
+            let group = by_org.entry(line.org_id.as_str()).or_default();
+            group.0.push(line.clone());
+            group.1.push(spent);
+        }
+        for (group_lines, spent) in by_org.values() {
+            self.seed(group_lines, spent).await.map_err(unavailable)?;
+        }
+        let mut con = self
+            .connection()
+            .ok_or_else(not_connected)
+            .map_err(unavailable)?;
+        let () = ::redis::cmd("SET")
+            .arg(format!("{}seeded", self.prefix))
+            .arg(crate::snapshot::now_ms())
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     /// Restores spent counters from the durable ledger: `spent = max(redis, durable)`.
     pub async fn seed(
         &self,

@@ -2,9 +2,10 @@
 //! never waits on it. When the queue is full the event is dropped **and counted**
 //! (`tollgate_usage_events_dropped_total`), never silently.
 //!
-//! Until the telemetry link to the control plane exists, the consumer records metrics
-//! and, when `server.usage_log` is set, appends each event as a JSON line to that file —
-//! which also gives a standalone gateway a spend record.
+//! The consumer hands events in batches to the telemetry spool (when a control plane is
+//! configured; see [`crate::telemetry`]) and, when `server.usage_log` is set, appends each
+//! event as a JSON line to that file — which also gives a standalone gateway a spend
+//! record.
 
 use std::path::PathBuf;
 
@@ -49,8 +50,15 @@ impl Emitter {
     }
 }
 
+/// Largest batch handed to the spool at once.
+const BATCH_MAX: usize = 1_000;
+
 /// Consumes the queue until every sender is gone.
-pub async fn run_consumer(mut rx: mpsc::Receiver<UsageEvent>, log_path: Option<PathBuf>) {
+pub async fn run_consumer(
+    mut rx: mpsc::Receiver<UsageEvent>,
+    log_path: Option<PathBuf>,
+    spooler: Option<crate::telemetry::Spooler>,
+) {
     let mut file = match &log_path {
         Some(path) => match tokio::fs::OpenOptions::new()
             .create(true)
@@ -66,21 +74,28 @@ pub async fn run_consumer(mut rx: mpsc::Receiver<UsageEvent>, log_path: Option<P
         },
         None => None,
     };
-    while let Some(event) = rx.recv().await {
+    // Whatever queued up while the last batch was being made durable is the next batch:
+    // small batches when idle, big ones under load, one fsync each.
+    let mut batch = Vec::with_capacity(BATCH_MAX);
+    while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
+        metrics::gauge!("tollgate_usage_queue_depth").set(rx.len() as f64);
         if let Some(f) = file.as_mut() {
-            let mut line = to_json(&event).to_string();
-            line.push('\n');
-            let written = f.write_all(line.as_bytes()).await;
-            // Flush when the queue is drained, so a burst costs one write.
-            let flushed = if rx.is_empty() {
-                f.flush().await
-            } else {
-                Ok(())
-            };
+            let mut lines = String::new();
+            for event in &batch {
+                lines.push_str(&to_json(event).to_string());
+                lines.push('\n');
+            }
+            let written = f.write_all(lines.as_bytes()).await;
+            let flushed = f.flush().await;
             if let Err(e) = written.and(flushed) {
-                metrics::counter!("tollgate_usage_events_dropped_total").increment(1);
+                metrics::counter!("tollgate_usage_events_dropped_total")
+                    .increment(batch.len() as u64);
                 tracing::error!(error = %e, "could not write the usage log");
             }
+        }
+        match &spooler {
+            Some(spooler) => spooler.store(std::mem::take(&mut batch)).await,
+            None => batch.clear(),
         }
     }
     if let Some(f) = file.as_mut() {

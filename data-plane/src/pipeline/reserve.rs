@@ -11,7 +11,7 @@ use super::authorize::Grant;
 use crate::ledger::{BudgetLine, Ledger, Ledgers, Reservation, ReserveError, ReserveRequest};
 use crate::money::{self, Micros, Prices};
 use crate::providers::{Endpoint, JsonRequest};
-use crate::snapshot::{ClampPolicy, Period, ScopeKind, Snapshot};
+use crate::snapshot::{Budget, ClampPolicy, Period, ScopeKind, Snapshot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Estimate {
@@ -83,18 +83,30 @@ pub fn budget_lines(
         let Some(budgets) = snapshot.budgets.get(&(kind, id.to_owned())) else {
             continue;
         };
-        for b in budgets {
-            lines.push(BudgetLine {
-                budget_id: b.id.clone(),
-                org_id: b.org_id.clone(),
-                period_start: period_start(b.period, now),
-                limit: b.amount,
-                clamp: b.clamp == ClampPolicy::Clamp,
-                ttl_secs: counter_ttl(b.period),
-            });
-        }
+        lines.extend(budgets.iter().map(|b| line(b, now)));
     }
     lines
+}
+
+fn line(b: &Budget, now: OffsetDateTime) -> BudgetLine {
+    BudgetLine {
+        budget_id: b.id.clone(),
+        org_id: b.org_id.clone(),
+        period_start: period_start(b.period, now),
+        limit: b.amount,
+        clamp: b.clamp == ClampPolicy::Clamp,
+        ttl_secs: counter_ttl(b.period),
+    }
+}
+
+/// The current period's line of every budget in the snapshot (for re-seeding the ledger).
+pub fn all_budget_lines(snapshot: &Snapshot, now: OffsetDateTime) -> Vec<BudgetLine> {
+    snapshot
+        .budgets
+        .values()
+        .flatten()
+        .map(|b| line(b, now))
+        .collect()
 }
 
 /// How long a period's counter is kept: the period plus a margin for late settlements.

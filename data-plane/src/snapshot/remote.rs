@@ -73,6 +73,31 @@ pub fn trusted_keys(settings: &ControlSettings) -> Result<TrustedKeys, ClientErr
     )?)
 }
 
+/// The control plane's gRPC endpoint (TLS, keepalives), shared by the config stream and
+/// the telemetry link.
+pub fn endpoint(settings: &ControlSettings) -> Result<Endpoint, ClientError> {
+    let bad = |e: &dyn std::fmt::Display| ClientError::Url(settings.url.clone(), e.to_string());
+    let mut endpoint = Endpoint::from_shared(settings.url.clone())
+        .map_err(|e| bad(&e))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    if settings.url.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new();
+        tls = match &settings.ca_file {
+            Some(ca) => tls.ca_certificate(Certificate::from_pem(read(ca)?)),
+            None => tls.with_webpki_roots(),
+        };
+        if let (Some(cert), Some(key)) = (&settings.client_cert, &settings.client_key) {
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    Ok(endpoint)
+}
+
 pub struct ConfigClient {
     endpoint: Endpoint,
     token: String,
@@ -99,25 +124,7 @@ impl ConfigClient {
         checker: Arc<Checker>,
         live: Arc<Live>,
     ) -> Result<Self, ClientError> {
-        let bad = |e: &dyn std::fmt::Display| ClientError::Url(settings.url.clone(), e.to_string());
-        let mut endpoint = Endpoint::from_shared(settings.url.clone())
-            .map_err(|e| bad(&e))?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true);
-        if settings.url.starts_with("https://") {
-            let mut tls = ClientTlsConfig::new();
-            tls = match &settings.ca_file {
-                Some(ca) => tls.ca_certificate(Certificate::from_pem(read(ca)?)),
-                None => tls.with_webpki_roots(),
-            };
-            if let (Some(cert), Some(key)) = (&settings.client_cert, &settings.client_key) {
-                tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
-            }
-            endpoint = endpoint.tls_config(tls)?;
-        }
+        let endpoint = endpoint(settings)?;
         Ok(Self {
             endpoint,
             token: settings.enrollment_token.expose_secret().to_owned(),
