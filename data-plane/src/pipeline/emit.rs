@@ -33,6 +33,15 @@ impl Emitter {
         .increment(1);
         metrics::histogram!("tollgate_request_duration_seconds", "endpoint" => event.endpoint.clone())
             .record(f64::from(event.latency_ms) / 1000.0);
+        if event.ttfb_ms > 0 {
+            metrics::histogram!("tollgate_time_to_first_token_seconds", "model" => event.model.clone())
+                .record(f64::from(event.ttfb_ms) / 1000.0);
+        }
+        if event.status == CallStatus::UpstreamError as i32 {
+            metrics::counter!("tollgate_upstream_errors_total",
+                "deployment" => event.deployment_id.clone(), "code" => event.error_code.clone())
+            .increment(1);
+        }
         if event.prompt_tokens + event.completion_tokens > 0 {
             metrics::counter!("tollgate_tokens_total", "kind" => "prompt")
                 .increment(event.prompt_tokens);
