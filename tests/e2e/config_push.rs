@@ -477,10 +477,19 @@ async fn a_tampered_last_known_good_file_is_refused_and_the_gateway_stays_unread
     let token = plane.enrollment_token("eu").await;
     let mut gateway = plane.gateway("eu", "gw-t", &grpc, &token, "t.lkg").await;
     until_ready(&gateway).await;
+    // The file is written right after the swap that made the gateway ready.
+    let path = plane.dir.path().join("t.lkg");
+    let started = Instant::now();
+    while !path.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no last-known-good file"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     gateway.kill().await;
     plane.cp.kill().await;
 
-    let path = plane.dir.path().join("t.lkg");
     let mut envelope =
         proto::SignedSnapshot::decode(std::fs::read(&path).unwrap().as_slice()).unwrap();
     let last = envelope.payload.len() - 1;
