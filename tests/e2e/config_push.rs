@@ -19,18 +19,18 @@ use crate::http;
 /// BENCHMARKS.md.
 const PROPAGATION_BOUND: Duration = Duration::from_secs(2);
 
-struct Plane {
-    db: TestDb,
-    cp: ControlPlane,
-    mock: MockUpstream,
-    dir: tempfile::TempDir,
-    key_file: String,
-    trusted: String,
-    org: String,
-    team: String,
+pub(crate) struct Plane {
+    pub(crate) db: TestDb,
+    pub(crate) cp: ControlPlane,
+    pub(crate) mock: MockUpstream,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) key_file: String,
+    pub(crate) trusted: String,
+    pub(crate) org: String,
+    pub(crate) team: String,
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -38,7 +38,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn send(method: Method, url: &str, token: &str, body: Option<Value>) -> reqwest::Response {
+pub(crate) async fn send(
+    method: Method,
+    url: &str,
+    token: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
     let mut request = http().request(method, url).bearer_auth(token);
     if let Some(body) = body {
         request = request.json(&body);
@@ -49,12 +54,14 @@ async fn send(method: Method, url: &str, token: &str, body: Option<Value>) -> re
 impl Plane {
     /// A control plane with a signing key and a fixed gRPC port, regions `eu` and `us`
     /// each serving model `m` from the mock; `eu` also serves `strict` (max staleness 1.5 s).
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         Self::start_with(|_| Vec::new()).await
     }
 
     /// As [`Self::start`], with more control-plane settings made from the plane's folder.
-    async fn start_with(extra: impl Fn(&std::path::Path) -> Vec<(String, String)>) -> Self {
+    pub(crate) async fn start_with(
+        extra: impl Fn(&std::path::Path) -> Vec<(String, String)>,
+    ) -> Self {
         let db = TestDb::create().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let extra = extra(dir.path());
@@ -82,7 +89,12 @@ impl Plane {
              INSERT INTO deployments (id, model_id, region_id, provider_id, upstream_model, input_price, output_price, max_staleness_ms) VALUES
                ('00000000-0000-7000-8000-000000000004', '00000000-0000-7000-8000-000000000002', 'eu', '00000000-0000-7000-8000-000000000001', 'm', 1, 1, 0),
                ('00000000-0000-7000-8000-000000000005', '00000000-0000-7000-8000-000000000002', 'us', '00000000-0000-7000-8000-000000000001', 'm', 1, 1, 0),
-               ('00000000-0000-7000-8000-000000000006', '00000000-0000-7000-8000-000000000003', 'eu', '00000000-0000-7000-8000-000000000001', 'strict', 1, 1, 1500);",
+               ('00000000-0000-7000-8000-000000000006', '00000000-0000-7000-8000-000000000003', 'eu', '00000000-0000-7000-8000-000000000001', 'strict', 1, 1, 1500);
+             INSERT INTO models (id, name) VALUES
+               ('00000000-0000-7000-8000-000000000007', 'broken'), ('00000000-0000-7000-8000-000000000008', 'slow');
+             INSERT INTO deployments (id, model_id, region_id, provider_id, upstream_model, input_price, output_price) VALUES
+               ('00000000-0000-7000-8000-000000000009', '00000000-0000-7000-8000-000000000007', 'eu', '00000000-0000-7000-8000-000000000001', 'm+status=500', 1, 1),
+               ('00000000-0000-7000-8000-00000000000a', '00000000-0000-7000-8000-000000000008', 'eu', '00000000-0000-7000-8000-000000000001', 'm+chunks=40+delay=25', 1000000, 1000000);",
             base = mock.openai_base_url()
         )))
         .execute(&pool)
@@ -122,7 +134,7 @@ impl Plane {
         }
     }
 
-    fn env<'a>(key_file: &'a str, grpc: &'a str) -> [(&'a str, &'a str); 3] {
+    pub(crate) fn env<'a>(key_file: &'a str, grpc: &'a str) -> [(&'a str, &'a str); 3] {
         [
             ("TOLLGATE_SIGNING__KEY_FILE", key_file),
             ("TOLLGATE_SIGNING__KEY_ID", "k1"),
@@ -130,7 +142,7 @@ impl Plane {
         ]
     }
 
-    async fn enrollment_token(&self, region: &str) -> String {
+    pub(crate) async fn enrollment_token(&self, region: &str) -> String {
         let created: Value = send(
             Method::POST,
             &self.cp.api(&format!("/regions/{region}/enrollment-tokens")),
@@ -146,7 +158,7 @@ impl Plane {
 
     /// A gateway of `region` connected to `grpc`, keeping its last-known-good file at
     /// `lkg` (in this plane's directory).
-    async fn gateway(
+    pub(crate) async fn gateway(
         &self,
         region: &str,
         id: &str,
@@ -159,7 +171,7 @@ impl Plane {
     }
 
     /// A gateway with `url` and `extra` lines in its `[control]` section.
-    async fn gateway_with(
+    pub(crate) async fn gateway_with(
         &self,
         region: &str,
         id: &str,
@@ -168,17 +180,36 @@ impl Plane {
         lkg: &str,
         extra: &str,
     ) -> GatewayProcess {
+        self.gateway_full(region, id, url, token, lkg, extra, "")
+            .await
+    }
+
+    /// The whole form: `extra` lines in `[control]`, then more `sections` of settings.
+    /// The usage spool sits beside the last-known-good file (`<lkg>.spool`), so a
+    /// restarted gateway with the same `lkg` finds both.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn gateway_full(
+        &self,
+        region: &str,
+        id: &str,
+        url: &str,
+        token: &str,
+        lkg: &str,
+        extra: &str,
+        sections: &str,
+    ) -> GatewayProcess {
         let config = format!(
             "[server]\nregion = \"{region}\"\ngateway_id = \"{id}\"\n\
              [control]\nurl = \"{url}\"\nenrollment_token = \"{token}\"\n{extra}\
-             trusted_keys = {{ {trusted} }}\nlast_known_good = \"{lkg}\"\nreconnect_max_ms = 300\n",
+             trusted_keys = {{ {trusted} }}\nlast_known_good = \"{lkg}\"\nreconnect_max_ms = 300\n\
+             [telemetry]\nspool_dir = \"{lkg}.spool\"\n{sections}",
             trusted = self.trusted,
             lkg = self.dir.path().join(lkg).display(),
         );
         GatewayProcess::start(&config, &[]).await.unwrap()
     }
 
-    async fn create_key(&self) -> (String, String) {
+    pub(crate) async fn create_key(&self) -> (String, String) {
         let created: Value = send(
             Method::POST,
             &self.cp.api(&format!("/orgs/{}/keys", self.org)),
@@ -195,7 +226,7 @@ impl Plane {
         )
     }
 
-    async fn revoke_key(&self, id: &str) {
+    pub(crate) async fn revoke_key(&self, id: &str) {
         let response = send(
             Method::POST,
             &self.cp.api(&format!("/orgs/{}/keys/{id}/revoke", self.org)),
@@ -206,7 +237,7 @@ impl Plane {
         assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     }
 
-    async fn fleet(&self) -> Vec<Value> {
+    pub(crate) async fn fleet(&self) -> Vec<Value> {
         let fleet: Value = send(
             Method::GET,
             &self.cp.api("/gateways"),
@@ -221,7 +252,7 @@ impl Plane {
     }
 }
 
-async fn call(gateway: &GatewayProcess, key: &str, model: &str) -> reqwest::Response {
+pub(crate) async fn call(gateway: &GatewayProcess, key: &str, model: &str) -> reqwest::Response {
     http()
         .post(format!("{}/chat/completions", gateway.v1()))
         .bearer_auth(key)
@@ -232,7 +263,12 @@ async fn call(gateway: &GatewayProcess, key: &str, model: &str) -> reqwest::Resp
 }
 
 /// Polls until `model` called with `key` answers `status`; how long that took.
-async fn until_status(gateway: &GatewayProcess, key: &str, model: &str, status: u16) -> Duration {
+pub(crate) async fn until_status(
+    gateway: &GatewayProcess,
+    key: &str,
+    model: &str,
+    status: u16,
+) -> Duration {
     let started = Instant::now();
     loop {
         let got = call(gateway, key, model).await.status().as_u16();
@@ -248,7 +284,7 @@ async fn until_status(gateway: &GatewayProcess, key: &str, model: &str, status: 
     }
 }
 
-async fn until_ready(gateway: &GatewayProcess) {
+pub(crate) async fn until_ready(gateway: &GatewayProcess) {
     let started = Instant::now();
     while http()
         .get(format!("{}/readyz", gateway.url))
