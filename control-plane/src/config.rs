@@ -5,7 +5,15 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-const SECTIONS: &[&str] = &["server", "database", "auth", "budgets", "grpc", "signing"];
+const SECTIONS: &[&str] = &[
+    "server",
+    "database",
+    "auth",
+    "budgets",
+    "grpc",
+    "signing",
+    "telemetry",
+];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,6 +31,54 @@ pub struct Settings {
     pub grpc: GrpcSettings,
     #[serde(default)]
     pub signing: SigningSettings,
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
+}
+
+/// Usage ingest, its retention, and budget alert webhooks.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// How long usage events are kept (days, at least 1): older day partitions are
+    /// dropped. The hourly and daily rollups are kept forever (lifetime budgets sum them).
+    pub retention_days: u32,
+    /// Webhook signing secrets are derived from it (HMAC-SHA256(key, webhook id)), so
+    /// none is stored. At least 16 bytes; prefer TOLLGATE_TELEMETRY__WEBHOOK_KEY. Needed
+    /// to create webhooks and to deliver alerts; the same on every replica.
+    pub webhook_key: Option<secrecy::SecretString>,
+    /// Attempts per alert and webhook before the delivery is given up (1–20).
+    pub webhook_attempts: u32,
+    /// Wait before the second attempt (ms); doubled for each further one.
+    pub webhook_backoff_ms: u64,
+    /// Time one attempt may take, connect to last byte (ms).
+    pub webhook_timeout_ms: u64,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            retention_days: 90,
+            webhook_key: None,
+            webhook_attempts: 5,
+            webhook_backoff_ms: 1_000,
+            webhook_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for TelemetrySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetrySettings")
+            .field("retention_days", &self.retention_days)
+            .field(
+                "webhook_key",
+                &self.webhook_key.as_ref().map(|_| "[redacted]"),
+            )
+            .field("webhook_attempts", &self.webhook_attempts)
+            .field("webhook_backoff_ms", &self.webhook_backoff_ms)
+            .field("webhook_timeout_ms", &self.webhook_timeout_ms)
+            .finish()
+    }
 }
 
 /// The config stream gateways connect to (`ConfigService.Stream`).
@@ -156,6 +212,11 @@ pub enum ConfigError {
     Sources(#[from] tollgate_settings::SettingsError),
     #[error("auth.key_pepper: must be at least 16 bytes")]
     ShortPepper,
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: &'static str,
+    },
 }
 
 impl Settings {
@@ -172,6 +233,24 @@ impl Settings {
             .is_some_and(|p| secrecy::ExposeSecret::expose_secret(p).len() < 16)
         {
             return Err(ConfigError::ShortPepper);
+        }
+        let telemetry = &settings.telemetry;
+        let invalid = |field, message| Err(ConfigError::Invalid { field, message });
+        if telemetry.retention_days == 0 {
+            return invalid("telemetry.retention_days", "must be at least 1");
+        }
+        if telemetry
+            .webhook_key
+            .as_ref()
+            .is_some_and(|k| secrecy::ExposeSecret::expose_secret(k).len() < 16)
+        {
+            return invalid("telemetry.webhook_key", "must be at least 16 bytes");
+        }
+        if !(1..=20).contains(&telemetry.webhook_attempts) {
+            return invalid("telemetry.webhook_attempts", "must be between 1 and 20");
+        }
+        if telemetry.webhook_timeout_ms == 0 {
+            return invalid("telemetry.webhook_timeout_ms", "must be at least 1");
         }
         Ok(settings)
     }
@@ -193,5 +272,24 @@ mod tests {
         .unwrap();
         assert_eq!(s.database.url, "postgres://x/y");
         assert_eq!(s.server.listen.port(), 8400);
+        assert_eq!(s.telemetry.retention_days, 90);
+    }
+
+    #[test]
+    fn telemetry_settings_are_checked() {
+        let env = |k: &str, v: &str| [(k.to_owned(), v.to_owned())];
+        assert!(
+            Settings::from_sources(None, env("TOLLGATE_TELEMETRY__WEBHOOK_KEY", "short")).is_err()
+        );
+        assert!(
+            Settings::from_sources(None, env("TOLLGATE_TELEMETRY__RETENTION_DAYS", "0")).is_err()
+        );
+        let s = Settings::from_sources(
+            Some("[telemetry]\nretention_days = 7\nwebhook_key = \"0123456789abcdef\""),
+            [],
+        )
+        .unwrap();
+        assert_eq!(s.telemetry.retention_days, 7);
+        assert!(!format!("{s:?}").contains("0123456789abcdef"));
     }
 }

@@ -2,7 +2,8 @@
 //! (regions, providers, models, deployments), orgs, teams, projects, users and their roles,
 //! virtual keys, budgets and rate limits, in Postgres; the admin REST API over them
 //! (OpenAPI 3.1 at `/api/openapi.json`); RBAC and the append-only audit log. Still to come
-//! (see the issues): OIDC login and the web UI, the signed config push, telemetry ingest.
+//! (see the issues): OIDC login and the web UI. [`push`] signs and streams config to
+//! gateways; [`telemetry`] takes their usage back (request log, rollups, budget alerts).
 //!
 //! Layout: [`store`] is the only place with SQL (one file per aggregate, tenant id in
 //! every WHERE); [`auth`] turns a request into a [`auth::Principal`] and decides what it
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod config;
 pub mod push;
 pub mod store;
+pub mod telemetry;
 
 /// Migrations embedded at compile time (no database needed to build).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -20,6 +20,7 @@ use tollgate_control_plane::push;
 use tollgate_control_plane::store::{
     self, audit, fleet, keys, models, orgs, providers, teams, users,
 };
+use tollgate_control_plane::telemetry::Telemetry;
 
 const CONFIG_HELP: &str = "\
 Configuration: a TOML file (--config) whose values TOLLGATE_<SECTION>__<FIELD> environment
@@ -33,10 +34,15 @@ variables override, e.g. TOLLGATE_DATABASE__URL=postgres://tollgate@db/tollgate.
               above its team's): refused (422) or created with a Warning header
   [signing]   key_file = \"signing.pem\"   Ed25519 PKCS#8 PEM (`signing-key new`); without it
               no config is pushed.   key_id = \"default\"   debounce_ms = 20
-  [grpc]      listen = \"127.0.0.1:8401\"   the gateways' config stream (port 0 picks one)
+  [grpc]      listen = \"127.0.0.1:8401\"   config stream and usage ingest (port 0 picks one)
               tls_cert, tls_key (PEM; TLS)   client_ca (PEM; gateways need a client cert)
               allow_plaintext = false   (plaintext is refused on non-loopback addresses)
-              replica = \"<host>:<pid>\"   this replica's name in GET /api/v1/gateways";
+              replica = \"<host>:<pid>\"   this replica's name in GET /api/v1/gateways
+  [telemetry] retention_days = 90   days of usage events kept (rollups are kept forever)
+              webhook_key = \"...\"   >= 16 bytes; webhook secrets derive from it, so it
+              must stay the same on every replica; prefer TOLLGATE_TELEMETRY__WEBHOOK_KEY
+              webhook_attempts = 5   webhook_backoff_ms = 1000 (doubled per retry)
+              webhook_timeout_ms = 10000";
 
 /// Tollgate control plane: the admin API over the platform catalog (regions, providers,
 /// models, deployments) and each org's teams, projects, members, keys, budgets and rate
@@ -384,6 +390,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 "tollgate-control listening on http://{}",
                 listener.local_addr()?
             ));
+            let telemetry = Telemetry::start(pool.clone(), &settings.telemetry, shutdown.clone());
             match push::load_signer(&settings.signing)? {
                 Some(signer) => {
                     let running = push::start(
@@ -391,6 +398,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                         signer,
                         &settings.grpc,
                         std::time::Duration::from_millis(settings.signing.debounce_ms),
+                        telemetry.service(),
                         shutdown.clone(),
                     )
                     .await?;
@@ -399,9 +407,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                         running.addr
                     ));
                 }
-                None => {
-                    tracing::warn!("signing.key_file is not set: no config is pushed to gateways")
-                }
+                None => tracing::warn!(
+                    "signing.key_file is not set: no config is pushed to gateways and no usage is taken in"
+                ),
             }
             let key_pepper = settings.auth.key_pepper.clone();
             if key_pepper.is_none() {
@@ -414,6 +422,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                     pool,
                     key_pepper,
                     hierarchy: settings.budgets.hierarchy,
+                    webhook_key: settings.telemetry.webhook_key.clone(),
                 },
                 settings.server.max_body_bytes,
             )

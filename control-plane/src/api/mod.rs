@@ -3,6 +3,7 @@
 //! per resource; every handler authenticates ([`crate::auth::Principal`]) and checks its
 //! permission ([`crate::auth::rbac::require`]) before touching the store.
 
+mod alerts;
 mod audit;
 mod budgets;
 pub mod deployments;
@@ -20,7 +21,9 @@ mod rate_limits;
 pub mod regions;
 mod scope;
 mod teams;
+mod usage;
 pub mod validate;
+mod webhooks;
 
 use axum::Json;
 use axum::extract::DefaultBodyLimit;
@@ -37,13 +40,15 @@ pub struct AppState {
     pub key_pepper: Option<secrecy::SecretString>,
     /// Budget hierarchy violations: refused, or only warned about.
     pub hierarchy: crate::config::HierarchyPolicy,
+    /// Webhook signing secrets derive from it; `None` = webhooks cannot be created here.
+    pub webhook_key: Option<secrecy::SecretString>,
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Tollgate admin API",
-        description = "The platform catalog (regions, providers, models, deployments) and, per org, teams, projects, members, virtual keys, budgets, rate limits and the audit log of a Tollgate control plane. Authenticate with `Authorization: Bearer tga_…` (from `tollgate-control bootstrap` or `tokens create`)."
+        description = "The platform catalog (regions, providers, models, deployments) and, per org, teams, projects, members, virtual keys, budgets, rate limits, usage, budget alerts, alert webhooks and the audit log of a Tollgate control plane. Authenticate with `Authorization: Bearer tga_…` (from `tollgate-control bootstrap` or `tokens create`)."
     ),
     components(schemas(error::FieldError))
 )]
@@ -66,7 +71,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
                 .merge(models::router())
                 .merge(deployments::router())
                 .merge(audit::router())
-                .merge(gateways::router()),
+                .merge(gateways::router())
+                .merge(usage::router())
+                .merge(alerts::router())
+                .merge(webhooks::router()),
         )
         .split_for_parts();
     api.route("/api/openapi.json", get(move || async move { Json(doc) }))

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::Principal;
 use crate::api::error::ApiError;
+use crate::store::usage::Visible;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {
@@ -53,6 +54,30 @@ impl Principal {
         orgs.sort_unstable();
         orgs.dedup();
         Some(orgs)
+    }
+
+    /// Which of `org`'s usage and budget alerts this principal sees: all of it for
+    /// platform admins and org-wide admins and viewers; otherwise the teams it has a
+    /// team role other than `member` in, and, as a `member` (of the org or of a team),
+    /// the keys it owns. Nothing at all without a role in `org` (callers check
+    /// [`Permission::ReadOrg`] first, which answers 404).
+    pub fn usage_view(&self, org: Uuid) -> Visible {
+        if self.platform_admin {
+            return Visible::All;
+        }
+        let mut teams = Vec::new();
+        let mut own_keys = false;
+        for m in self.memberships.iter().filter(|m| m.org_id == org) {
+            match (m.team_id, m.role.as_str()) {
+                (_, "member") => own_keys = true,
+                (None, _) => return Visible::All,
+                (Some(team), _) => teams.push(team),
+            }
+        }
+        Visible::Some {
+            teams,
+            keys_of: own_keys.then_some(self.user_id),
+        }
     }
 
     pub fn allows(&self, permission: Permission) -> bool {
@@ -144,6 +169,48 @@ mod tests {
         assert!(team_admin.allows(Permission::ReadModels));
         assert!(
             matches!(require(&org_admin, Permission::ManagePlatform), Err(e) if e.status == http::StatusCode::FORBIDDEN)
+        );
+    }
+
+    #[test]
+    fn usage_is_seen_org_wide_per_team_or_per_own_key() {
+        let (a, b, team, other) = (
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+        );
+        assert_eq!(
+            principal(&[(a, None, "viewer")]).usage_view(a),
+            Visible::All
+        );
+        assert_eq!(
+            principal(&[(a, None, "org_admin")]).usage_view(a),
+            Visible::All
+        );
+        let team_admin = principal(&[(a, Some(team), "team_admin"), (b, None, "org_admin")]);
+        assert_eq!(
+            team_admin.usage_view(a),
+            Visible::Some {
+                teams: vec![team],
+                keys_of: None
+            }
+        );
+        let member = principal(&[(a, Some(other), "member")]);
+        assert_eq!(
+            member.usage_view(a),
+            Visible::Some {
+                teams: vec![],
+                keys_of: Some(member.user_id)
+            }
+        );
+        assert_eq!(
+            principal(&[(b, None, "viewer")]).usage_view(a),
+            Visible::Some {
+                teams: vec![],
+                keys_of: None
+            },
+            "nothing of another org"
         );
     }
 }

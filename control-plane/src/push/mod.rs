@@ -86,13 +86,14 @@ pub struct Running {
     pub latest: Arc<Latest>,
 }
 
-/// Binds the gRPC port and starts the publisher and the stream server; both stop when
-/// `shutdown` is cancelled.
+/// Binds the gRPC port and starts the publisher and the stream server, which also
+/// serves `telemetry`; both stop when `shutdown` is cancelled.
 pub async fn start(
     pool: Pool,
     signer: SnapshotSigner,
     grpc: &GrpcSettings,
     debounce: Duration,
+    telemetry: crate::telemetry::Service,
     shutdown: CancellationToken,
 ) -> Result<Running, PushError> {
     let tls = tls(grpc)?;
@@ -135,7 +136,9 @@ pub async fn start(
     } else {
         tracing::warn!(%addr, "config stream without TLS");
     }
-    let router = server.add_service(ConfigServiceServer::new(streams));
+    let router = server
+        .add_service(ConfigServiceServer::new(streams))
+        .add_service(telemetry);
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tokio::spawn(async move {
         if let Err(e) = router

@@ -5,6 +5,7 @@
 //! (check), [`StoreError::NotFound`] (a parent missing on insert) or
 //! [`StoreError::InUse`] (a referenced row on delete) right here, naming the constraint.
 
+pub mod alerts;
 pub mod audit;
 pub mod budgets;
 pub mod deployments;
@@ -19,7 +20,9 @@ pub mod rate_limits;
 pub mod regions;
 pub mod scopes;
 pub mod teams;
+pub mod usage;
 pub mod users;
+pub mod webhooks;
 
 use serde::{Deserialize, Serialize};
 
