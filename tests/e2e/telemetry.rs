@@ -107,7 +107,12 @@ async fn mixed_calls(gateway: &GatewayProcess, key: &str, n: usize) -> usize {
                 assert_eq!(response.status(), 200);
                 response.text().await.unwrap();
             }
-            2 => assert_eq!(call(gateway, key, "broken").await.status(), 500),
+            2 => assert!(
+                call(gateway, key, "broken")
+                    .await
+                    .status()
+                    .is_server_error()
+            ),
             _ => disconnect_mid_stream(gateway, key).await,
         }
         made += 1;
