@@ -178,6 +178,8 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     /// Largest request body accepted (bytes); bigger ones get 413.
     pub max_body_bytes: usize,
+    /// `text` or `json` (one object per line) on stderr.
+    pub log_format: tollgate_settings::LogFormat,
 }
 
 impl Default for ServerSettings {
@@ -185,6 +187,7 @@ impl Default for ServerSettings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8400)),
             max_body_bytes: 1024 * 1024,
+            log_format: tollgate_settings::LogFormat::Text,
         }
     }
 }

@@ -26,7 +26,7 @@ const CONFIG_HELP: &str = "\
 Configuration: a TOML file (--config) whose values TOLLGATE_<SECTION>__<FIELD> environment
 variables override, e.g. TOLLGATE_DATABASE__URL=postgres://tollgate@db/tollgate.
   [server]    listen = \"127.0.0.1:8400\"   (port 0 picks one; printed on stdout)
-              max_body_bytes = 1048576
+              max_body_bytes = 1048576   log_format = \"text\" | \"json\" (stderr, one object per line)
   [database]  url = \"postgres://postgres@127.0.0.1:5432/tollgate\"   max_connections = 10
   [auth]      key_pepper = \"...\"   >= 16 bytes, the same on every gateway; prefer
               TOLLGATE_AUTH__KEY_PEPPER (the gateway reads the same variable)
@@ -289,13 +289,6 @@ enum TeamsCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let text = match &cli.config {
         Some(path) => Some(
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
@@ -303,6 +296,7 @@ fn main() -> anyhow::Result<()> {
         None => None,
     };
     let settings = Settings::from_sources(text.as_deref(), std::env::vars())?;
+    init_logs(settings.server.log_format);
     if let Command::SigningKey(command) = &cli.command {
         return signing_key(command);
     }
@@ -311,6 +305,21 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?
         .block_on(run(cli.command, settings))
+}
+
+/// Logs to stderr as text or JSON lines (`[server] log_format`), filtered by `RUST_LOG`
+/// (default `info`).
+fn init_logs(format: tollgate_settings::LogFormat) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr);
+    match format {
+        tollgate_settings::LogFormat::Text => builder.init(),
+        tollgate_settings::LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
 }
 
 fn signing_key(command: &SigningKeyCommand) -> anyhow::Result<()> {

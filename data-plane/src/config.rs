@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+pub use tollgate_settings::LogFormat;
 
 use crate::snapshot::file::StaticSnapshot;
 
@@ -21,6 +22,7 @@ const SETTINGS_SECTIONS: &[&str] = &[
     "redis",
     "control",
     "telemetry",
+    "tracing",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -40,6 +42,35 @@ pub struct Settings {
     /// Usage shipping to the control plane (only with `[control]`).
     #[serde(default)]
     pub telemetry: TelemetrySettings,
+    /// OpenTelemetry traces over OTLP (off unless `otlp_endpoint` is set).
+    #[serde(default)]
+    pub tracing: TracingSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingSettings {
+    /// OTLP/gRPC collector, `http://collector:4317` (plaintext: run a collector or agent
+    /// beside the gateway for TLS). Absent: no spans are exported and the client's
+    /// `traceparent` goes upstream unchanged.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// Finished spans are batched and sent at least this often (ms).
+    pub export_interval_ms: u64,
+    /// One export attempt gives up after this long (ms); the batch is then dropped.
+    pub export_timeout_ms: u64,
+}
+
+impl Default for TracingSettings {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "tollgate-gateway".into(),
+            export_interval_ms: 5_000,
+            export_timeout_ms: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +159,8 @@ pub struct ServerSettings {
     pub usage_queue_capacity: usize,
     /// Append every usage event as a JSON line to this file (a standalone spend record).
     pub usage_log: Option<std::path::PathBuf>,
+    /// `text` or `json` (one object per line, with the call's `request_id`) on stderr.
+    pub log_format: LogFormat,
 }
 
 impl Default for ServerSettings {
@@ -139,6 +172,7 @@ impl Default for ServerSettings {
             gateway_id: "gateway-local".into(),
             usage_queue_capacity: 65_536,
             usage_log: None,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -347,6 +381,20 @@ impl Settings {
                 "redis.key_prefix: must not contain '{' or '}' (they delimit hash tags)".to_owned(),
             );
         }
+        if let Some(endpoint) = &self.tracing.otlp_endpoint
+            && !endpoint.starts_with("http://")
+        {
+            problems.push(
+                "tracing.otlp_endpoint: must start with http:// (OTLP/gRPC in plaintext)"
+                    .to_owned(),
+            );
+        }
+        if self.tracing.export_interval_ms == 0 || self.tracing.export_timeout_ms == 0 {
+            problems.push(
+                "tracing.export_interval_ms and tracing.export_timeout_ms: must be at least 1"
+                    .to_owned(),
+            );
+        }
         if self.server.usage_queue_capacity == 0 {
             problems.push("server.usage_queue_capacity: must be at least 1".to_owned());
         }
@@ -427,6 +475,34 @@ mod tests {
             panic!("expected Invalid")
         };
         assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn tracing_is_off_unless_an_endpoint_is_given() {
+        let loaded = Settings::from_sources(Some(PEPPER), env(&[])).unwrap();
+        assert!(loaded.settings.tracing.otlp_endpoint.is_none());
+        assert_eq!(loaded.settings.server.log_format, LogFormat::Text);
+
+        let loaded = Settings::from_sources(
+            Some(PEPPER),
+            env(&[
+                ("TOLLGATE_TRACING__OTLP_ENDPOINT", "http://collector:4317"),
+                ("TOLLGATE_SERVER__LOG_FORMAT", "json"),
+            ]),
+        )
+        .unwrap();
+        let s = loaded.settings;
+        assert_eq!(
+            s.tracing.otlp_endpoint.as_deref(),
+            Some("http://collector:4317")
+        );
+        assert_eq!(s.tracing.service_name, "tollgate-gateway");
+        assert_eq!(s.server.log_format, LogFormat::Json);
+        assert!(loaded.snapshot.is_none(), "[tracing] is a settings section");
+
+        let text = format!("{PEPPER}[tracing]\notlp_endpoint = \"collector:4317\"\n");
+        let err = Settings::from_sources(Some(&text), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("tracing.otlp_endpoint"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`providers`]: one adapter per provider behind one trait;
 //! - [`ledger`]: budget reservation and settlement;
 //! - [`telemetry`]: usage events to the control plane (spool + shipper);
+//! - [`otel`]: OpenTelemetry traces over OTLP and W3C `traceparent` propagation (off
+//!   unless configured);
 //! - [`money`], [`prices`], [`tokenize`]: pure building blocks (the key format is the
 //!   `tollgate-keys` crate, shared with the control plane);
 //! - [`api`]: the axum routes and the OpenAI-shaped error.
@@ -22,6 +24,7 @@ pub mod config;
 pub mod gateway;
 pub mod ledger;
 pub mod money;
+pub mod otel;
 pub mod pipeline;
 pub mod prices;
 pub mod providers;

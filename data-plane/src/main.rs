@@ -8,13 +8,16 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use metrics_exporter_prometheus::PrometheusBuilder;
+use opentelemetry_sdk::trace::SdkTracer;
 use tollgate_data_plane::api;
 use tollgate_data_plane::config::LedgerKind;
+use tollgate_data_plane::config::LogFormat;
 use tollgate_data_plane::config::{Loaded, Settings};
 use tollgate_data_plane::gateway::Gateway;
 use tollgate_data_plane::ledger::redis::RedisLedger;
 use tollgate_data_plane::ledger::{Ledgers, memory::MemoryLedger};
 use tollgate_data_plane::money::Micros;
+use tollgate_data_plane::otel;
 use tollgate_data_plane::pipeline::emit::{Emitter, run_consumer};
 use tollgate_data_plane::pipeline::reserve::all_budget_lines;
 use tollgate_data_plane::prices::PriceTable;
@@ -38,6 +41,7 @@ Settings (all optional except auth.key_pepper):
             max_body_bytes = 8388608     larger bodies get 413
             region = \"local\"             gateway_id = \"gateway-local\"
             usage_queue_capacity = 65536 usage_log = \"usage.jsonl\" (one JSON line per call)
+            log_format = \"text\" | \"json\"  stderr logs; json lines carry the call's request_id
   [auth]    key_pepper = \"...\"           >= 16 bytes; the secret in every key's HMAC.
                                          Prefer TOLLGATE_AUTH__KEY_PEPPER.
   [routing] max_attempts = 3  backoff_base_ms = 25  backoff_max_ms = 2000
@@ -55,6 +59,9 @@ Settings (all optional except auth.key_pepper):
             last_known_good = \"tollgate-last-known-good.snapshot\"   verified copy to start from
             ca_file, client_cert, client_key   TLS roots / mTLS identity (PEM)
             first_snapshot_timeout_ms = 10000  reconnect_max_ms = 5000
+  [tracing] otlp_endpoint = \"http://collector:4317\"   export OpenTelemetry spans over OTLP/gRPC
+                                         (absent: off; the client's traceparent goes upstream as is)
+            service_name = \"tollgate-gateway\"  export_interval_ms = 5000  export_timeout_ms = 10000
 
 Standalone mode: the same file holds the config a control plane would push:
   [[orgs]] id, name, limits = { rpm, tpm, max_concurrent }
@@ -111,24 +118,31 @@ enum KeysCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let loaded = load(cli.config.as_deref())?;
+    let log_format = loaded.settings.server.log_format;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(serve(loaded))
+            // The exporter's gRPC channel lives on this runtime.
+            let traces = {
+                let _on_runtime = runtime.enter();
+                otel::start(&loaded.settings.tracing)?
+            };
+            let (exporting, tracer) = traces.unzip();
+            init_logs(log_format, tracer);
+            let served = runtime.block_on(serve(loaded));
+            // Outside the runtime's workers, which stay up to carry the last export.
+            if let Some(exporting) = exporting {
+                exporting.shutdown();
+            }
+            served
         }
         Command::Check => {
+            init_logs(log_format, None);
             if let Some(control) = &loaded.settings.control {
                 remote::trusted_keys(control)?;
                 report(&format!(
@@ -151,6 +165,7 @@ fn main() -> anyhow::Result<()> {
             project,
             name,
         }) => {
+            init_logs(log_format, None);
             let key = keys::generate(loaded.settings.auth.key_pepper_bytes());
             let mut entry = format!(
                 "[[keys]]\npublic_id = \"{}\"\ndisplay_prefix = \"{}\"\nsecret_hmac = \"{}\"\nteam = \"{team}\"\n",
@@ -171,6 +186,35 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Logs to stderr as text or JSON lines, filtered by `RUST_LOG` (default `info`); with a
+/// tracer, this crate's spans are also exported as OpenTelemetry spans, whatever
+/// `RUST_LOG` says.
+fn init_logs(format: LogFormat, tracer: Option<SdkTracer>) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match format {
+        LogFormat::Text => logs.boxed(),
+        LogFormat::Json => logs.json().flatten_event(true).boxed(),
+    };
+    let traces = tracer.map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target("tollgate_data_plane", tracing::Level::INFO),
+            )
+    });
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(traces)
+        .init();
 }
 
 #[expect(

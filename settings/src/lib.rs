@@ -9,6 +9,18 @@ use serde::de::DeserializeOwned;
 
 pub const ENV_PREFIX: &str = "TOLLGATE_";
 
+/// How a binary writes its logs to stderr (`[server] log_format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, span fields (such as `request_id`) included, for log
+    /// pipelines.
+    Json,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("config file is not valid TOML")]

@@ -81,6 +81,7 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     /// Starts a gateway with `config` (TOML) and extra environment variables; the listen
     /// address (port 0), the usage log and the pepper are set through the environment.
+    /// Logs go to `stderr.log` at `RUST_LOG=warn` unless `env` says otherwise.
     pub async fn start(config: &str, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let usage_log = dir.path().join("usage.jsonl");
@@ -96,8 +97,8 @@ impl GatewayProcess {
             .env("TOLLGATE_SERVER__LISTEN", "127.0.0.1:0")
             .env("TOLLGATE_SERVER__USAGE_LOG", &usage_log)
             .env("TOLLGATE_AUTH__KEY_PEPPER", PEPPER)
-            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .kill_on_drop(true)

@@ -1,7 +1,9 @@
 //! The gateway's HTTP surface: OpenAI's `/v1/chat/completions`, `/v1/completions`,
 //! `/v1/embeddings`, `/v1/models[/{id}]`, plus `/healthz`, `/readyz` and `/metrics`.
 //! Every response carries `x-request-id`; unknown routes answer 404 in OpenAI's shape
-//! (nothing is proxied unmetered).
+//! (nothing is proxied unmetered). Every `/v1` call runs inside a `request` span that
+//! carries its `request_id` into logs and, with tracing on, is the call's OpenTelemetry
+//! server span (continuing the client's `traceparent`).
 
 pub mod error;
 mod health;
@@ -11,11 +13,13 @@ mod proxy;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::HeaderValue;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use crate::gateway::Gateway;
 use error::GatewayError;
@@ -49,7 +53,38 @@ async fn request_id(mut request: Request, next: Next) -> Response {
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
     request.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(request).await;
+    // Probes and scrapes (/healthz, /readyz, /metrics) get no span: they would drown
+    // the calls in logs and traces.
+    let span = if request.uri().path().starts_with("/v1/") {
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", MatchedPath::as_str);
+        let span = tracing::info_span!(
+            "request",
+            otel.name = format!("{} {route}", request.method()),
+            otel.kind = "server",
+            otel.status_code = Empty,
+            request_id = %id,
+            http.request.method = %request.method(),
+            http.route = route,
+            http.response.status_code = Empty,
+            model = Empty,
+            key_id = Empty,
+            org_id = Empty,
+            team_id = Empty,
+            deployment = Empty,
+        );
+        crate::otel::continue_trace(&span, request.headers());
+        span
+    } else {
+        tracing::Span::none()
+    };
+    let mut response = next.run(request).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }

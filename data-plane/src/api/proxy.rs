@@ -15,6 +15,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tollgate_proto::telemetry::UsageEvent;
+use tracing::Instrument;
 
 use super::RequestId;
 use super::error::{GatewayError, rate_headers};
@@ -92,7 +93,10 @@ async fn handle(
         started_at_unix_ms: now_ms(),
         price_table_version: gw.prices.version.clone(),
         request_id: id.0.clone(),
-        trace_id: trace_id(&headers).unwrap_or_default(),
+        // The trace this call belongs to: the client's, or the one the gateway started.
+        trace_id: crate::otel::trace_id(&tracing::Span::current())
+            .or_else(|| trace_id(&headers))
+            .unwrap_or_default(),
         ..UsageEvent::default()
     };
     let mut guard = CallGuard::new(
@@ -149,14 +153,19 @@ async fn run(
     guard.event.streamed = req.stream();
     let snapshot = gw.live.load(); // one snapshot for the whole call
 
+    let span = tracing::Span::current();
     let caller = authenticate(&snapshot, headers, gw.pepper(), now_ms())?;
     guard.event.key_id = caller.key.public_id.clone();
     guard.event.team_id = caller.team.id.clone();
     guard.event.org_id = caller.org.id.clone();
     guard.event.project_id = caller.project.map(|p| p.id.clone()).unwrap_or_default();
+    span.record("key_id", caller.key.public_id.as_str());
+    span.record("org_id", caller.org.id.as_str());
+    span.record("team_id", caller.team.id.as_str());
 
     let grant = authorize(&snapshot, &caller, req.model())?;
     guard.event.model = grant.model.name.clone();
+    span.record("model", grant.model.name.as_str());
     // Fail closed on ancient config: before anything is reserved.
     let staleness = Duration::from_millis(gw.live.staleness_ms(now_ms()));
     if !grant
@@ -233,6 +242,7 @@ async fn run(
     };
     let deployment = forwarded.deployment;
     guard.routed(&deployment.id, deployment.prices, forwarded.attempts);
+    span.record("deployment", deployment.id.as_str());
     let meta = Meta {
         deployment: deployment.id.clone(),
         rate,
@@ -301,6 +311,8 @@ struct StreamState {
     include_usage: bool,
     guard: CallGuard,
     done: bool,
+    /// The call's span stays open (and current while polling) until the stream ends.
+    span: tracing::Span,
 }
 
 /// The client's SSE body: chunks passed through one by one (never buffered), the usage
@@ -319,8 +331,11 @@ fn sse_body(
         include_usage,
         guard,
         done: false,
+        span: tracing::Span::current(),
     };
-    let stream = futures_util::stream::unfold(state, |mut s| async move {
+    let stream = futures_util::stream::unfold(state, |mut s| {
+        let span = s.span.clone();
+        async move {
         loop {
             if s.done {
                 return None;
@@ -358,6 +373,8 @@ fn sse_body(
                 }
             }
         }
+    }
+        .instrument(span)
     });
     Body::from_stream(stream)
 }

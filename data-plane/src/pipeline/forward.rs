@@ -3,12 +3,18 @@
 //! next deployment of the plan on every retryable failure. For streams the first chunk
 //! is awaited inside the attempt, so a stream that dies before its first byte is
 //! retried too; once a byte has gone to the client nothing is retried.
+//!
+//! Each attempt runs in an `upstream` client span. With tracing on, that span's context
+//! is the `traceparent` the provider receives (so its spans nest under the attempt);
+//! with tracing off the client's own `traceparent` is passed through unchanged.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use rand::RngExt;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use super::route::Cooldowns;
 use crate::config::RoutingSettings;
@@ -100,10 +106,34 @@ impl Forwarder<'_> {
                 tokio::time::sleep(self.backoff(attempt, error.retry_after())).await;
             }
             attempts += 1;
-            match self
-                .attempt(deployment, endpoint, req, request_id, traceparent)
-                .await
-            {
+            let span = tracing::info_span!(
+                "upstream",
+                otel.kind = "client",
+                otel.status_code = Empty,
+                deployment = %deployment.id,
+                attempt = attempts,
+                http.response.status_code = Empty,
+            );
+            // The provider's parent is this attempt when tracing is on, else the client.
+            let own = crate::otel::traceparent(&span);
+            let sent = own.as_deref().or(traceparent);
+            let result = self
+                .attempt(deployment, endpoint, req, request_id, sent)
+                .instrument(span.clone())
+                .await;
+            let status = match &result {
+                // Adapters only succeed on a 2xx.
+                Ok(_) => Some(200),
+                Err(ProviderError::Status { status, .. }) => Some(*status),
+                Err(_) => None,
+            };
+            if let Some(status) = status {
+                span.record("http.response.status_code", status);
+            }
+            if result.is_err() {
+                span.record("otel.status_code", "ERROR");
+            }
+            match result {
                 Ok(answer) => {
                     self.cooldowns.record_success(&deployment.id);
                     return Ok(Forwarded {
@@ -113,6 +143,8 @@ impl Forwarder<'_> {
                     });
                 }
                 Err(error) => {
+                    // Logged inside the attempt's span: the failure is an event of it.
+                    let _attempt = span.enter();
                     let retry = error.retryable();
                     metrics::counter!("tollgate_upstream_errors_total", "deployment" => deployment.id.clone()).increment(1);
                     if retry
