@@ -12,6 +12,7 @@ mod isolation;
 mod ledger;
 mod mock_upstream;
 mod shared_budget;
+mod telemetry_ingest;
 
 use std::sync::Once;
 
