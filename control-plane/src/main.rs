@@ -399,7 +399,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 "tollgate-control listening on http://{}",
                 listener.local_addr()?
             ));
-            let telemetry = Telemetry::start(pool.clone(), &settings.telemetry, shutdown.clone());
+            let telemetry =
+                Telemetry::start(pool.clone(), &settings.telemetry, shutdown.clone()).await;
             match push::load_signer(&settings.signing)? {
                 Some(signer) => {
                     let running = push::start(

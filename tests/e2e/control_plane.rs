@@ -323,6 +323,7 @@ struct Tenants {
     b_budget: String,
     b_project: String,
     b_rate_limit: String,
+    b_webhook: String,
     alice: String,
     vic: String,
 }
@@ -396,6 +397,15 @@ async fn tenants() -> (TestDb, Tenants) {
         .as_str()
         .unwrap()
         .to_owned();
+    let b_webhook = created(
+        &cp,
+        &format!("/orgs/{b}/webhooks"),
+        json!({"url": "https://hooks.b.example/tollgate"}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let alice = token_in(
         &cli(&db, &["tokens", "create", "--email", "alice@a.com"])
             .await
@@ -419,6 +429,7 @@ async fn tenants() -> (TestDb, Tenants) {
             b_budget,
             b_project,
             b_rate_limit,
+            b_webhook,
             alice,
             vic,
         },
@@ -462,7 +473,8 @@ async fn every_route_hides_other_orgs_objects_behind_404() {
             .replace("{key_id}", &t.b_key)
             .replace("{budget_id}", &t.b_budget)
             .replace("{project_id}", &t.b_project)
-            .replace("{rate_limit_id}", &t.b_rate_limit);
+            .replace("{rate_limit_id}", &t.b_rate_limit)
+            .replace("{webhook_id}", &t.b_webhook);
         assert!(
             !concrete.contains('{'),
             "{path}: teach this test the new path parameter"
@@ -515,6 +527,17 @@ async fn every_route_hides_other_orgs_objects_behind_404() {
         "{audit}"
     );
     assert!(!audit.as_array().unwrap().is_empty());
+    // Routes naming the org in the query hide it the same way.
+    for path in ["/usage", "/alerts"] {
+        let response = send(
+            Method::GET,
+            &t.cp.api(&format!("{path}?org_id={}", t.b)),
+            &t.alice,
+            None,
+        )
+        .await;
+        assert_eq!(response.status(), 404, "GET {path}?org_id=<other org>");
+    }
 }
 
 #[tokio::test]

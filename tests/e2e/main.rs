@@ -13,6 +13,7 @@ mod ledger;
 mod mock_upstream;
 mod shared_budget;
 mod telemetry;
+mod telemetry_ingest;
 mod traces;
 
 use std::sync::Once;

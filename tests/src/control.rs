@@ -11,6 +11,9 @@ use tokio::process::{Child, Command};
 use crate::env::TestDb;
 use crate::gateway::binary;
 
+/// The webhook key of test control planes (webhook secrets derive from it).
+pub const WEBHOOK_KEY: &str = "test-webhook-key-0123456789";
+
 fn command(db: &TestDb) -> anyhow::Result<Command> {
     let mut command = Command::new(binary("tollgate-control", "TOLLGATE_CONTROL_BIN")?);
     command
@@ -18,6 +21,7 @@ fn command(db: &TestDb) -> anyhow::Result<Command> {
         .env("TOLLGATE_SERVER__LISTEN", "127.0.0.1:0")
         // The same pepper as test gateways, so keys minted here work there.
         .env("TOLLGATE_AUTH__KEY_PEPPER", crate::gateway::PEPPER)
+        .env("TOLLGATE_TELEMETRY__WEBHOOK_KEY", WEBHOOK_KEY)
         .env("RUST_LOG", "warn")
         .kill_on_drop(true);
     Ok(command)

@@ -50,25 +50,28 @@ impl Default for TestKey {
     }
 }
 
-/// Path of a workspace binary built next to the running test executable.
+/// Path of a workspace binary built next to the running test executable (or next to
+/// the running benchmark binary).
 pub fn binary(name: &str, override_var: &str) -> anyhow::Result<PathBuf> {
     if let Ok(path) = std::env::var(override_var) {
         return Ok(PathBuf::from(path));
     }
     let exe = std::env::current_exe()?;
-    // <target>/debug/deps/e2e-<hash> → <target>/debug/<name>
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .context("test executable has no parent dir")?;
-    let path = dir.join(name);
-    if !path.exists() {
-        bail!(
-            "{} is missing: build it first with `cargo build --workspace --bins` (deploy/local/test does)",
-            path.display()
-        );
+    let own_dir = exe.parent().context("executable has no parent dir")?;
+    // A test: <target>/debug/deps/e2e-<hash> → <target>/debug/<name>. A binary such as a
+    // benchmark: <target>/release/<bench> → <target>/release/<name>.
+    let candidates = [
+        own_dir.parent().map(|d| d.join(name)),
+        Some(own_dir.join(name)),
+    ];
+    let found = candidates.iter().flatten().find(|path| path.exists());
+    match found {
+        Some(path) => Ok(path.clone()),
+        None => bail!(
+            "{name} is missing beside {}: build it first with `cargo build --workspace --bins` (deploy/local/test does)",
+            exe.display()
+        ),
     }
-    Ok(path)
 }
 
 pub struct GatewayProcess {

@@ -46,9 +46,14 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Starts the partition upkeep (its first pass right away), the alert checker and
-    /// the webhook delivery worker; all stop when `shutdown` is cancelled.
-    pub fn start(pool: Pool, settings: &TelemetrySettings, shutdown: CancellationToken) -> Self {
+    /// Runs a first pass of the partition upkeep, then starts it hourly, the alert
+    /// checker and the webhook delivery worker; all stop when `shutdown` is cancelled.
+    pub async fn start(
+        pool: Pool,
+        settings: &TelemetrySettings,
+        shutdown: CancellationToken,
+    ) -> Self {
+        partitions::maintain_now(&pool, settings.retention_days).await;
         let touches = Arc::new(Touches::default());
         let deliveries = Arc::new(Notify::new());
         tokio::spawn(partitions::run(

@@ -31,18 +31,23 @@ pub async fn maintain(pool: &Pool, retention_days: u32, today: Date) -> Result<(
     Ok(())
 }
 
-/// Hourly passes until `shutdown`.
+/// A pass now, logging (not failing) when it cannot be done.
+pub async fn maintain_now(pool: &Pool, retention_days: u32) {
+    let today = OffsetDateTime::now_utc().date();
+    if let Err(e) = maintain(pool, retention_days, today).await {
+        tracing::warn!(error = %e, "usage partition upkeep failed; trying again in an hour");
+    }
+}
+
+/// A pass every hour (the first an hour from now) until `shutdown`.
 pub async fn run(pool: Pool, retention_days: u32, shutdown: CancellationToken) {
-    let mut every = tokio::time::interval(EVERY);
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + EVERY, EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = every.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        let today = OffsetDateTime::now_utc().date();
-        if let Err(e) = maintain(&pool, retention_days, today).await {
-            tracing::warn!(error = %e, "usage partition upkeep failed; trying again in an hour");
-        }
+        maintain_now(&pool, retention_days).await;
     }
 }

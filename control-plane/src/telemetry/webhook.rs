@@ -136,6 +136,8 @@ impl Deliverer {
         // claim only delays that delivery by this much.
         let lease_ms =
             i64::try_from((this.timeout + Duration::from_secs(30)).as_millis()).unwrap_or(i64::MAX);
+        // The soonest retry this worker scheduled: it sleeps no longer than that.
+        let mut next_retry: Option<Instant> = None;
         loop {
             let due = match alerts::claim_due(&this.pool, BATCH, lease_ms).await {
                 Ok(due) => due,
@@ -145,9 +147,11 @@ impl Deliverer {
                 }
             };
             if due.is_empty() {
+                let poll = Instant::now() + POLL;
+                let until = next_retry.take().map_or(poll, |at| at.min(poll));
                 tokio::select! {
                     () = wake.notified() => {}
-                    () = tokio::time::sleep(POLL) => {}
+                    () = tokio::time::sleep_until(until.into()) => {}
                     () = shutdown.cancelled() => return,
                 }
                 continue;
@@ -156,11 +160,19 @@ impl Deliverer {
                 let this = this.clone();
                 async move { this.deliver(d).await }
             });
-            futures_util::future::join_all(attempts).await;
+            let retries = futures_util::future::join_all(attempts).await;
+            let soonest = retries.into_iter().flatten().min();
+            // A little after it is due by the database's clock too.
+            let soonest = soonest.map(|wait| Instant::now() + wait + Duration::from_millis(20));
+            next_retry = match (next_retry, soonest) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
         }
     }
 
-    async fn deliver(&self, due: Due) {
+    /// One attempt; the wait before the next one, if there is to be one.
+    async fn deliver(&self, due: Due) -> Option<Duration> {
         let body = payload(&due.alert).to_string().into_bytes();
         let signature = signature(&secret(&self.key, due.webhook_id), &body);
         let started = Instant::now();
@@ -188,14 +200,15 @@ impl Deliverer {
             ),
             Err(e) => (None, Some(e.without_url().to_string())),
         };
-        let next = if error.is_none() {
-            Next::Delivered
-        } else if u32::try_from(due.attempt).unwrap_or(u32::MAX) >= self.attempts {
-            Next::GiveUp
-        } else {
-            Next::RetryInMs(
-                i64::try_from(self.retry_after(due.attempt).as_millis()).unwrap_or(i64::MAX),
-            )
+        let retry = (error.is_some()
+            && u32::try_from(due.attempt).unwrap_or(u32::MAX) < self.attempts)
+            .then(|| self.retry_after(due.attempt));
+        let next = match (&error, retry) {
+            (None, _) => Next::Delivered,
+            (Some(_), Some(wait)) => {
+                Next::RetryInMs(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX))
+            }
+            (Some(_), None) => Next::GiveUp,
         };
         let outcome = match next {
             Next::Delivered => "delivered",
@@ -216,6 +229,7 @@ impl Deliverer {
         if let Err(e) = alerts::record_attempt(&self.pool, &due, &attempt).await {
             tracing::warn!(error = %e, webhook = %due.webhook_id, "recording a webhook attempt failed");
         }
+        retry
     }
 }
 
