@@ -61,6 +61,8 @@ impl Emitter {
 
 /// Largest batch handed to the spool at once.
 const BATCH_MAX: usize = 1_000;
+/// How long a batch may wait for more events before it is spooled.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Consumes the queue until every sender is gone.
 pub async fn run_consumer(
@@ -83,10 +85,20 @@ pub async fn run_consumer(
         },
         None => None,
     };
-    // Whatever queued up while the last batch was being made durable is the next batch:
-    // small batches when idle, big ones under load, one fsync each.
+    // A batch is whatever queued up while the last one was made durable, plus what
+    // arrives within LINGER: few fsyncs when traffic is light, big batches under load.
     let mut batch = Vec::with_capacity(BATCH_MAX);
     while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
+        if spooler.is_some() && batch.len() < BATCH_MAX {
+            // Let a few more arrive: at most one fsync per LINGER instead of one per call.
+            tokio::time::sleep(LINGER).await;
+            while batch.len() < BATCH_MAX {
+                match rx.try_recv() {
+                    Ok(event) => batch.push(event),
+                    Err(_) => break,
+                }
+            }
+        }
         metrics::gauge!("tollgate_usage_queue_depth").set(rx.len() as f64);
         if let Some(f) = file.as_mut() {
             let mut lines = String::new();
