@@ -47,7 +47,9 @@ CREATE TABLE usage_events_default PARTITION OF usage_events DEFAULT;
 
 -- Rollups: one row per (bucket, org, team, project, key, model), added to per ingested
 -- batch (aggregated first, so a batch touches each row once). Never pruned: lifetime
--- budgets are summed from them. Buckets are UTC hour / day starts.
+-- budgets are summed from them. Buckets are UTC hour / day starts. Updates change only
+-- the sums, which no index covers, so with room left on each page (fillfactor) they are
+-- HOT updates that touch no index.
 CREATE TABLE usage_hourly (
   bucket              timestamptz NOT NULL,
   org_id              uuid NOT NULL,
@@ -63,14 +65,14 @@ CREATE TABLE usage_hourly (
   cache_read_tokens   bigint NOT NULL,
   cache_write_tokens  bigint NOT NULL,
   cost_micros         bigint NOT NULL
-);
+) WITH (fillfactor = 70);
 -- NULLS NOT DISTINCT: a key without a project has one row per bucket and model.
 CREATE UNIQUE INDEX usage_hourly_key ON usage_hourly (org_id, bucket, team_id, project_id, key_id, model) NULLS NOT DISTINCT;
 CREATE INDEX usage_hourly_team ON usage_hourly (team_id, bucket);
 CREATE INDEX usage_hourly_project ON usage_hourly (project_id, bucket) WHERE project_id IS NOT NULL;
 CREATE INDEX usage_hourly_api_key ON usage_hourly (key_id, bucket);
 
-CREATE TABLE usage_daily (LIKE usage_hourly);
+CREATE TABLE usage_daily (LIKE usage_hourly) WITH (fillfactor = 70);
 CREATE UNIQUE INDEX usage_daily_key ON usage_daily (org_id, bucket, team_id, project_id, key_id, model) NULLS NOT DISTINCT;
 CREATE INDEX usage_daily_team ON usage_daily (team_id, bucket);
 CREATE INDEX usage_daily_project ON usage_daily (project_id, bucket) WHERE project_id IS NOT NULL;

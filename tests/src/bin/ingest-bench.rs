@@ -275,6 +275,47 @@ async fn case(args: &Args, streams: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The store alone, in this process: `usage::ingest` of the same batches, one at a time,
+/// without gRPC, decoding or the alert check.
+async fn store_only(args: &Args) -> anyhow::Result<()> {
+    use tollgate_control_plane::store::usage;
+    use tollgate_control_plane::telemetry::ingest::Batch;
+    let db = TestDb::create().await?;
+    let pool = db.pool().await?;
+    tollgate_control_plane::MIGRATOR.run(&pool).await?;
+    tollgate_control_plane::telemetry::partitions::maintain_now(&pool, 90).await;
+    let world = World {
+        org: uuid::Uuid::now_v7().to_string(),
+        team: uuid::Uuid::now_v7().to_string(),
+        keys: (0..args.keys).map(|i| format!("benchkey{i:08}")).collect(),
+        models: (0..args.models).map(|i| format!("model-{i}")).collect(),
+    };
+    let mut rng = Rng(7);
+    let mut times = Vec::new();
+    let mut convert = Duration::ZERO;
+    for seq in 1..=args.batches {
+        let wire = make_batch(&world, &mut rng, "store", seq, args.batch_size);
+        let t = Instant::now();
+        let batch = Batch::try_from(wire)?;
+        convert += t.elapsed();
+        let t = Instant::now();
+        usage::ingest(&pool, "eu", "store", &batch.events).await?;
+        times.push(t.elapsed());
+    }
+    let total: Duration = times.iter().sum();
+    times.sort();
+    let events = args.batches * u64::try_from(args.batch_size).unwrap_or(0);
+    say(&format!(
+        "store only, 1 connection: {events} events, {:.0} events/s; per batch p50 {:.1} ms p99 {:.1} ms; \
+         checking + laying out a batch {:.2} ms",
+        events as f64 / total.as_secs_f64(),
+        times[times.len() / 2].as_secs_f64() * 1000.0,
+        times[times.len() * 99 / 100].as_secs_f64() * 1000.0,
+        convert.as_secs_f64() * 1000.0 / args.batches as f64,
+    ));
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -283,6 +324,7 @@ async fn main() -> anyhow::Result<()> {
         "ingest-bench: {} keys × {} models, batches of {}",
         args.keys, args.models, args.batch_size
     ));
+    store_only(&args).await?;
     for streams in args.streams.split(',') {
         let streams: usize = streams.trim().parse().context("--streams")?;
         case(&args, streams).await?;
