@@ -15,6 +15,7 @@ use crate::pipeline::forward::HttpClients;
 use crate::pipeline::limit::LocalLimiter;
 use crate::pipeline::route::Cooldowns;
 use crate::prices::PriceTable;
+use crate::snapshot::Model;
 use crate::snapshot::live::Live;
 
 pub struct Gateway {
@@ -73,5 +74,19 @@ impl Gateway {
 
     pub fn pepper(&self) -> &[u8] {
         self.pepper.expose_secret().as_bytes()
+    }
+
+    /// When the leases of a call to `model` starting at `now_ms` run out (Unix ms): its
+    /// longest possible duration — every attempt at the slowest deployment — plus a
+    /// margin. Limiter slots and budget reservations share it.
+    pub fn lease_deadline_ms(&self, model: &Model, now_ms: i64) -> i64 {
+        let longest = model
+            .deployments
+            .iter()
+            .map(|d| d.timeouts.total)
+            .max()
+            .unwrap_or_default();
+        let lease = longest * self.routing.max_attempts + self.lease_margin;
+        now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
     }
 }

@@ -15,6 +15,7 @@ use crate::pipeline::authenticate::AuthError;
 use crate::pipeline::authorize::AuthzError;
 use crate::pipeline::limit::{LimitError, RateInfo};
 use crate::pipeline::request::RequestError;
+use crate::pipeline::route::RouteError;
 use crate::providers::{Fault, ProviderError, TimeoutPhase};
 
 #[derive(Debug, Clone)]
@@ -27,8 +28,9 @@ pub struct GatewayError {
     pub param: Option<String>,
     pub retry_after: Option<Duration>,
     pub rate: Option<RateInfo>,
-    /// Did the failure come from (or after reaching) an upstream?
-    pub upstream: bool,
+    /// Whose fault the failure is: decides what the usage event records, and the
+    /// OpenAI `type` of the failures that are not the caller's.
+    pub fault: Fault,
 }
 
 impl GatewayError {
@@ -46,7 +48,11 @@ impl GatewayError {
             param: None,
             retry_after: None,
             rate: None,
-            upstream: false,
+            fault: if status.is_server_error() {
+                Fault::Internal
+            } else {
+                Fault::Client
+            },
         }
     }
 
@@ -72,6 +78,11 @@ impl GatewayError {
                 staleness.as_secs()
             ),
         )
+    }
+
+    /// Did the failure come from an upstream (as opposed to the caller or Tollgate)?
+    pub fn upstream(&self) -> bool {
+        self.fault == Fault::Upstream
     }
 
     pub fn code_str(&self) -> &'static str {
@@ -199,6 +210,14 @@ impl From<Box<LimitError>> for GatewayError {
     }
 }
 
+impl From<RouteError> for GatewayError {
+    fn from(e: RouteError) -> Self {
+        match e {
+            RouteError::ConfigStale(staleness) => Self::config_stale(staleness),
+        }
+    }
+}
+
 impl From<ReserveError> for GatewayError {
     fn from(e: ReserveError) -> Self {
         match e {
@@ -222,16 +241,29 @@ impl From<ReserveError> for GatewayError {
 impl From<ProviderError> for GatewayError {
     fn from(e: ProviderError) -> Self {
         let upstream = |status, code, message: String| Self {
-            upstream: true,
+            fault: Fault::Upstream,
             ..Self::new(status, "server_error", Some(code), message)
         };
         match &e {
+            // Tollgate's provider credential is bad: the gateway's fault, never the
+            // tenant's 401 (which would also echo the provider's masked key).
+            ProviderError::Status { status, .. } if e.credential_refused() => Self {
+                fault: Fault::Internal,
+                ..Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "server_error",
+                    Some("upstream_auth_failed"),
+                    format!(
+                        "The provider refused Tollgate's credential for this model's deployment (HTTP {status}) on every deployment tried; the platform team must fix the provider account."
+                    ),
+                )
+            },
             ProviderError::Status {
                 status,
                 retry_after,
                 message,
             } if e.fault() == Fault::Client => Self {
-                upstream: true,
+                fault: Fault::Client,
                 retry_after: *retry_after,
                 ..Self::new(
                     StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
@@ -245,7 +277,7 @@ impl From<ProviderError> for GatewayError {
                 retry_after,
                 ..
             } => Self {
-                upstream: true,
+                fault: Fault::Upstream,
                 retry_after: *retry_after,
                 ..Self::new(
                     StatusCode::TOO_MANY_REQUESTS,

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::pipeline::authenticate::authenticate;
-use crate::pipeline::authorize::{AuthzError, allowed, authorize};
+use crate::pipeline::authorize::{AuthzError, allowed, resolve};
 use crate::snapshot::{Model, now_ms};
 
 fn entry(model: &Model, created: i64) -> Value {
@@ -46,8 +46,8 @@ pub async fn show(
         Err(e) => return GatewayError::from(e).into_response(),
     };
     // A model the key may not use is reported as missing, like OpenAI does.
-    match authorize(&snapshot, &caller, &id) {
-        Ok(grant) => Json(entry(&grant.model, snapshot.generated_at_ms)).into_response(),
+    match resolve(&snapshot, &caller, &id) {
+        Ok(model) => Json(entry(model, snapshot.generated_at_ms)).into_response(),
         Err(_) => GatewayError::from(AuthzError::UnknownModel(id)).into_response(),
     }
 }

@@ -13,7 +13,6 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
-use time::OffsetDateTime;
 use tollgate_proto::telemetry::UsageEvent;
 use tracing::Instrument;
 
@@ -22,12 +21,13 @@ use super::error::{GatewayError, rate_headers};
 use crate::gateway::Gateway;
 use crate::pipeline::authenticate::authenticate;
 use crate::pipeline::authorize::authorize;
-use crate::pipeline::forward::{Answer, Forwarder};
+use crate::pipeline::forward::{Answer, Forwarded, Forwarder};
 use crate::pipeline::limit::{RateInfo, limit};
-use crate::pipeline::settle::CallGuard;
-use crate::pipeline::{request, reserve, route};
-use crate::providers::{Chunk, ChunkStream, Endpoint, ProviderError};
-use crate::snapshot::now_ms;
+use crate::pipeline::reserve::reserve;
+use crate::pipeline::settle::{CallGuard, RetryCover};
+use crate::pipeline::{request, route};
+use crate::providers::{Chunk, ChunkStream, Endpoint, JsonRequest, ProviderError};
+use crate::snapshot::{Deployment, now_ms};
 
 pub async fn chat(
     State(gw): State<Arc<Gateway>>,
@@ -134,12 +134,14 @@ async fn handle(
             if error.status.is_server_error() {
                 tracing::warn!(request_id = %id.0, status = %error.status, code = error.code_str(), "call failed");
             }
-            guard.fail(error.status.as_u16(), error.code_str(), error.upstream);
+            guard.fail(error.status.as_u16(), error.code_str());
             error.into_response()
         }
     }
 }
 
+/// The pipeline, one line per step; settle (7) and emit (8) belong to the guard, which
+/// does them whichever way the call ends.
 async fn run(
     gw: &Gateway,
     endpoint: Endpoint,
@@ -149,110 +151,47 @@ async fn run(
     guard: &mut CallGuard,
 ) -> Result<Success, GatewayError> {
     let mut req = request::read(body, gw.max_body_bytes, endpoint).await?;
-    guard.event.model = req.model().to_owned();
-    guard.event.streamed = req.stream();
+    guard.requested(&req);
     let snapshot = gw.live.load(); // one snapshot for the whole call
+    let now = now_ms();
 
-    let span = tracing::Span::current();
-    let caller = authenticate(&snapshot, headers, gw.pepper(), now_ms())?;
-    guard.event.key_id = caller.key.public_id.clone();
-    guard.event.team_id = caller.team.id.clone();
-    guard.event.org_id = caller.org.id.clone();
-    guard.event.project_id = caller.project.map(|p| p.id.clone()).unwrap_or_default();
-    span.record("key_id", caller.key.public_id.as_str());
-    span.record("org_id", caller.org.id.as_str());
-    span.record("team_id", caller.team.id.as_str());
-
-    let grant = authorize(&snapshot, &caller, req.model())?;
-    guard.event.model = grant.model.name.clone();
-    span.record("model", grant.model.name.as_str());
-    // Fail closed on ancient config: before anything is reserved.
-    let staleness = Duration::from_millis(gw.live.staleness_ms(now_ms()));
-    if !grant
-        .model
-        .deployments
-        .iter()
-        .any(|d| route::fresh_enough(d, staleness))
-    {
-        return Err(GatewayError::config_stale(staleness));
-    }
-
-    let estimate = reserve::estimate(&grant, &req, endpoint);
-    if endpoint != Endpoint::Embeddings {
-        req.output_ceiling = Some(estimate.max_output_tokens);
-    }
-    // The lease of everything this call holds: its longest possible duration + margin.
-    let longest = grant
-        .model
-        .deployments
-        .iter()
-        .map(|d| d.timeouts.total)
-        .max()
-        .unwrap_or_default();
-    let deadline_ms = now_ms()
-        + i64::try_from((longest * gw.routing.max_attempts + gw.lease_margin).as_millis())
-            .unwrap_or(i64::MAX);
-    let tokens = estimate.prompt_tokens + estimate.max_output_tokens;
+    let caller = authenticate(&snapshot, headers, gw.pepper(), now)?;
+    guard.caller(&caller);
+    let grant = authorize(&snapshot, &caller, &req, endpoint)?;
+    guard.granted(&grant);
+    let deadline_ms = gw.lease_deadline_ms(&grant.model, now);
     let (permit, rate) = limit(
         &gw.limiter,
         &gw.ledger,
         &gw.tasks,
         &caller,
-        tokens,
-        now_ms(),
+        grant.estimate.tokens(),
+        now,
         deadline_ms,
     )
     .await?;
     guard.hold_permit(permit);
+    let mut hold = reserve(&gw.ledger, &snapshot, &caller, &grant, endpoint, deadline_ms).await?;
+    req.output_ceiling = hold.ceiling;
+    guard.hold(&mut hold);
+    let staleness = Duration::from_millis(gw.live.staleness_ms(now));
+    let plan = route::plan(&grant.model, &gw.cooldowns, Instant::now(), staleness)?;
+    let forwarded = forward(gw, &plan, endpoint, &req, id, headers, guard).await?;
 
-    let lines = reserve::budget_lines(&snapshot, &caller, OffsetDateTime::now_utc());
-    let prices = reserve::max_prices(&grant);
-    let reservation = reserve::reserve(&gw.ledger, lines, &estimate, &prices, deadline_ms)
-        .await
-        .inspect_err(|_| metrics::counter!("tollgate_reservations_refused_total").increment(1))?;
-    // A clamping budget granted less than the worst case: lower max_tokens to match.
-    let clamped = reservation
-        .as_ref()
-        .filter(|r| r.amount < estimate.amount)
-        .map(|r| reserve::affordable_output(r.amount, &estimate, &prices));
-    if let Some(tokens) = clamped {
-        req.clamp_output(tokens);
-    }
-    guard.hold_reservation(reservation, estimate.prompt_tokens);
-
-    let plan = route::plan(&grant.model, &gw.cooldowns, Instant::now(), staleness);
-    let forwarder = Forwarder {
-        http: &gw.http,
-        cooldowns: &gw.cooldowns,
-        routing: &gw.routing,
-    };
-    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
-    let forwarded = match forwarder
-        .forward(&plan, endpoint, &req, &id.0, traceparent)
-        .await
-    {
-        Ok(forwarded) => forwarded,
-        Err(failure) => {
-            guard.attempts(failure.attempts);
-            if let Some(d) = &failure.deployment {
-                guard.event.deployment_id = d.id.clone();
-            }
-            return Err(failure.error.into());
-        }
-    };
     let deployment = forwarded.deployment;
     guard.routed(&deployment.id, deployment.prices, forwarded.attempts);
-    span.record("deployment", deployment.id.as_str());
+    tracing::Span::current().record("deployment", deployment.id.as_str());
     let meta = Meta {
         deployment: deployment.id.clone(),
         rate,
-        clamped,
+        clamped: hold.clamped,
     };
     Ok(match forwarded.answer {
         Answer::Json(reply) => {
-            match reply.usage {
-                Some(usage) => guard.usage(usage),
-                None => guard.streamed(answer_chars(&reply.body)),
+            if let Some(usage) = reply.usage {
+                guard.usage(usage);
+            } else {
+                guard.streamed(answer_chars(&reply.body));
             }
             Success::Json {
                 body: reply.body,
@@ -265,6 +204,49 @@ async fn run(
             include_usage: req.include_usage(),
             meta,
         },
+    })
+}
+
+/// Step 6 as the guard sees it: an attempt's bill is unknown from the moment it is sent,
+/// and a retry after one that may have been billed needs its own reservation.
+async fn forward(
+    gw: &Gateway,
+    plan: &[Arc<Deployment>],
+    endpoint: Endpoint,
+    req: &JsonRequest,
+    id: &RequestId,
+    headers: &HeaderMap,
+    guard: &mut CallGuard,
+) -> Result<Forwarded, GatewayError> {
+    let forwarder = Forwarder {
+        http: &gw.http,
+        cooldowns: &gw.cooldowns,
+        routing: &gw.routing,
+    };
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    guard.sending();
+    let result = forwarder
+        .forward(
+            plan,
+            endpoint,
+            req,
+            &id.0,
+            traceparent,
+            &mut RetryCover {
+                guard: &mut *guard,
+                ledger: &gw.ledger,
+            },
+        )
+        .await;
+    result.map_err(|failure| {
+        guard.attempts(failure.attempts);
+        if let Some(d) = &failure.deployment {
+            guard.event.deployment_id = d.id.clone();
+        }
+        if !failure.error.maybe_billed() {
+            guard.answered();
+        }
+        failure.error.into()
     })
 }
 
@@ -309,16 +291,57 @@ struct StreamState {
     first: Option<Chunk>,
     rest: ChunkStream,
     include_usage: bool,
-    guard: CallGuard,
+    /// Always `Some` while the body lives; taken by `Drop` when the client leaves early.
+    guard: Option<CallGuard>,
     done: bool,
     /// The call's span stays open (and current while polling) until the stream ends.
     span: tracing::Span,
 }
 
+/// The client left before the end. The provider goes on generating (and billing) all
+/// the same, so the rest of its stream is read — within the deployment's deadline,
+/// which the stream carries — for the usage it reports at the end; the guard settles
+/// with it, or at the worst case if none comes.
+impl Drop for StreamState {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let Some(mut guard) = self.guard.take() else {
+            return;
+        };
+        let first = self.first.take();
+        let mut rest = std::mem::replace(&mut self.rest, Box::pin(futures_util::stream::empty()));
+        let tasks = guard.tasks().clone();
+        let span = self.span.clone();
+        tasks.spawn(
+            async move {
+                let mut next = first.map(Ok);
+                loop {
+                    let item = match next.take() {
+                        Some(item) => item,
+                        None => match rest.next().await {
+                            Some(item) => item,
+                            None => break,
+                        },
+                    };
+                    let Ok(chunk) = item else { break };
+                    if let Some(usage) = chunk.usage {
+                        guard.usage(usage);
+                    }
+                    guard.streamed(chunk.text_chars);
+                }
+                drop(guard);
+            }
+            .instrument(span),
+        );
+    }
+}
+
 /// The client's SSE body: chunks passed through one by one (never buffered), the usage
 /// chunk dropped unless asked for, `[DONE]` at the end, an error event if the upstream
 /// fails midway. The guard rides along, so whenever the body ends or is dropped (client
-/// gone), the call settles with what was seen.
+/// gone), the call settles (see the `Drop` of [`StreamState`]).
 fn sse_body(
     first: Option<Chunk>,
     rest: ChunkStream,
@@ -329,51 +352,53 @@ fn sse_body(
         first,
         rest,
         include_usage,
-        guard,
+        guard: Some(guard),
         done: false,
         span: tracing::Span::current(),
     };
     let stream = futures_util::stream::unfold(state, |mut s| {
         let span = s.span.clone();
         async move {
-        loop {
-            if s.done {
-                return None;
-            }
-            let item = match s.first.take() {
-                Some(chunk) => Some(Ok(chunk)),
-                None => s.rest.next().await,
-            };
-            match item {
-                None => {
-                    s.done = true;
-                    s.guard.finish(200);
-                    return Some((
-                        Ok::<_, std::convert::Infallible>(Bytes::from_static(b"data: [DONE]\n\n")),
-                        s,
-                    ));
+            loop {
+                if s.done {
+                    return None;
                 }
-                Some(Ok(chunk)) => {
-                    if let Some(usage) = chunk.usage {
-                        s.guard.usage(usage);
+                let item = match s.first.take() {
+                    Some(chunk) => Some(Ok(chunk)),
+                    None => s.rest.next().await,
+                };
+                let guard = s.guard.as_mut()?;
+                match item {
+                    None => {
+                        s.done = true;
+                        guard.finish(200);
+                        return Some((
+                            Ok::<_, std::convert::Infallible>(Bytes::from_static(
+                                b"data: [DONE]\n\n",
+                            )),
+                            s,
+                        ));
                     }
-                    s.guard.streamed(chunk.text_chars);
-                    if chunk.usage_only && !s.include_usage {
-                        continue;
+                    Some(Ok(chunk)) => {
+                        if let Some(usage) = chunk.usage {
+                            guard.usage(usage);
+                        }
+                        guard.streamed(chunk.text_chars);
+                        if chunk.usage_only && !s.include_usage {
+                            continue;
+                        }
+                        guard.first_byte();
+                        return Some((Ok(frame(&chunk.data)), s));
                     }
-                    s.guard.first_byte();
-                    return Some((Ok(frame(&chunk.data)), s));
-                }
-                Some(Err(error)) => {
-                    s.done = true;
-                    tracing::warn!(error = %error, "upstream stream failed after the first byte");
-                    s.guard
-                        .fail(StatusCode::BAD_GATEWAY.as_u16(), "upstream_error", true);
-                    return Some((Ok(error_frame(&error)), s));
+                    Some(Err(error)) => {
+                        s.done = true;
+                        tracing::warn!(error = %error, "upstream stream failed after the first byte");
+                        guard.fail(StatusCode::BAD_GATEWAY.as_u16(), "upstream_error");
+                        return Some((Ok(error_frame(&error)), s));
+                    }
                 }
             }
         }
-    }
         .instrument(span)
     });
     Body::from_stream(stream)

@@ -14,9 +14,14 @@
 //! Scripts are sent once and then called by SHA (`EVALSHA`), reloaded on `NOSCRIPT`.
 //! If Redis cannot be reached, `fail_closed` refuses to reserve (no upstream call), and
 //! `fail_open` reserves against a per-gateway local cap instead. Settlements that cannot
-//! reach Redis wait in a bounded local queue and are retried; none is forgotten silently.
+//! reach Redis wait in a bounded local queue and are retried. None is ever dropped: past
+//! the queue's capacity — and for every call served in `fail_open` — the cost is kept as
+//! spend owed per budget counter (a map bounded by the number of budgets, not of calls)
+//! and added when Redis is back; the reservations those settlements held are released
+//! by the reaper at their deadline, and a settlement that arrives after the reaper still
+//! adds its cost (the tombstone records *how* a reservation ended, not what it cost).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -54,6 +59,12 @@ pub struct RedisLedger {
     fallback_cap: Micros,
     pending: Mutex<VecDeque<(Reservation, Micros)>>,
     pending_capacity: usize,
+    /// Spend not yet in Redis, per budget counter key: settlements past the queue's
+    /// capacity, and calls served under `fail_open`.
+    owed: Mutex<HashMap<String, (BudgetLine, Micros)>>,
+    /// The real budget lines of reservations made under `fail_open` (they were reserved
+    /// against the local cap), so their cost still reaches those budgets.
+    fail_open_lines: Mutex<HashMap<uuid::Uuid, Vec<BudgetLine>>>,
     reserve: Script,
     settle: Script,
     seed: Script,
@@ -152,6 +163,8 @@ impl RedisLedger {
             fallback_cap,
             pending: Mutex::new(VecDeque::new()),
             pending_capacity: settings.settle_queue_capacity,
+            owed: Mutex::new(HashMap::new()),
+            fail_open_lines: Mutex::new(HashMap::new()),
             reserve: Script::new(RESERVE),
             settle: Script::new(SETTLE),
             seed: Script::new(SEED),
@@ -311,7 +324,11 @@ impl RedisLedger {
                 for key in lines.split('\n').filter(|k| !k.is_empty()) {
                     invocation.key(key);
                 }
-                invocation.arg(&id).arg(0).arg(RECORD_GRACE_SECS);
+                invocation
+                    .arg(&id)
+                    .arg(0)
+                    .arg(RECORD_GRACE_SECS)
+                    .arg("reap");
                 let released: i64 = invocation.invoke_async(&mut con).await?;
                 reaped += usize::from(released == 1);
             }
@@ -466,14 +483,70 @@ impl RedisLedger {
         for line in &reservation.lines {
             invocation.key(self.budget_key(line));
         }
-        invocation.arg(&id).arg(actual.0).arg(RECORD_GRACE_SECS);
+        invocation
+            .arg(&id)
+            .arg(actual.0)
+            .arg(RECORD_GRACE_SECS)
+            .arg("settle");
         for line in &reservation.lines {
             invocation.arg(line.ttl_secs);
         }
-        let _: i64 = tokio::time::timeout(self.timeout, invocation.invoke_async(&mut con))
+        let result: i64 = tokio::time::timeout(self.timeout, invocation.invoke_async(&mut con))
             .await
             .unwrap_or_else(|_| Err(timeout_error()))?;
+        if result == 3 {
+            metrics::counter!("tollgate_late_settlements_total").increment(1);
+            tracing::warn!(reservation = %reservation.id, cost = %actual, "settled after the reaper released the reservation; its cost was added");
+        }
         Ok(())
+    }
+
+    /// Remembers `actual` as spend owed to each of `lines`, to add once Redis is back.
+    fn owe(&self, lines: &[BudgetLine], actual: Micros) {
+        if actual <= Micros::ZERO {
+            return;
+        }
+        let mut owed = self.owed.lock().unwrap_or_else(PoisonError::into_inner);
+        for line in lines {
+            owed.entry(self.budget_key(line))
+                .or_insert_with(|| (line.clone(), Micros::ZERO))
+                .1 += actual;
+        }
+        metrics::gauge!("tollgate_owed_spend_counters").set(owed.len() as f64);
+    }
+
+    /// Spend owed to budget counters (tests, metrics): counter key → micro-USD.
+    pub fn owed_spend(&self) -> HashMap<String, Micros> {
+        let owed = self.owed.lock().unwrap_or_else(PoisonError::into_inner);
+        owed.iter().map(|(k, (_, m))| (k.clone(), *m)).collect()
+    }
+
+    /// Adds owed spend to its counters; what fails stays owed.
+    async fn pay_owed(&self) {
+        let owed: Vec<(String, (BudgetLine, Micros))> = self
+            .owed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .collect();
+        for (key, (line, amount)) in owed {
+            let Some(mut con) = self.connection() else {
+                self.owe(std::slice::from_ref(&line), amount);
+                continue;
+            };
+            let mut pipe = ::redis::pipe();
+            pipe.atomic().hincr(&key, "spent", amount.0);
+            if line.ttl_secs > 0 {
+                pipe.cmd("EXPIRE").arg(&key).arg(line.ttl_secs).arg("NX");
+            }
+            let paid: Result<(), _> =
+                tokio::time::timeout(self.timeout, pipe.query_async::<()>(&mut con))
+                    .await
+                    .unwrap_or_else(|_| Err(timeout_error()));
+            if paid.is_err() {
+                self.owe(std::slice::from_ref(&line), amount);
+            }
+        }
     }
 
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, VecDeque<(Reservation, Micros)>> {
@@ -486,6 +559,7 @@ impl RedisLedger {
     }
 
     async fn retry_pending(&self) {
+        self.pay_owed().await;
         let batch: Vec<(Reservation, Micros)> = self.lock_pending().drain(..).collect();
         for (reservation, actual) in batch {
             metrics::counter!("tollgate_settle_retries_total").increment(1);
@@ -544,12 +618,19 @@ impl Ledger for RedisLedger {
                             clamp: false,
                             ttl_secs: 0,
                         };
-                        self.fallback
+                        let lines = request.lines.clone();
+                        let reserved = self
+                            .fallback
                             .reserve(ReserveRequest {
                                 lines: vec![line],
                                 ..request
                             })
-                            .await
+                            .await?;
+                        self.fail_open_lines
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(reserved.id, lines);
+                        Ok(reserved)
                     }
                 }
             }
@@ -558,6 +639,15 @@ impl Ledger for RedisLedger {
 
     async fn settle(&self, reservation: &Reservation, actual: Micros) -> Result<(), SettleError> {
         if self.fallback.holds(&reservation.id) {
+            // Served under fail_open: free the local cap, and owe the cost to the real
+            // budgets so it is counted there once Redis is back.
+            let lines = self
+                .fail_open_lines
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&reservation.id)
+                .unwrap_or_default();
+            self.owe(&lines, actual);
             return self.fallback.settle(reservation, actual).await;
         }
         match self.try_settle(reservation, actual).await {
@@ -566,11 +656,13 @@ impl Ledger for RedisLedger {
                 self.unavailable(&e.to_string());
                 let mut pending = self.lock_pending();
                 if pending.len() >= self.pending_capacity {
-                    metrics::counter!("tollgate_settlements_dropped_total").increment(1);
-                    return Err(SettleError::Unavailable(format!(
-                        "Redis unreachable and {} settlements already queued; this one is lost: {e}",
-                        pending.len()
-                    )));
+                    // Keep the cost, not the settlement: the reaper releases the
+                    // reservation at its deadline, the owed spend is added when Redis is back.
+                    drop(pending);
+                    metrics::counter!("tollgate_settlements_coalesced_total").increment(1);
+                    tracing::warn!(reservation = %reservation.id, "settlement queue full; cost kept as owed spend until Redis is back");
+                    self.owe(&reservation.lines, actual);
+                    return Ok(());
                 }
                 pending.push_back((reservation.clone(), actual));
                 tracing::warn!(reservation = %reservation.id, queued = pending.len(), "settlement queued until Redis is back");

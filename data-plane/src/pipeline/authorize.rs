@@ -1,16 +1,22 @@
-//! Step 2: may this caller use this model? The alias must exist, and every allow-list
-//! on the way (key, project, team; empty = everything) must name it.
+//! Step 2: may this caller make this call? The alias must exist, every allow-list on
+//! the way (key, project, team; empty = everything) must name it, and the request must
+//! fit the model; the answer carries the call's worst case, which the limits (step 3)
+//! and the reservation (step 4) both use.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::authenticate::Caller;
+use super::reserve::{Estimate, estimate};
+use crate::providers::{Endpoint, JsonRequest};
 use crate::snapshot::{Model, Snapshot};
 
-/// Permission to call one model.
+/// Permission to make one call to one model.
 #[derive(Debug, Clone)]
 pub struct Grant {
     pub model: Arc<Model>,
+    /// The most the call may use and cost.
+    pub estimate: Estimate,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -24,17 +30,29 @@ pub enum AuthzError {
 pub fn authorize(
     snapshot: &Snapshot,
     caller: &Caller<'_>,
-    requested: &str,
+    req: &JsonRequest,
+    endpoint: Endpoint,
 ) -> Result<Grant, AuthzError> {
+    let model = resolve(snapshot, caller, req.model())?;
+    Ok(Grant {
+        estimate: estimate(model, req, endpoint),
+        model: model.clone(),
+    })
+}
+
+/// The model `requested` names, if the caller may use it.
+pub fn resolve<'s>(
+    snapshot: &'s Snapshot,
+    caller: &Caller<'_>,
+    requested: &str,
+) -> Result<&'s Arc<Model>, AuthzError> {
     let model = snapshot
         .model(requested)
         .ok_or_else(|| AuthzError::UnknownModel(requested.to_owned()))?;
     if !allowed(caller, &model.name) {
         return Err(AuthzError::NotAllowed(requested.to_owned()));
     }
-    Ok(Grant {
-        model: model.clone(),
-    })
+    Ok(model)
 }
 
 /// Every allow-list between the key and its team lets `model` through.

@@ -76,9 +76,17 @@ pub struct Forwarded {
 }
 
 pub struct ForwardFailure {
+    /// The last attempt's error ([`ProviderError::maybe_billed`] says whether the
+    /// provider may have billed it).
     pub error: ProviderError,
     pub deployment: Option<Arc<Deployment>>,
     pub attempts: u32,
+}
+
+/// Asked before each retry whether it may go ahead (the budget step's say in routing).
+pub trait BeforeRetry {
+    /// `previous_maybe_billed`: the provider may have billed the failed attempt.
+    fn before_retry(&mut self, previous_maybe_billed: bool) -> impl Future<Output = bool> + Send;
 }
 
 pub struct Forwarder<'a> {
@@ -88,6 +96,9 @@ pub struct Forwarder<'a> {
 }
 
 impl Forwarder<'_> {
+    /// Tries the plan. `retries` is asked before every retry; when it says no (the
+    /// budget cannot cover another attempt while the last one's bill is unknown), the
+    /// last failure is the answer.
     pub async fn forward(
         &self,
         plan: &[Arc<Deployment>],
@@ -95,6 +106,7 @@ impl Forwarder<'_> {
         req: &JsonRequest,
         request_id: &str,
         traceparent: Option<&str>,
+        retries: &mut impl BeforeRetry,
     ) -> Result<Forwarded, ForwardFailure> {
         let mut last: Option<(ProviderError, Arc<Deployment>)> = None;
         let mut attempts = 0;
@@ -103,6 +115,9 @@ impl Forwarder<'_> {
                 break;
             };
             if let Some((error, _)) = &last {
+                if !retries.before_retry(error.maybe_billed()).await {
+                    break;
+                }
                 tokio::time::sleep(self.backoff(attempt, error.retry_after())).await;
             }
             attempts += 1;
@@ -147,7 +162,11 @@ impl Forwarder<'_> {
                     let _attempt = span.enter();
                     let retry = error.retryable();
                     metrics::counter!("tollgate_upstream_errors_total", "deployment" => deployment.id.clone()).increment(1);
-                    if retry
+                    if error.credential_refused() {
+                        // Tollgate's own provider credential is wrong: no retry there helps.
+                        self.cooldowns.cool_down(&deployment.id, Instant::now());
+                        tracing::error!(deployment = %deployment.id, "the provider refused this deployment's credential; deployment cooled down");
+                    } else if retry
                         && self
                             .cooldowns
                             .record_failure(&deployment.id, Instant::now())
@@ -191,6 +210,7 @@ impl Forwarder<'_> {
         let cx = CallCx {
             http: &http,
             deployment,
+            endpoint,
             request_id,
             traceparent,
         };

@@ -11,18 +11,43 @@ use super::authorize::Grant;
 use crate::ledger::{BudgetLine, Ledger, Ledgers, Reservation, ReserveError, ReserveRequest};
 use crate::money::{self, Micros, Prices};
 use crate::providers::{Endpoint, JsonRequest};
-use crate::snapshot::{Budget, ClampPolicy, Period, ScopeKind, Snapshot};
+use crate::snapshot::{Budget, ClampPolicy, Model, Period, ScopeKind, Snapshot};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Estimate {
     pub prompt_tokens: u64,
     pub max_output_tokens: u64,
     pub amount: Micros,
 }
 
+impl Estimate {
+    /// Tokens the call may use, for tokens-per-minute limits.
+    pub fn tokens(&self) -> u64 {
+        self.prompt_tokens.saturating_add(self.max_output_tokens)
+    }
+}
+
+/// What step 4 hands on: the reservation (none when no budget applies) and what the
+/// rest of the call needs to know about it.
+#[derive(Debug)]
+pub struct Hold {
+    pub reservation: Option<Reservation>,
+    pub estimate: Estimate,
+    /// The output ceiling the reservation pays for, sent upstream by every adapter
+    /// (`None` for embeddings, which generate nothing).
+    pub ceiling: Option<u64>,
+    /// Set when a clamping budget lowered the ceiling below what was asked.
+    pub clamped: Option<u64>,
+    /// One attempt's worst case at `ceiling` and `prices`.
+    pub worst_case: Micros,
+    /// The most expensive prices of the model's deployments, which the worst case uses.
+    pub prices: Prices,
+    /// The reservation's lease deadline (Unix ms).
+    pub deadline_ms: i64,
+}
+
 /// The most the call can cost.
-pub fn estimate(grant: &Grant, req: &JsonRequest, endpoint: Endpoint) -> Estimate {
-    let model = &grant.model;
+pub fn estimate(model: &Model, req: &JsonRequest, endpoint: Endpoint) -> Estimate {
     let prompt_tokens = match endpoint {
         Endpoint::Chat => model
             .encoding
@@ -42,7 +67,7 @@ pub fn estimate(grant: &Grant, req: &JsonRequest, endpoint: Endpoint) -> Estimat
             .max_output_tokens()
             .unwrap_or(u64::from(model.default_max_output_tokens)),
     };
-    let amount = money::worst_case(prompt_tokens, max_output_tokens, &max_prices(grant));
+    let amount = money::worst_case(prompt_tokens, max_output_tokens, &max_prices(model));
     Estimate {
         prompt_tokens,
         max_output_tokens,
@@ -51,9 +76,8 @@ pub fn estimate(grant: &Grant, req: &JsonRequest, endpoint: Endpoint) -> Estimat
 }
 
 /// Per-field maximum over the model's deployments.
-pub fn max_prices(grant: &Grant) -> Prices {
-    grant
-        .model
+pub fn max_prices(model: &Model) -> Prices {
+    model
         .deployments
         .iter()
         .fold(Prices::default(), |acc, d| Prices {
@@ -138,29 +162,63 @@ pub fn period_start(period: Period, now: OffsetDateTime) -> i64 {
     start.unix_timestamp()
 }
 
-/// Reserves `estimate.amount` in `lines` (or less, down to a minimal answer, where a
-/// budget clamps); `None` when no budget applies.
-pub async fn reserve(
+/// Step 4: reserves the call's worst case in every budget that applies to the caller,
+/// or — where a budget clamps and cannot pay for it all — what that budget has left,
+/// down to a minimal answer, lowering the output ceiling to what was granted.
+pub fn reserve<'a>(
+    ledger: &'a Ledgers,
+    snapshot: &Snapshot,
+    caller: &Caller<'_>,
+    grant: &Grant,
+    endpoint: Endpoint,
+    deadline_ms: i64,
+) -> impl Future<Output = Result<Hold, ReserveError>> + Send + use<'a> {
+    // Everything borrowed from the snapshot is read before the first await, so the
+    // future holds only owned data and the ledger.
+    let lines = budget_lines(snapshot, caller, OffsetDateTime::now_utc());
+    reserve_lines(ledger, lines, grant.estimate, max_prices(&grant.model), endpoint, deadline_ms)
+}
+
+async fn reserve_lines(
     ledger: &Ledgers,
     lines: Vec<BudgetLine>,
-    estimate: &Estimate,
-    prices: &Prices,
+    estimate: Estimate,
+    prices: Prices,
+    endpoint: Endpoint,
     deadline_ms: i64,
-) -> Result<Option<Reservation>, ReserveError> {
-    if lines.is_empty() {
-        return Ok(None);
-    }
-    let minimal_output = estimate.max_output_tokens.min(MIN_CLAMPED_OUTPUT_TOKENS);
-    ledger
-        .reserve(ReserveRequest {
+) -> Result<Hold, ReserveError> {
+    let reservation = if lines.is_empty() {
+        None
+    } else {
+        let minimal_output = estimate.max_output_tokens.min(MIN_CLAMPED_OUTPUT_TOKENS);
+        let request = ReserveRequest {
             id: uuid::Uuid::now_v7(),
             lines,
             amount: estimate.amount,
-            min_amount: money::worst_case(estimate.prompt_tokens, minimal_output, prices),
+            min_amount: money::worst_case(estimate.prompt_tokens, minimal_output, &prices),
             deadline_ms,
-        })
-        .await
-        .map(Some)
+        };
+        let reservation = ledger
+            .reserve(request)
+            .await
+            .inspect_err(|_| metrics::counter!("tollgate_reservations_refused_total").increment(1))?;
+        Some(reservation)
+    };
+    let clamped = reservation
+        .as_ref()
+        .filter(|r| r.amount < estimate.amount)
+        .map(|r| affordable_output(r.amount, &estimate, &prices));
+    let ceiling =
+        (endpoint != Endpoint::Embeddings).then(|| clamped.unwrap_or(estimate.max_output_tokens));
+    Ok(Hold {
+        worst_case: reservation.as_ref().map_or(estimate.amount, |r| r.amount),
+        reservation,
+        estimate,
+        ceiling,
+        clamped,
+        prices,
+        deadline_ms,
+    })
 }
 
 /// Output tokens a granted amount pays for, after the prompt (for clamping max_tokens).

@@ -52,6 +52,15 @@ impl Cooldowns {
         }
     }
 
+    /// Cools `deployment` down at once: a failure no retry there can fix (the provider
+    /// refused Tollgate's own credential).
+    pub fn cool_down(&self, deployment: &str, now: Instant) {
+        let mut state = self.lock();
+        let h = state.entry(deployment.to_owned()).or_default();
+        h.consecutive_failures = 0;
+        h.cooled_until = Some(now + self.period);
+    }
+
     /// Returns true when this failure put the deployment into cooldown.
     pub fn record_failure(&self, deployment: &str, now: Instant) -> bool {
         let mut state = self.lock();
@@ -71,8 +80,30 @@ pub fn fresh_enough(d: &Deployment, staleness: Duration) -> bool {
     d.max_staleness.is_none_or(|max| staleness <= max)
 }
 
-/// The deployments to try for `model`, best first; none whose config is too stale.
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
+pub enum RouteError {
+    /// Every deployment of the model allows less config staleness than this gateway has:
+    /// fail closed rather than serve from config that may be long out of date.
+    #[error("config is {}s old, more than any deployment of the model allows", .0.as_secs())]
+    ConfigStale(Duration),
+}
+
+/// Step 5: the deployments to try for `model`, best first; none whose config is too
+/// stale, and an error when that leaves none.
 pub fn plan(
+    model: &Model,
+    cooldowns: &Cooldowns,
+    now: Instant,
+    staleness: Duration,
+) -> Result<Vec<Arc<Deployment>>, RouteError> {
+    let order = order(model, cooldowns, now, staleness);
+    if order.is_empty() && !model.deployments.is_empty() {
+        return Err(RouteError::ConfigStale(staleness));
+    }
+    Ok(order)
+}
+
+fn order(
     model: &Model,
     cooldowns: &Cooldowns,
     now: Instant,

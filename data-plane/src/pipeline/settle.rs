@@ -4,6 +4,13 @@
 //! of that in `Drop`, so it happens on success, on every error path, and when the
 //! client disconnects mid-stream (hyper drops the body, the body drops the guard).
 //! Ledger I/O runs on the gateway's `TaskTracker`, which shutdown drains.
+//!
+//! What a call costs: nothing if no attempt was sent; the provider's own `usage` if it
+//! reported it and no attempt's bill is unknown; otherwise the reserved worst case. An
+//! attempt's bill is unknown when it was sent but no definitive answer came back (a
+//! timeout, a connection lost mid-answer, an answer without usage, a client that left
+//! before the end) — a provider may go on generating after the client left, and the
+//! reservation is the only bound the gateway holds.
 
 use std::sync::Arc;
 
@@ -13,31 +20,61 @@ use std::time::Instant;
 use tokio_util::task::TaskTracker;
 use tollgate_proto::telemetry::{CallStatus, UsageEvent};
 
+use super::authenticate::Caller;
+use super::authorize::Grant;
 use super::emit::Emitter;
+use super::forward::BeforeRetry;
 use super::limit::Permit;
-use crate::ledger::{Ledger, Ledgers, Reservation};
+use super::reserve::{Estimate, Hold};
+use crate::ledger::{Ledger, Ledgers, Reservation, ReserveRequest};
 use crate::money::{self, Micros, Prices, Usage};
+use crate::providers::JsonRequest;
 
-/// Rough characters per token, for when a provider reports no usage at all.
+/// Rough characters per token, for the event's token counts when a provider reports no
+/// usage at all (the cost is then the worst case, whatever the count).
 const CHARS_PER_TOKEN: usize = 4;
+
+/// The guard's answer to the forwarder before a retry (see [`CallGuard::before_retry`]).
+pub struct RetryCover<'a> {
+    pub guard: &'a mut CallGuard,
+    pub ledger: &'a Ledgers,
+}
+
+impl BeforeRetry for RetryCover<'_> {
+    async fn before_retry(&mut self, previous_maybe_billed: bool) -> bool {
+        self.guard
+            .before_retry(self.ledger, previous_maybe_billed)
+            .await
+    }
+}
 
 pub struct CallGuard {
     ledger: Arc<Ledgers>,
     tasks: TaskTracker,
     emitter: Emitter,
     started: Instant,
-    reservation: Option<Reservation>,
+    /// The call's reservations: the first covers one attempt's worst case; each retry
+    /// after an attempt whose bill is unknown adds one more (see [`Self::extend`]).
+    reservations: Vec<Reservation>,
+    /// Lease deadline of the reservations (Unix ms).
+    deadline_ms: i64,
     _permit: Option<Permit>,
     /// The event as it fills up along the pipeline.
     pub event: UsageEvent,
     prices: Prices,
-    estimated_prompt_tokens: u64,
+    estimate: Estimate,
+    /// One attempt's worst case at the reserved output ceiling (also without budgets).
+    worst_case: Micros,
     usage: Option<Usage>,
     streamed_chars: usize,
     first_byte: Option<Instant>,
     /// Set once the response has been handed over completely.
     finished: bool,
-    reached_upstream: bool,
+    /// Attempts whose bill nobody knows yet: set when an attempt is sent, cleared when
+    /// the provider's definitive answer (usage, or an error status) is in hand.
+    unknown_bills: u32,
+    /// Some attempt was sent to a provider.
+    sent: bool,
 }
 
 impl CallGuard {
@@ -52,31 +89,108 @@ impl CallGuard {
             tasks,
             emitter,
             started: Instant::now(),
-            reservation: None,
+            reservations: Vec::new(),
+            deadline_ms: 0,
             _permit: None,
             event,
             prices: Prices::default(),
-            estimated_prompt_tokens: 0,
+            estimate: Estimate::default(),
+            worst_case: Micros::ZERO,
             usage: None,
             streamed_chars: 0,
             first_byte: None,
             finished: false,
-            reached_upstream: false,
+            unknown_bills: 0,
+            sent: false,
         }
+    }
+
+    /// The request as read: what the event says was asked for.
+    pub fn requested(&mut self, req: &JsonRequest) {
+        self.event.model = req.model().to_owned();
+        self.event.streamed = req.stream();
+    }
+
+    /// Who is calling (step 1's answer), for the event and the call's span.
+    pub fn caller(&mut self, caller: &Caller<'_>) {
+        self.event.key_id = caller.key.public_id.clone();
+        self.event.team_id = caller.team.id.clone();
+        self.event.org_id = caller.org.id.clone();
+        self.event.project_id = caller.project.map(|p| p.id.clone()).unwrap_or_default();
+        let span = tracing::Span::current();
+        span.record("key_id", caller.key.public_id.as_str());
+        span.record("org_id", caller.org.id.as_str());
+        span.record("team_id", caller.team.id.as_str());
+    }
+
+    /// The model the call may use (step 2's answer).
+    pub fn granted(&mut self, grant: &Grant) {
+        self.event.model = grant.model.name.clone();
+        tracing::Span::current().record("model", grant.model.name.as_str());
     }
 
     pub fn hold_permit(&mut self, permit: Permit) {
         self._permit = Some(permit);
     }
 
-    pub fn hold_reservation(
-        &mut self,
-        reservation: Option<Reservation>,
-        estimated_prompt_tokens: u64,
-    ) {
-        self.event.reserved_micros = reservation.as_ref().map_or(0, |r| r.amount.0);
-        self.reservation = reservation;
-        self.estimated_prompt_tokens = estimated_prompt_tokens;
+    /// Takes over what step 4 reserved; from here on the guard settles it.
+    pub fn hold(&mut self, hold: &mut Hold) {
+        self.estimate = hold.estimate;
+        self.worst_case = hold.worst_case;
+        self.prices = hold.prices;
+        self.deadline_ms = hold.deadline_ms;
+        self.reservations.extend(hold.reservation.take());
+        self.event.reserved_micros = self.reserved().0;
+    }
+
+    fn reserved(&self) -> Micros {
+        self.reservations
+            .iter()
+            .fold(Micros::ZERO, |sum, r| sum + r.amount)
+    }
+
+    /// Before a retry. When the attempt before it may have been billed (its bill is
+    /// unknown), the retry needs one more worst case reserved in the same budgets, so
+    /// the reservations still bound what the providers may bill; false (do not retry)
+    /// when a budget cannot pay for it. The retry's own bill is unknown until answered.
+    pub async fn before_retry(&mut self, ledger: &Ledgers, previous_unknown: bool) -> bool {
+        if !previous_unknown {
+            return true; // the previous attempt was answered: its count is the retry's now
+        }
+        if let Some(first) = self.reservations.first() {
+            let request = ReserveRequest {
+                id: uuid::Uuid::now_v7(),
+                lines: first.lines.clone(),
+                amount: first.amount,
+                min_amount: first.amount,
+                deadline_ms: self.deadline_ms,
+            };
+            match ledger.reserve(request).await {
+                Ok(reservation) => {
+                    self.reservations.push(reservation);
+                    self.event.reserved_micros = self.reserved().0;
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "no retry: the budget cannot cover another attempt while the last one's bill is unknown");
+                    return false;
+                }
+            }
+        }
+        self.unknown_bills += 1;
+        true
+    }
+
+    /// The first attempt is about to be sent: until its answer is known, its bill is not.
+    pub fn sending(&mut self) {
+        self.sent = true;
+        self.unknown_bills = 1;
+    }
+
+    /// The last attempt's answer is definitive: an error the provider does not bill
+    /// (an error status, a connection never made), or (see [`Self::usage`]) a usage
+    /// report.
+    pub fn answered(&mut self) {
+        self.unknown_bills = self.unknown_bills.saturating_sub(1);
     }
 
     /// The call reached a deployment with these prices (cost is computed at its end).
@@ -84,7 +198,6 @@ impl CallGuard {
         self.event.deployment_id = deployment_id.to_owned();
         self.event.attempts = attempts;
         self.prices = prices;
-        self.reached_upstream = true;
     }
 
     pub fn attempts(&mut self, attempts: u32) {
@@ -96,8 +209,11 @@ impl CallGuard {
     }
 
     /// Usage reported by the provider; later reports replace earlier ones (cumulative).
+    /// The first report makes the serving attempt's bill known.
     pub fn usage(&mut self, usage: Usage) {
-        self.usage = Some(usage);
+        if self.usage.replace(usage).is_none() {
+            self.answered();
+        }
     }
 
     pub fn streamed(&mut self, chars: usize) {
@@ -110,11 +226,12 @@ impl CallGuard {
         self.finished = true;
     }
 
-    /// Ends the call with an error answered to the client.
-    pub fn fail(&mut self, http_status: u16, code: &str, upstream: bool) {
+    /// Ends the call with an error answered to the client (an upstream error once an
+    /// attempt was sent, a refusal before).
+    pub fn fail(&mut self, http_status: u16, code: &str) {
         self.event.http_status = u32::from(http_status);
         self.event.error_code = code.to_owned();
-        self.event.status = if upstream {
+        self.event.status = if self.sent {
             CallStatus::UpstreamError
         } else {
             CallStatus::Rejected
@@ -122,30 +239,41 @@ impl CallGuard {
         self.finished = true;
     }
 
-    /// What the call used: the provider's numbers, else an estimate from what was seen.
-    fn final_usage(&self) -> Usage {
-        if let Some(usage) = self.usage {
-            return usage;
+    /// What the call used and what it costs (see the module docs for the rule).
+    fn outcome(&self) -> (Usage, Micros) {
+        if !self.sent {
+            return (Usage::default(), Micros::ZERO);
         }
-        if !self.reached_upstream {
-            return Usage::default();
+        // Each attempt whose bill is unknown may have cost one whole worst case.
+        let per_attempt = self
+            .reservations
+            .first()
+            .map_or(self.worst_case, |r| r.amount);
+        let unknown = Micros(per_attempt.0.saturating_mul(i64::from(self.unknown_bills)));
+        match self.usage {
+            Some(usage) => (usage, money::cost(&usage, &self.prices) + unknown),
+            None => {
+                let seen = Usage {
+                    input: self.estimate.prompt_tokens,
+                    output: (self.streamed_chars.div_ceil(CHARS_PER_TOKEN) as u64)
+                        .min(self.estimate.max_output_tokens),
+                    ..Usage::default()
+                };
+                (seen, unknown)
+            }
         }
-        Usage {
-            input: self.estimated_prompt_tokens,
-            output: self.streamed_chars.div_ceil(CHARS_PER_TOKEN) as u64,
-            ..Usage::default()
-        }
+    }
+
+    /// The tracker shutdown drains: work that outlives the client (reading the rest of
+    /// an abandoned stream for its usage) runs on it.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
     }
 }
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
-        let usage = self.final_usage();
-        let cost = if self.reached_upstream {
-            money::cost(&usage, &self.prices)
-        } else {
-            Micros::ZERO
-        };
+        let (usage, cost) = self.outcome();
         if let Some(permit) = self._permit.as_mut() {
             permit.actual_tokens(usage.prompt_total() + usage.output);
         }
@@ -166,11 +294,20 @@ impl Drop for CallGuard {
             .first_byte
             .map_or(0, |t| millis(t.duration_since(self.started)));
 
-        if let Some(reservation) = self.reservation.take() {
+        let reservations = std::mem::take(&mut self.reservations);
+        if !reservations.is_empty() {
             let ledger = self.ledger.clone();
             let settle = async move {
-                if let Err(e) = ledger.settle(&reservation, cost).await {
-                    tracing::error!(error = %e, reservation = %reservation.id, "could not settle a reservation");
+                // The cost fills the reservations in order; the last takes any excess
+                // (a provider's usage above the worst case is spend all the same).
+                let mut left = cost;
+                let last = reservations.len() - 1;
+                for (i, reservation) in reservations.iter().enumerate() {
+                    let share = if i == last { left } else { left.min(reservation.amount) };
+                    left = left - share;
+                    if let Err(e) = ledger.settle(reservation, share).await {
+                        tracing::error!(error = %e, reservation = %reservation.id, "could not settle a reservation");
+                    }
                 }
             };
             // An in-process ledger settles without waiting; only real I/O needs a task.

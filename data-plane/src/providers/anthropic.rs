@@ -144,8 +144,7 @@ pub fn request_body(
     out.insert("model".into(), model.into());
     out.insert(
         "max_tokens".into(),
-        req.upstream_max_tokens()
-            .unwrap_or(DEFAULT_MAX_TOKENS)
+        req.output_cap().unwrap_or(DEFAULT_MAX_TOKENS)
             .into(),
     );
     if let Some(system) = system {

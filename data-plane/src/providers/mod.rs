@@ -69,20 +69,11 @@ impl JsonRequest {
             == Some(true)
     }
 
-    /// Lowers the output limit to `tokens` (a clamping budget could not pay for more),
-    /// overriding whatever the client asked for.
-    pub fn clamp_output(&mut self, tokens: u64) {
-        for field in ["max_completion_tokens", "max_tokens"] {
-            if self.body.contains_key(field) {
-                self.body.insert(field.into(), tokens.into());
-            }
-        }
-        self.output_ceiling = Some(tokens);
-    }
-
-    /// The limit to send upstream: the client's own, else the reserved ceiling.
-    pub fn upstream_max_tokens(&self) -> Option<u64> {
-        self.max_output_tokens().or(self.output_ceiling)
+    /// The output ceiling the reservation paid for: every adapter sends exactly this
+    /// upstream (see [`apply_output_cap`]). The pipeline always sets it for generating
+    /// endpoints; the client's own limit is only the fallback of requests built by hand.
+    pub fn output_cap(&self) -> Option<u64> {
+        self.output_ceiling.or_else(|| self.max_output_tokens())
     }
 
     /// `max_completion_tokens`, else `max_tokens`, as the client sent them.
@@ -101,12 +92,33 @@ impl JsonRequest {
     }
 }
 
+/// Writes the reserved output ceiling into an upstream body, so the provider can never
+/// bill more output than was reserved: into each limit field the client used (a
+/// clamping budget may have lowered it), or, when it named none, into `default_field`,
+/// the one that provider honours. The one place adapters take their cap from.
+pub fn apply_output_cap(body: &mut Map<String, Value>, cap: Option<u64>, default_field: &str) {
+    let Some(cap) = cap else { return };
+    let mut set = false;
+    for field in ["max_completion_tokens", "max_tokens"] {
+        if body.get(field).is_some_and(|v| !v.is_null()) {
+            body.insert(field.into(), cap.into());
+            set = true;
+        } else {
+            body.remove(field);
+        }
+    }
+    if !set {
+        body.insert(default_field.into(), cap.into());
+    }
+}
+
 /// What an adapter needs for one attempt.
 #[derive(Debug, Clone, Copy)]
 pub struct CallCx<'a> {
     /// Already configured with this deployment's connect timeout.
     pub http: &'a reqwest::Client,
     pub deployment: &'a Deployment,
+    pub endpoint: Endpoint,
     /// Sent upstream as `x-request-id` so provider logs can be matched with ours.
     pub request_id: &'a str,
     /// W3C trace context to propagate, if the caller sent one.
@@ -188,6 +200,9 @@ impl ProviderError {
     pub fn fault(&self) -> Fault {
         match self {
             Self::Status { status, .. } => match status {
+                // The provider refused Tollgate's credential for the deployment: a
+                // misconfiguration of ours, never the tenant's fault.
+                401 | 403 => Fault::Internal,
                 408 | 409 | 429 => Fault::Upstream,
                 400..=499 => Fault::Client,
                 _ => Fault::Upstream,
@@ -201,9 +216,30 @@ impl ProviderError {
         }
     }
 
-    /// Worth trying again (here or on another deployment), before any byte reached the client.
+    /// Worth trying again (here or on another deployment), before any byte reached the
+    /// client: anything but the request's own fault (another deployment may hold a
+    /// working credential).
     pub fn retryable(&self) -> bool {
-        self.fault() == Fault::Upstream
+        self.fault() != Fault::Client
+    }
+
+    /// The provider answered that the deployment's credential is bad.
+    pub fn credential_refused(&self) -> bool {
+        matches!(self, Self::Status { status: 401 | 403, .. })
+    }
+
+    /// May the provider have billed the attempt? Yes unless it definitively answered
+    /// with an error (which providers do not bill) or was never reached: a timeout, a
+    /// connection lost mid-answer or an answer we could not read may all have been
+    /// generated, and billed, in full.
+    pub fn maybe_billed(&self) -> bool {
+        match self {
+            Self::Status { .. }
+            | Self::Connect(_)
+            | Self::Unsupported { .. }
+            | Self::Untranslatable { .. } => false,
+            Self::Timeout(_) | Self::Transport(_) | Self::Protocol(_) | Self::InStream(_) => true,
+        }
     }
 
     pub fn retry_after(&self) -> Option<Duration> {
@@ -465,7 +501,11 @@ mod tests {
         assert!(status(503).retryable());
         assert!(status(500).retryable());
         assert!(!status(400).retryable());
-        assert!(!status(401).retryable());
+        // Tollgate's own credential refused: fail over, it is not the caller's fault.
+        assert!(status(401).retryable());
+        assert_eq!(status(403).fault(), Fault::Internal);
+        assert!(!status(500).maybe_billed());
+        assert!(ProviderError::Timeout(TimeoutPhase::Completion).maybe_billed());
         assert_eq!(
             ProviderError::Timeout(TimeoutPhase::FirstByte).fault(),
             Fault::Upstream

@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use super::sse::{self, SseEvent};
 use super::{
-    CallCx, Chunk, ChunkStream, JsonReply, JsonRequest, Provider, ProviderError, openai_usage,
-    read_json, send,
+    CallCx, Chunk, ChunkStream, Endpoint, JsonReply, JsonRequest, Provider, ProviderError,
+    apply_output_cap, openai_usage, read_json, send,
 };
 use crate::snapshot::ProviderKind;
 
@@ -83,6 +83,7 @@ pub(super) fn upstream_body(
         // Azure names the model in the URL.
         body.remove("model");
     }
+    apply_output_cap(&mut body, req.output_cap(), cap_field(cx));
     if req.stream() {
         let options = body.entry("stream_options").or_insert_with(|| json!({}));
         if let Some(options) = options.as_object_mut() {
@@ -118,6 +119,18 @@ pub(super) async fn stream_call(
         .take_while(|item| std::future::ready(!matches!(item, Ok(None))))
         .filter_map(|item| std::future::ready(item.transpose()));
     Ok(Box::pin(chunks))
+}
+
+/// Where the output ceiling goes when the client named no limit. OpenAI and Azure
+/// OpenAI refuse `max_tokens` for reasoning models and honour `max_completion_tokens`
+/// for all chat models; OpenAI-compatible servers (vLLM, Ollama, Groq, …) and the legacy
+/// completions endpoint only know `max_tokens`.
+fn cap_field(cx: CallCx<'_>) -> &'static str {
+    let chat = cx.endpoint == Endpoint::Chat;
+    match cx.deployment.provider {
+        ProviderKind::OpenAi | ProviderKind::AzureOpenAi if chat => "max_completion_tokens",
+        _ => "max_tokens",
+    }
 }
 
 fn request_is_azure(cx: CallCx<'_>) -> bool {
