@@ -126,6 +126,33 @@ pub async fn max_tokens(provider: &str) {
     assert_eq!(body["choices"][0]["finish_reason"], "length");
 }
 
+/// The reserved output ceiling always goes upstream, in the field the provider honours,
+/// so the provider can never bill more output than was reserved.
+pub async fn output_cap(provider: &str) {
+    let h = harness(provider, "").await;
+    let sent = |i: usize| -> Value { serde_json::from_str(&h.mock.requests()[i].body).unwrap() };
+    let response = h.post("/chat/completions", chat(json!({}))).await;
+    assert_eq!(response.status(), 200, "{}", h.gateway.stderr());
+    let field = match provider {
+        "openai" | "azure" => "max_completion_tokens",
+        _ => "max_tokens",
+    };
+    // No limit from the client: the model's default ceiling, which was reserved.
+    assert_eq!(sent(0)[field], 64, "{}", sent(0));
+    // The client's own (lower) limit goes as it was sent.
+    let response = h
+        .post("/chat/completions", chat(json!({"max_tokens": 5})))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(sent(1)["max_tokens"], 5, "{}", sent(1));
+    let streamed = h
+        .post("/chat/completions", chat(json!({"stream": true})))
+        .await;
+    assert_eq!(streamed.status(), 200);
+    let _ = streamed.text().await;
+    assert_eq!(sent(2)[field], 64, "{}", sent(2));
+}
+
 pub async fn streaming(provider: &str) {
     let h = harness(provider, "").await;
     let text = h
@@ -330,6 +357,7 @@ macro_rules! conformance {
             const P: &str = stringify!($provider);
             #[tokio::test] async fn plain() { super::plain(P).await }
             #[tokio::test] async fn max_tokens() { super::max_tokens(P).await }
+            #[tokio::test] async fn output_cap() { super::output_cap(P).await }
             #[tokio::test] async fn streaming() { super::streaming(P).await }
             #[tokio::test] async fn streaming_usage() { super::streaming_usage(P).await }
             #[tokio::test] async fn tools_json() { super::tools_json(P).await }

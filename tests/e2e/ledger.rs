@@ -267,6 +267,74 @@ async fn settlements_survive_a_redis_outage_and_are_applied_when_it_returns() {
 }
 
 #[tokio::test]
+async fn a_settlement_after_the_reaper_still_adds_its_cost() {
+    let redis = TestRedis::new().await.unwrap();
+    let l = ledger(&redis, FailurePolicy::FailClosed, 0).await;
+    let budget = line("b", 1_000, 0);
+    let held = l
+        .reserve(ReserveRequest {
+            deadline_ms: now_ms() - 1, // its gateway "died": the lease ran out
+            ..ask(vec![budget.clone()], 300)
+        })
+        .await
+        .unwrap();
+    assert_eq!(l.reap(&["acme".to_owned()], now_ms()).await.unwrap(), 1);
+    assert_eq!(l.counter(&budget).await.unwrap(), (Micros(0), Micros(0)));
+    // The call was slow, not dead: its settlement comes after the reaper's release.
+    l.settle(&held, Micros(120)).await.unwrap();
+    assert_eq!(l.counter(&budget).await.unwrap(), (Micros(120), Micros(0)));
+    // Once, not twice.
+    l.settle(&held, Micros(120)).await.unwrap();
+    assert_eq!(l.counter(&budget).await.unwrap(), (Micros(120), Micros(0)));
+}
+
+#[tokio::test]
+async fn a_full_settlement_queue_keeps_the_spend() {
+    let mut server = RedisServer::start().await.unwrap();
+    let l = RedisLedger::new(
+        &RedisSettings {
+            settle_queue_capacity: 1,
+            ..settings(&server.url(), "tgtest:overflow:")
+        },
+        FailurePolicy::FailClosed,
+        Micros(0),
+    )
+    .unwrap();
+    l.connect().await.unwrap();
+    let budget = line("b", 10_000, 0);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(l.reserve(ask(vec![budget.clone()], 100)).await.unwrap());
+    }
+    server.stop();
+    for (r, cost) in held.iter().zip([10, 20, 30]) {
+        l.settle(r, Micros(cost)).await.unwrap();
+    }
+    assert_eq!(l.pending_settlements(), 1, "the queue holds one");
+    assert_eq!(
+        l.owed_spend().values().map(|m| m.0).sum::<i64>(),
+        50,
+        "the two past capacity are owed, not dropped"
+    );
+    // It comes back empty: the queued settlement and the owed spend both arrive.
+    server.restart().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        l.maintain(&["acme".to_owned()], now_ms()).await;
+        if l.counter(&budget).await.ok() == Some((Micros(60), Micros(0))) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "spend or reservations never settled: {:?}",
+            l.counter(&budget).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(l.owed_spend().is_empty());
+}
+
+#[tokio::test]
 async fn the_same_scripts_run_on_a_redis_cluster() {
     let cluster = RedisCluster::start(3).await.unwrap();
     let settings = RedisSettings {
@@ -375,7 +443,7 @@ proptest! {
 
     /// Random reserve/settle/release/expire sequences give the same answers and the same
     /// counters from the Lua scripts as from the plain Rust model (where an expired
-    /// lease reaped is a release).
+    /// lease is reaped: released, with a later settlement still adding its cost).
     #[test]
     fn lua_scripts_match_the_rust_model(ops in proptest::collection::vec(op(), 1..40)) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -421,7 +489,7 @@ proptest! {
                         let _: i64 = redis::cmd("DEL").arg(format!("{}{{org:acme}}:reaper", redis.prefix))
                             .query_async(&mut con).await.unwrap();
                         lua.reap(&["acme".to_owned()], now_ms()).await.unwrap();
-                        model.release(&r).await.unwrap();
+                        model.reap(&r);
                     }
                     _ => {}
                 }

@@ -18,6 +18,8 @@ struct State {
     counters: HashMap<(String, i64), Counter>,
     /// Open reservations by id; settling removes them, which makes settle idempotent.
     open: HashMap<uuid::Uuid, Micros>,
+    /// Reservations released by [`MemoryLedger::reap`] whose cost is still to come.
+    reaped: std::collections::HashSet<uuid::Uuid>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +46,21 @@ impl MemoryLedger {
     /// Whether reservation `id` was made here and is not settled yet.
     pub fn holds(&self, id: &uuid::Uuid) -> bool {
         self.lock().open.contains_key(id)
+    }
+
+    /// Releases an open reservation as a reaper does for a gateway that died: a
+    /// settlement that arrives later still adds its cost (the model of the Redis
+    /// ledger's `reaped` tombstone).
+    pub fn reap(&self, reservation: &Reservation) {
+        let mut state = self.lock();
+        let Some(reserved) = state.open.remove(&reservation.id) else {
+            return;
+        };
+        for line in &reservation.lines {
+            let counter = state.counters.entry(key(line)).or_default();
+            counter.reserved = counter.reserved - reserved;
+        }
+        state.reaped.insert(reservation.id);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -87,8 +104,11 @@ impl Ledger for MemoryLedger {
 
     async fn settle(&self, reservation: &Reservation, actual: Micros) -> Result<(), SettleError> {
         let mut state = self.lock();
-        let Some(reserved) = state.open.remove(&reservation.id) else {
-            return Ok(()); // already settled
+        let reserved = match state.open.remove(&reservation.id) {
+            Some(reserved) => reserved,
+            // Reaped before its settlement came: the reserved part is gone, the cost is not.
+            None if state.reaped.remove(&reservation.id) => Micros::ZERO,
+            None => return Ok(()), // already settled
         };
         for line in &reservation.lines {
             let counter = state.counters.entry(key(line)).or_default();
