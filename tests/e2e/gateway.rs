@@ -622,3 +622,55 @@ async fn a_clamping_budget_lowers_max_tokens_instead_of_refusing() {
         "the provider was asked for what the budget affords"
     );
 }
+
+/// A timed-out attempt may have been generated and billed in full, so the call pays for
+/// it, and a retry needs a second worst case reserved: where the budget has it the call
+/// fails over (to a pricier deployment, which the reservation already priced), where it
+/// has not the timeout is the answer and nothing more is sent.
+#[tokio::test]
+async fn a_retry_after_a_timeout_is_reserved_again_or_not_made() {
+    let mock = MockUpstream::start().await.unwrap();
+    let m = mock.url();
+    let pricier = "prices = { input = 2000000, output = 4000000 }";
+    let (rich, poor) = (TestKey::new(), TestKey::new());
+    let config = format!(
+        "[routing]\nmax_attempts = 2\nbackoff_base_ms = 1\ncooldown_failures = 100\n\
+         [[models]]\nname = \"m\"\ndefault_max_output_tokens = 100\n\
+         [[deployments]]\nid = \"hung\"\nmodel = \"m\"\nprovider = \"openai\"\nbase_url = \"{m}/v1\"\nupstream_model = \"x+hang\"\n{PRICES}\nweight = 1000\ntimeouts = {{ first_byte_ms = 300, total_ms = 300 }}\n\
+         [[deployments]]\nid = \"fine\"\nmodel = \"m\"\nprovider = \"openai\"\nbase_url = \"{m}/v1\"\nupstream_model = \"ok\"\n{pricier}\nweight = 1\n\
+         [[orgs]]\nid = \"acme\"\n[[teams]]\nid = \"rich\"\norg = \"acme\"\n[[teams]]\nid = \"poor\"\norg = \"acme\"\n\
+         [[budgets]]\nscope = \"team:rich\"\namount_usd = \"1.00\"\nperiod = \"day\"\n\
+         [[budgets]]\nscope = \"team:poor\"\namount_usd = \"0.000700\"\nperiod = \"day\"\n{}{}",
+        rich.entry("rich", ""),
+        poor.entry("poor", "")
+    );
+    let gateway = GatewayProcess::start(&config, &[]).await.unwrap();
+    let call = |key: &TestKey| {
+        http()
+            .post(format!("{}/chat/completions", gateway.v1()))
+            .bearer_auth(&key.full)
+            .json(&hello("m"))
+            .send()
+    };
+
+    let response = call(&rich).await.unwrap();
+    assert_eq!(response.status(), 200, "{}", gateway.stderr());
+    assert_eq!(response.headers()["x-tollgate-deployment"], "fine");
+    let event = gateway.usage_events(1).await.remove(0);
+    let reserved = event["reserved_micros"].as_i64().unwrap();
+    let worst = reserved / 2;
+    // Prompt and output at the pricier deployment's prices (the reservation used them).
+    let prompt = event["prompt_tokens"].as_i64().unwrap();
+    let actual = 2 * prompt + 4 * event["completion_tokens"].as_i64().unwrap();
+    assert!(worst >= 2 * prompt + 4 * 100, "{event}");
+    assert_eq!(event["attempts"], 2, "{event}");
+    assert_eq!(event["cost_micros"].as_i64().unwrap(), worst + actual, "{event}");
+
+    let sent_before = mock.requests().len();
+    let response = call(&poor).await.unwrap();
+    assert_eq!(response.status(), 504, "{}", gateway.stderr());
+    assert_eq!(mock.requests().len(), sent_before + 1, "no retry was sent");
+    let event = gateway.usage_events(2).await.remove(1);
+    assert_eq!(event["cost_micros"], event["reserved_micros"], "{event}");
+    assert!(event["cost_micros"].as_i64().unwrap() > 0, "{event}");
+}
