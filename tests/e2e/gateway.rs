@@ -664,7 +664,11 @@ async fn a_retry_after_a_timeout_is_reserved_again_or_not_made() {
     let actual = 2 * prompt + 4 * event["completion_tokens"].as_i64().unwrap();
     assert!(worst >= 2 * prompt + 4 * 100, "{event}");
     assert_eq!(event["attempts"], 2, "{event}");
-    assert_eq!(event["cost_micros"].as_i64().unwrap(), worst + actual, "{event}");
+    assert_eq!(
+        event["cost_micros"].as_i64().unwrap(),
+        worst + actual,
+        "{event}"
+    );
 
     let sent_before = mock.requests().len();
     let response = call(&poor).await.unwrap();

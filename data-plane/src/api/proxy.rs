@@ -171,7 +171,15 @@ async fn run(
     )
     .await?;
     guard.hold_permit(permit);
-    let mut hold = reserve(&gw.ledger, &snapshot, &caller, &grant, endpoint, deadline_ms).await?;
+    let mut hold = reserve(
+        &gw.ledger,
+        &snapshot,
+        &caller,
+        &grant,
+        endpoint,
+        deadline_ms,
+    )
+    .await?;
     req.output_ceiling = hold.ceiling;
     guard.hold(&mut hold);
     let staleness = Duration::from_millis(gw.live.staleness_ms(now));

@@ -176,7 +176,14 @@ pub fn reserve<'a>(
     // Everything borrowed from the snapshot is read before the first await, so the
     // future holds only owned data and the ledger.
     let lines = budget_lines(snapshot, caller, OffsetDateTime::now_utc());
-    reserve_lines(ledger, lines, grant.estimate, max_prices(&grant.model), endpoint, deadline_ms)
+    reserve_lines(
+        ledger,
+        lines,
+        grant.estimate,
+        max_prices(&grant.model),
+        endpoint,
+        deadline_ms,
+    )
 }
 
 async fn reserve_lines(
@@ -198,10 +205,9 @@ async fn reserve_lines(
             min_amount: money::worst_case(estimate.prompt_tokens, minimal_output, &prices),
             deadline_ms,
         };
-        let reservation = ledger
-            .reserve(request)
-            .await
-            .inspect_err(|_| metrics::counter!("tollgate_reservations_refused_total").increment(1))?;
+        let reservation = ledger.reserve(request).await.inspect_err(|_| {
+            metrics::counter!("tollgate_reservations_refused_total").increment(1)
+        })?;
         Some(reservation)
     };
     let clamped = reservation

@@ -303,7 +303,11 @@ impl Drop for CallGuard {
                 let mut left = cost;
                 let last = reservations.len() - 1;
                 for (i, reservation) in reservations.iter().enumerate() {
-                    let share = if i == last { left } else { left.min(reservation.amount) };
+                    let share = if i == last {
+                        left
+                    } else {
+                        left.min(reservation.amount)
+                    };
                     left = left - share;
                     if let Err(e) = ledger.settle(reservation, share).await {
                         tracing::error!(error = %e, reservation = %reservation.id, "could not settle a reservation");

@@ -144,8 +144,7 @@ pub fn request_body(
     out.insert("model".into(), model.into());
     out.insert(
         "max_tokens".into(),
-        req.output_cap().unwrap_or(DEFAULT_MAX_TOKENS)
-            .into(),
+        req.output_cap().unwrap_or(DEFAULT_MAX_TOKENS).into(),
     );
     if let Some(system) = system {
         out.insert("system".into(), system.into());

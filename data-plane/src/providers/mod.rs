@@ -225,7 +225,13 @@ impl ProviderError {
 
     /// The provider answered that the deployment's credential is bad.
     pub fn credential_refused(&self) -> bool {
-        matches!(self, Self::Status { status: 401 | 403, .. })
+        matches!(
+            self,
+            Self::Status {
+                status: 401 | 403,
+                ..
+            }
+        )
     }
 
     /// May the provider have billed the attempt? Yes unless it definitively answered
