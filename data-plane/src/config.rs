@@ -161,6 +161,32 @@ pub struct ServerSettings {
     pub usage_log: Option<std::path::PathBuf>,
     /// `text` or `json` (one object per line, with the call's `request_id`) on stderr.
     pub log_format: LogFormat,
+    /// An HTTP/1 request head must be complete this long after the gateway started
+    /// waiting for it (ms); a slower client (slowloris) is disconnected.
+    pub header_read_timeout_ms: u64,
+    /// A request body must be complete this long after its head (ms); a body still
+    /// trickling in then gets 408 and the connection is closed.
+    pub body_read_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed (ms). Longer than
+    /// the clients' own pool idle time (the OpenAI SDKs: 5 s), so that clients close first.
+    pub idle_timeout_ms: u64,
+    /// Client connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Serve `GET /metrics` on this address instead of `listen` (e.g. a port only the
+    /// Prometheus scraper can reach). Absent: `/metrics` is on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl ServerSettings {
+    /// What each client connection is allowed.
+    pub fn connection_limits(&self) -> tollgate_serve::Limits {
+        tollgate_serve::Limits {
+            header_read_timeout: std::time::Duration::from_millis(self.header_read_timeout_ms),
+            body_read_timeout: std::time::Duration::from_millis(self.body_read_timeout_ms),
+            idle_timeout: std::time::Duration::from_millis(self.idle_timeout_ms),
+            max_connections: self.max_connections,
+        }
+    }
 }
 
 impl Default for ServerSettings {
@@ -173,6 +199,11 @@ impl Default for ServerSettings {
             usage_queue_capacity: 65_536,
             usage_log: None,
             log_format: LogFormat::Text,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 60_000,
+            idle_timeout_ms: 75_000,
+            max_connections: 4_096,
+            metrics_listen: None,
         }
     }
 }
@@ -392,6 +423,25 @@ impl Settings {
         if self.tracing.export_interval_ms == 0 || self.tracing.export_timeout_ms == 0 {
             problems.push(
                 "tracing.export_interval_ms and tracing.export_timeout_ms: must be at least 1"
+                    .to_owned(),
+            );
+        }
+        let server = &self.server;
+        for (field, ms) in [
+            ("header_read_timeout_ms", server.header_read_timeout_ms),
+            ("body_read_timeout_ms", server.body_read_timeout_ms),
+            ("idle_timeout_ms", server.idle_timeout_ms),
+        ] {
+            if ms == 0 {
+                problems.push(format!("server.{field}: must be at least 1"));
+            }
+        }
+        if server.max_connections == 0 {
+            problems.push("server.max_connections: must be at least 1".to_owned());
+        }
+        if server.metrics_listen == Some(server.listen) && server.listen.port() != 0 {
+            problems.push(
+                "server.metrics_listen: must differ from server.listen (or be left out)"
                     .to_owned(),
             );
         }
