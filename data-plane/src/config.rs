@@ -23,6 +23,7 @@ const SETTINGS_SECTIONS: &[&str] = &[
     "control",
     "telemetry",
     "tracing",
+    "credentials",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -45,6 +46,53 @@ pub struct Settings {
     /// OpenTelemetry traces over OTLP (off unless `otlp_endpoint` is set).
     #[serde(default)]
     pub tracing: TracingSettings,
+    /// What a deployment's credential reference may read on this gateway.
+    #[serde(default)]
+    pub credentials: CredentialSettings,
+}
+
+/// The sources a snapshot's credential references (`env:NAME`, `file:PATH`) may name.
+/// A snapshot is signed by the control plane, but what it may make this gateway send to
+/// a provider is this gateway's decision: without an allow-list, one bad snapshot could
+/// name `env:TOLLGATE_AUTH__KEY_PEPPER` and ship the pepper to any `base_url`. A
+/// reference outside the list refuses the whole snapshot (Nack, naming the deployment).
+/// The gateway's own settings (`TOLLGATE_*` other than `TOLLGATE_PROVIDER_*`) are never
+/// readable, whatever the list says.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CredentialSettings {
+    /// Environment variables `env:NAME` may name exactly.
+    pub env_names: Vec<String>,
+    /// ... or by prefix (e.g. every `TOLLGATE_PROVIDER_*` and `AWS_*` variable).
+    pub env_prefixes: Vec<String>,
+    /// `file:PATH` references read files inside this directory only (a relative PATH is
+    /// taken from it; symlinks and `..` are resolved first, so neither escapes it).
+    /// Absent: `file:` references are refused.
+    pub file_dir: Option<std::path::PathBuf>,
+}
+
+impl Default for CredentialSettings {
+    fn default() -> Self {
+        Self {
+            env_names: [
+                "OPENAI_API_KEY",
+                "AZURE_OPENAI_API_KEY",
+                "ANTHROPIC_API_KEY",
+                "GEMINI_API_KEY",
+                "GOOGLE_API_KEY",
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                "GROQ_API_KEY",
+                "MISTRAL_API_KEY",
+                "DEEPSEEK_API_KEY",
+                "XAI_API_KEY",
+                "TOGETHER_API_KEY",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            env_prefixes: vec!["TOLLGATE_PROVIDER_".to_owned(), "AWS_".to_owned()],
+            file_dir: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -444,6 +492,16 @@ impl Settings {
                 "server.metrics_listen: must differ from server.listen (or be left out)"
                     .to_owned(),
             );
+        }
+        if self.credentials.env_prefixes.iter().any(String::is_empty) {
+            problems.push(
+                "credentials.env_prefixes: an empty prefix would allow every variable".to_owned(),
+            );
+        }
+        if let Some(dir) = &self.credentials.file_dir
+            && !dir.is_absolute()
+        {
+            problems.push("credentials.file_dir: must be an absolute path".to_owned());
         }
         if self.server.usage_queue_capacity == 0 {
             problems.push("server.usage_queue_capacity: must be at least 1".to_owned());

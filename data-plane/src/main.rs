@@ -245,7 +245,8 @@ fn build_snapshot(loaded: Loaded) -> anyhow::Result<(Settings, Snapshot, PriceTa
     let wire = file
         .into_proto(&loaded.settings.server.region)
         .map_err(|problems| anyhow::anyhow!("invalid config:\n  {}", problems.join("\n  ")))?;
-    let snapshot = Snapshot::from_proto(wire, &prices, &Credentials::from_env())?;
+    let credentials = Credentials::from_env().with_policy(&loaded.settings.credentials);
+    let snapshot = Snapshot::from_proto(wire, &prices, &credentials)?;
     Ok((loaded.settings, snapshot, prices))
 }
 
@@ -275,7 +276,7 @@ fn source(loaded: Loaded) -> anyhow::Result<(Settings, Source, PriceTable)> {
     let checker = Arc::new(Checker {
         trusted: remote::trusted_keys(control)?,
         prices: prices.clone(),
-        credentials: Credentials::from_env(),
+        credentials: Credentials::from_env().with_policy(&loaded.settings.credentials),
         region: loaded.settings.server.region.clone(),
     });
     let path = &control.last_known_good;

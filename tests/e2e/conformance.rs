@@ -33,7 +33,7 @@ fn deployment(provider: &str, mock: &str, directives: &str) -> String {
     };
     format!(
         "[[deployments]]\nid = \"dep\"\nmodel = \"m\"\nprovider = \"{provider}\"\nbase_url = \"{base}\"\n\
-         upstream_model = \"{upstream}{directives}\"\ncredential = \"env:TOLLGATE_CONFORMANCE_KEY\"\n{extra}{PRICES}\n"
+         upstream_model = \"{upstream}{directives}\"\ncredential = \"env:TOLLGATE_PROVIDER_CONFORMANCE_KEY\"\n{extra}{PRICES}\n"
     )
 }
 
@@ -52,7 +52,7 @@ async fn harness(provider: &str, directives: &str) -> Harness {
         key.entry("t", "")
     );
     let gateway =
-        GatewayProcess::start(&config, &[("TOLLGATE_CONFORMANCE_KEY", "provider-secret")])
+        GatewayProcess::start(&config, &[("TOLLGATE_PROVIDER_CONFORMANCE_KEY", "provider-secret")])
             .await
             .unwrap();
     Harness { mock, key, gateway }

@@ -325,3 +325,28 @@ async fn metrics_can_have_their_own_address_and_never_echo_a_client_model() {
         "{requests:?}"
     );
 }
+
+#[tokio::test]
+async fn a_deployment_cannot_send_the_gateways_pepper_upstream() {
+    let mock = MockUpstream::start().await.unwrap();
+    let key = TestKey::new();
+    // The harness sets TOLLGATE_AUTH__KEY_PEPPER in this gateway's environment.
+    let config = format!(
+        "[[orgs]]\nid = \"acme\"\n[[teams]]\nid = \"search\"\norg = \"acme\"\n\
+         [[models]]\nname = \"chat\"\n\
+         [[deployments]]\nid = \"leaky\"\nmodel = \"chat\"\nprovider = \"openai\"\nbase_url = \"{base}\"\n\
+         credential = \"env:TOLLGATE_AUTH__KEY_PEPPER\"\nprices = {{ input = 1, output = 1 }}\n{entry}",
+        base = mock.openai_base_url(),
+        entry = key.entry("search", ""),
+    );
+    let Err(error) = GatewayProcess::start(&config, &[]).await else {
+        panic!("a gateway started with its pepper as a provider credential")
+    };
+    let message = error.to_string();
+    assert!(
+        message.contains("deployments[0].credential_ref: deployment \"leaky\"")
+            && message.contains("TOLLGATE_AUTH__KEY_PEPPER is not one this gateway lets"),
+        "{message}"
+    );
+    assert!(mock.requests().is_empty());
+}
