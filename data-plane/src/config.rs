@@ -489,8 +489,7 @@ impl Settings {
         }
         if server.metrics_listen == Some(server.listen) && server.listen.port() != 0 {
             problems.push(
-                "server.metrics_listen: must differ from server.listen (or be left out)"
-                    .to_owned(),
+                "server.metrics_listen: must differ from server.listen (or be left out)".to_owned(),
             );
         }
         if self.credentials.env_prefixes.iter().any(String::is_empty) {

@@ -448,7 +448,9 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     tracing::info!(%addr, config_version = version, "gateway ready");
     report(&format!("tollgate-gateway listening on http://{addr}"));
     if let Some((bound, _)) = &metrics_server {
-        report(&format!("tollgate-gateway metrics on http://{bound}/metrics"));
+        report(&format!(
+            "tollgate-gateway metrics on http://{bound}/metrics"
+        ));
     }
 
     tollgate_serve::serve(

@@ -165,13 +165,16 @@ async fn serve_connection(
     let in_flight = Arc::new(in_flight);
     let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
         let guard = InFlight::enter(in_flight.clone());
-        let mut request =
-            request.map(|body| axum::body::Body::new(Deadline::new(body, limits.body_read_timeout)));
+        let mut request = request
+            .map(|body| axum::body::Body::new(Deadline::new(body, limits.body_read_timeout)));
         request.extensions_mut().insert(ConnectInfo(peer));
         let app = app.clone();
         async move {
             let Ok(response) = app.oneshot(request).await;
-            Ok::<_, Infallible>(response.map(|body| Tracked { body, _guard: guard }))
+            Ok::<_, Infallible>(response.map(|body| Tracked {
+                body,
+                _guard: guard,
+            }))
         }
     });
     let connection = builder.serve_connection(TokioIo::new(tcp), service);
@@ -334,7 +337,10 @@ mod tests {
         let started = std::time::Instant::now();
         let error = axum::body::to_bytes(body, 1024).await.unwrap_err();
         let took = started.elapsed();
-        assert!(took >= Duration::from_millis(100) && took < Duration::from_secs(2), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(100) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
         let found = BodyTimeout::find(&error).expect("BodyTimeout in the source chain");
         assert_eq!(found.0, Duration::from_millis(100));
     }
@@ -360,6 +366,9 @@ mod tests {
         drop(guard);
         idle.await.unwrap();
         let took = released.elapsed();
-        assert!(took >= Duration::from_millis(100) && took < Duration::from_secs(2), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(100) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
     }
 }

@@ -51,10 +51,12 @@ async fn harness(provider: &str, directives: &str) -> Harness {
         deployment(provider, &mock.url(), directives),
         key.entry("t", "")
     );
-    let gateway =
-        GatewayProcess::start(&config, &[("TOLLGATE_PROVIDER_CONFORMANCE_KEY", "provider-secret")])
-            .await
-            .unwrap();
+    let gateway = GatewayProcess::start(
+        &config,
+        &[("TOLLGATE_PROVIDER_CONFORMANCE_KEY", "provider-secret")],
+    )
+    .await
+    .unwrap();
     Harness { mock, key, gateway }
 }
 

@@ -75,7 +75,10 @@ async fn trickle(addr: &str, head: &[u8], drip: &[u8]) -> (Duration, String) {
     .await;
     let took = started.elapsed();
     writer.abort();
-    assert!(closed.is_ok(), "the server kept a trickling client for 10 s");
+    assert!(
+        closed.is_ok(),
+        "the server kept a trickling client for 10 s"
+    );
     (took, String::from_utf8_lossy(&answer).into_owned())
 }
 
@@ -201,7 +204,10 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
         .unwrap();
     let mut buf = [0_u8; 1024];
     let waited = tokio::time::timeout(Duration::from_millis(700), third.read(&mut buf)).await;
-    assert!(waited.is_err(), "a third connection was served beyond the cap");
+    assert!(
+        waited.is_err(),
+        "a third connection was served beyond the cap"
+    );
 
     drop(first);
     let n = tokio::time::timeout(Duration::from_secs(3), third.read(&mut buf))
@@ -245,10 +251,26 @@ async fn every_error_has_an_openai_body() {
     let s = setup(&[]).await;
     let base = &s.gateway.url;
     let cases = [
-        (http().get(format!("{base}/v1/chat/completions")), 405, "method_not_allowed"),
-        (http().delete(format!("{base}/v1/models")), 405, "method_not_allowed"),
-        (http().post(format!("{base}/healthz")), 405, "method_not_allowed"),
-        (http().get(format!("{base}/v2/anything")), 404, "unknown_url"),
+        (
+            http().get(format!("{base}/v1/chat/completions")),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            http().delete(format!("{base}/v1/models")),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            http().post(format!("{base}/healthz")),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            http().get(format!("{base}/v2/anything")),
+            404,
+            "unknown_url",
+        ),
     ];
     for (request, status, code) in cases {
         let response = request.bearer_auth(&s.key.full).send().await.unwrap();
@@ -311,7 +333,10 @@ async fn metrics_can_have_their_own_address_and_never_echo_a_client_model() {
         .filter(|l| l.starts_with("tollgate_requests_total{"))
         .collect();
     assert!(!metrics.contains("made-up-model"), "{metrics}");
-    assert!(!metrics.contains("chat-latest"), "an alias is its model's label");
+    assert!(
+        !metrics.contains("chat-latest"),
+        "an alias is its model's label"
+    );
     assert!(
         requests
             .iter()

@@ -51,7 +51,10 @@ pub struct NewProvider {
     /// `file:PATH` (a file under the gateways' `credentials.file_dir`). Each gateway only
     /// reads what its `[credentials]` settings allow. The secret itself is refused.
     /// Absent for a provider that needs no credential.
-    #[schema(pattern = "^(env:[A-Z_][A-Z0-9_]*|file:[^\\x00-\\x1f]+)$", max_length = 1029)]
+    #[schema(
+        pattern = "^(env:[A-Z_][A-Z0-9_]*|file:[^\\x00-\\x1f]+)$",
+        max_length = 1029
+    )]
     pub credential_ref: Option<String>,
 }
 

@@ -261,8 +261,15 @@ mod tests {
 
     #[test]
     fn base_urls_are_an_origin_and_a_path_only() {
-        for good in ["https://api.openai.com/v1", "http://10.0.0.5:8000/v1/", "https://x.example"] {
-            assert!(fields(Checks::default().base_url("u", good)).is_empty(), "{good}");
+        for good in [
+            "https://api.openai.com/v1",
+            "http://10.0.0.5:8000/v1/",
+            "https://x.example",
+        ] {
+            assert!(
+                fields(Checks::default().base_url("u", good)).is_empty(),
+                "{good}"
+            );
         }
         for bad in [
             "https://api.openai.com/v1?api-key=x",
@@ -272,7 +279,10 @@ mod tests {
             "https://user@api.openai.com",
             "ftp://x.example",
         ] {
-            assert!(!fields(Checks::default().base_url("u", bad)).is_empty(), "{bad}");
+            assert!(
+                !fields(Checks::default().base_url("u", bad)).is_empty(),
+                "{bad}"
+            );
         }
     }
 }

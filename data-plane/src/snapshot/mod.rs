@@ -102,7 +102,9 @@ impl Credentials {
             if self.form_only {
                 return Ok(None);
             }
-            return self.read_file(path).map(|text| Some(SecretString::from(text)));
+            return self
+                .read_file(path)
+                .map(|text| Some(SecretString::from(text)));
         }
         Err(format!(
             "unsupported credential reference {reference:?}; use \"env:NAME\" or \"file:PATH\""
@@ -126,7 +128,10 @@ impl Credentials {
     fn read_file(&self, path: &str) -> Result<String, String> {
         use std::io::Read;
         let Some(dir) = &self.policy.file_dir else {
-            return Err("file: references are not allowed on this gateway (set credentials.file_dir)".to_owned());
+            return Err(
+                "file: references are not allowed on this gateway (set credentials.file_dir)"
+                    .to_owned(),
+            );
         };
         let dir = std::fs::canonicalize(dir)
             .map_err(|e| format!("credentials.file_dir {}: {e}", dir.display()))?;

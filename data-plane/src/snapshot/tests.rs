@@ -131,7 +131,9 @@ fn a_missing_credential_variable_is_named() {
     let SnapshotError(problems) = build(GOOD, &[]).unwrap_err();
     assert_eq!(
         problems,
-        vec!["deployments[0].credential_ref: deployment \"oai\": environment variable OPENAI_API_KEY is not set"]
+        vec![
+            "deployments[0].credential_ref: deployment \"oai\": environment variable OPENAI_API_KEY is not set"
+        ]
     );
 }
 
@@ -167,13 +169,21 @@ fn with_oai(credential: &str, base_url: &str) -> String {
     .replace("https://api.openai.com/v1/", base_url)
 }
 
-fn build_with(text: &str, env: &[(&str, &str)], policy: &CredentialSettings) -> Result<Snapshot, SnapshotError> {
+fn build_with(
+    text: &str,
+    env: &[(&str, &str)],
+    policy: &CredentialSettings,
+) -> Result<Snapshot, SnapshotError> {
     let file: StaticSnapshot = toml::from_str(text).expect("parses");
     let wire = file.into_proto("local").map_err(SnapshotError)?;
     let credentials =
         Credentials::from_map(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
             .with_policy(policy);
-    Snapshot::from_proto(wire, &PriceTable::built_in().expect("price table"), &credentials)
+    Snapshot::from_proto(
+        wire,
+        &PriceTable::built_in().expect("price table"),
+        &credentials,
+    )
 }
 
 fn oai_credential(snapshot: &Snapshot) -> String {
@@ -195,8 +205,12 @@ fn credentials_name_only_allowed_variables_never_the_gateways_own() {
     ];
     let default = CredentialSettings::default();
     for allowed in ["env:TOLLGATE_PROVIDER_OPENAI", "env:AWS_SECRET_ACCESS_KEY"] {
-        let snapshot = build_with(&with_oai(allowed, "https://api.openai.com/v1"), &env, &default)
-            .unwrap_or_else(|e| panic!("{allowed}: {e}"));
+        let snapshot = build_with(
+            &with_oai(allowed, "https://api.openai.com/v1"),
+            &env,
+            &default,
+        )
+        .unwrap_or_else(|e| panic!("{allowed}: {e}"));
         assert!(!oai_credential(&snapshot).is_empty());
     }
     // Even an allow-list that names them cannot reach the gateway's own settings.
@@ -213,22 +227,34 @@ fn credentials_name_only_allowed_variables_never_the_gateways_own() {
         ("env:TOLLGATE_AUTH__KEY_PEPPER", &reckless),
         ("env:TOLLGATE_CONTROL__ENROLLMENT_TOKEN", &reckless),
     ] {
-        let err = build_with(&with_oai(refused, "https://api.openai.com/v1"), &env, policy)
-            .unwrap_err();
+        let err = build_with(
+            &with_oai(refused, "https://api.openai.com/v1"),
+            &env,
+            policy,
+        )
+        .unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains("deployments[0].credential_ref: deployment \"oai\"")
                 && text.contains("not one this gateway lets credentials name"),
             "{refused}: {text}"
         );
-        assert!(!text.contains("the-pepper") && !text.contains("tge_secret"), "{text}");
+        assert!(
+            !text.contains("the-pepper") && !text.contains("tge_secret"),
+            "{text}"
+        );
     }
     // An operator's own list works.
     let own = CredentialSettings {
         env_names: vec!["DATABASE_URL".into()],
         ..CredentialSettings::default()
     };
-    let snapshot = build_with(&with_oai("env:DATABASE_URL", "https://x.example"), &env, &own).unwrap();
+    let snapshot = build_with(
+        &with_oai("env:DATABASE_URL", "https://x.example"),
+        &env,
+        &own,
+    )
+    .unwrap();
     assert_eq!(oai_credential(&snapshot), "postgres://secret");
 }
 
@@ -269,18 +295,30 @@ fn file_credentials_stay_inside_their_directory() {
         let text = build_with(&with_oai(reference, url), &[], &policy)
             .unwrap_err()
             .to_string();
-        assert!(text.contains("deployment \"oai\"") && text.contains(why), "{reference}: {text}");
+        assert!(
+            text.contains("deployment \"oai\"") && text.contains(why),
+            "{reference}: {text}"
+        );
         assert!(!text.contains("the-pepper"), "{text}");
     }
     // Without a directory, no file is readable at all.
-    let text = build_with(&with_oai("file:openai", url), &[], &CredentialSettings::default())
-        .unwrap_err()
-        .to_string();
+    let text = build_with(
+        &with_oai("file:openai", url),
+        &[],
+        &CredentialSettings::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(text.contains("credentials.file_dir"), "{text}");
     // The control plane checks the form only.
     let file: StaticSnapshot = toml::from_str(&with_oai("file:openai", url)).unwrap();
     let wire = file.into_proto("local").unwrap();
-    Snapshot::from_proto(wire, &PriceTable::built_in().unwrap(), &Credentials::form_only()).unwrap();
+    Snapshot::from_proto(
+        wire,
+        &PriceTable::built_in().unwrap(),
+        &Credentials::form_only(),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -298,7 +336,15 @@ fn base_urls_are_an_origin_and_a_path_only() {
         let text = build_with(&with_oai("env:OPENAI_API_KEY", bad), &env, &default)
             .unwrap_err()
             .to_string();
-        assert!(text.contains("deployments[0].base_url: deployment \"oai\""), "{bad}: {text}");
+        assert!(
+            text.contains("deployments[0].base_url: deployment \"oai\""),
+            "{bad}: {text}"
+        );
     }
-    build_with(&with_oai("env:OPENAI_API_KEY", "http://10.0.0.5:8000/v1"), &env, &default).unwrap();
+    build_with(
+        &with_oai("env:OPENAI_API_KEY", "http://10.0.0.5:8000/v1"),
+        &env,
+        &default,
+    )
+    .unwrap();
 }
