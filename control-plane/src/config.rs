@@ -180,6 +180,29 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// `text` or `json` (one object per line) on stderr.
     pub log_format: tollgate_settings::LogFormat,
+    /// An HTTP/1 request head must be complete this long after the server started
+    /// waiting for it (ms); a slower client (slowloris) is disconnected.
+    pub header_read_timeout_ms: u64,
+    /// A request body must be complete this long after its head (ms).
+    pub body_read_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed (ms).
+    pub idle_timeout_ms: u64,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl ServerSettings {
+    /// What each client connection of the admin API is allowed.
+    pub fn connection_limits(&self) -> tollgate_serve::Limits {
+        tollgate_serve::Limits {
+            header_read_timeout: std::time::Duration::from_millis(
+                self.header_read_timeout_ms.max(1),
+            ),
+            body_read_timeout: std::time::Duration::from_millis(self.body_read_timeout_ms.max(1)),
+            idle_timeout: std::time::Duration::from_millis(self.idle_timeout_ms.max(1)),
+            max_connections: self.max_connections.max(1),
+        }
+    }
 }
 
 impl Default for ServerSettings {
@@ -188,6 +211,10 @@ impl Default for ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8400)),
             max_body_bytes: 1024 * 1024,
             log_format: tollgate_settings::LogFormat::Text,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            idle_timeout_ms: 75_000,
+            max_connections: 1_024,
         }
     }
 }

@@ -1,7 +1,6 @@
 //! `tollgate-control`: the admin API server and the operator commands built on the same
 //! store and audit log.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -27,6 +26,8 @@ Configuration: a TOML file (--config) whose values TOLLGATE_<SECTION>__<FIELD> e
 variables override, e.g. TOLLGATE_DATABASE__URL=postgres://tollgate@db/tollgate.
   [server]    listen = \"127.0.0.1:8400\"   (port 0 picks one; printed on stdout)
               max_body_bytes = 1048576   log_format = \"text\" | \"json\" (stderr, one object per line)
+              header_read_timeout_ms = 10000   body_read_timeout_ms = 30000   idle_timeout_ms = 75000
+              max_connections = 1024   (slow clients are cut off; more connections wait)
   [database]  url = \"postgres://postgres@127.0.0.1:5432/tollgate\"   max_connections = 10
   [auth]      key_pepper = \"...\"   >= 16 bytes, the same on every gateway; prefer
               TOLLGATE_AUTH__KEY_PEPPER (the gateway reads the same variable)
@@ -440,12 +441,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 "/metrics",
                 axum::routing::get(move || std::future::ready(metrics.render())),
             );
-            axum::serve(
+            tollgate_serve::serve(
                 listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
+                app,
+                settings.server.connection_limits(),
+                shutdown_signal(),
             )
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+            .await;
             shutdown.cancel();
         }
         Command::Bootstrap { email, force } => {

@@ -23,6 +23,7 @@ const SETTINGS_SECTIONS: &[&str] = &[
     "control",
     "telemetry",
     "tracing",
+    "credentials",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -45,6 +46,53 @@ pub struct Settings {
     /// OpenTelemetry traces over OTLP (off unless `otlp_endpoint` is set).
     #[serde(default)]
     pub tracing: TracingSettings,
+    /// What a deployment's credential reference may read on this gateway.
+    #[serde(default)]
+    pub credentials: CredentialSettings,
+}
+
+/// The sources a snapshot's credential references (`env:NAME`, `file:PATH`) may name.
+/// A snapshot is signed by the control plane, but what it may make this gateway send to
+/// a provider is this gateway's decision: without an allow-list, one bad snapshot could
+/// name `env:TOLLGATE_AUTH__KEY_PEPPER` and ship the pepper to any `base_url`. A
+/// reference outside the list refuses the whole snapshot (Nack, naming the deployment).
+/// The gateway's own settings (`TOLLGATE_*` other than `TOLLGATE_PROVIDER_*`) are never
+/// readable, whatever the list says.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CredentialSettings {
+    /// Environment variables `env:NAME` may name exactly.
+    pub env_names: Vec<String>,
+    /// ... or by prefix (e.g. every `TOLLGATE_PROVIDER_*` and `AWS_*` variable).
+    pub env_prefixes: Vec<String>,
+    /// `file:PATH` references read files inside this directory only (a relative PATH is
+    /// taken from it; symlinks and `..` are resolved first, so neither escapes it).
+    /// Absent: `file:` references are refused.
+    pub file_dir: Option<std::path::PathBuf>,
+}
+
+impl Default for CredentialSettings {
+    fn default() -> Self {
+        Self {
+            env_names: [
+                "OPENAI_API_KEY",
+                "AZURE_OPENAI_API_KEY",
+                "ANTHROPIC_API_KEY",
+                "GEMINI_API_KEY",
+                "GOOGLE_API_KEY",
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                "GROQ_API_KEY",
+                "MISTRAL_API_KEY",
+                "DEEPSEEK_API_KEY",
+                "XAI_API_KEY",
+                "TOGETHER_API_KEY",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            env_prefixes: vec!["TOLLGATE_PROVIDER_".to_owned(), "AWS_".to_owned()],
+            file_dir: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -161,6 +209,32 @@ pub struct ServerSettings {
     pub usage_log: Option<std::path::PathBuf>,
     /// `text` or `json` (one object per line, with the call's `request_id`) on stderr.
     pub log_format: LogFormat,
+    /// An HTTP/1 request head must be complete this long after the gateway started
+    /// waiting for it (ms); a slower client (slowloris) is disconnected.
+    pub header_read_timeout_ms: u64,
+    /// A request body must be complete this long after its head (ms); a body still
+    /// trickling in then gets 408 and the connection is closed.
+    pub body_read_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed (ms). Longer than
+    /// the clients' own pool idle time (the OpenAI SDKs: 5 s), so that clients close first.
+    pub idle_timeout_ms: u64,
+    /// Client connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Serve `GET /metrics` on this address instead of `listen` (e.g. a port only the
+    /// Prometheus scraper can reach). Absent: `/metrics` is on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl ServerSettings {
+    /// What each client connection is allowed.
+    pub fn connection_limits(&self) -> tollgate_serve::Limits {
+        tollgate_serve::Limits {
+            header_read_timeout: std::time::Duration::from_millis(self.header_read_timeout_ms),
+            body_read_timeout: std::time::Duration::from_millis(self.body_read_timeout_ms),
+            idle_timeout: std::time::Duration::from_millis(self.idle_timeout_ms),
+            max_connections: self.max_connections,
+        }
+    }
 }
 
 impl Default for ServerSettings {
@@ -173,6 +247,11 @@ impl Default for ServerSettings {
             usage_queue_capacity: 65_536,
             usage_log: None,
             log_format: LogFormat::Text,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 60_000,
+            idle_timeout_ms: 75_000,
+            max_connections: 4_096,
+            metrics_listen: None,
         }
     }
 }
@@ -394,6 +473,34 @@ impl Settings {
                 "tracing.export_interval_ms and tracing.export_timeout_ms: must be at least 1"
                     .to_owned(),
             );
+        }
+        let server = &self.server;
+        for (field, ms) in [
+            ("header_read_timeout_ms", server.header_read_timeout_ms),
+            ("body_read_timeout_ms", server.body_read_timeout_ms),
+            ("idle_timeout_ms", server.idle_timeout_ms),
+        ] {
+            if ms == 0 {
+                problems.push(format!("server.{field}: must be at least 1"));
+            }
+        }
+        if server.max_connections == 0 {
+            problems.push("server.max_connections: must be at least 1".to_owned());
+        }
+        if server.metrics_listen == Some(server.listen) && server.listen.port() != 0 {
+            problems.push(
+                "server.metrics_listen: must differ from server.listen (or be left out)".to_owned(),
+            );
+        }
+        if self.credentials.env_prefixes.iter().any(String::is_empty) {
+            problems.push(
+                "credentials.env_prefixes: an empty prefix would allow every variable".to_owned(),
+            );
+        }
+        if let Some(dir) = &self.credentials.file_dir
+            && !dir.is_absolute()
+        {
+            problems.push("credentials.file_dir: must be an absolute path".to_owned());
         }
         if self.server.usage_queue_capacity == 0 {
             problems.push("server.usage_queue_capacity: must be at least 1".to_owned());

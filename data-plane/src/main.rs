@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use opentelemetry_sdk::trace::SdkTracer;
@@ -246,7 +245,8 @@ fn build_snapshot(loaded: Loaded) -> anyhow::Result<(Settings, Snapshot, PriceTa
     let wire = file
         .into_proto(&loaded.settings.server.region)
         .map_err(|problems| anyhow::anyhow!("invalid config:\n  {}", problems.join("\n  ")))?;
-    let snapshot = Snapshot::from_proto(wire, &prices, &Credentials::from_env())?;
+    let credentials = Credentials::from_env().with_policy(&loaded.settings.credentials);
+    let snapshot = Snapshot::from_proto(wire, &prices, &credentials)?;
     Ok((loaded.settings, snapshot, prices))
 }
 
@@ -276,7 +276,7 @@ fn source(loaded: Loaded) -> anyhow::Result<(Settings, Source, PriceTable)> {
     let checker = Arc::new(Checker {
         trusted: remote::trusted_keys(control)?,
         prices: prices.clone(),
-        credentials: Credentials::from_env(),
+        credentials: Credentials::from_env().with_policy(&loaded.settings.credentials),
         region: loaded.settings.server.region.clone(),
     });
     let path = &control.last_known_good;
@@ -355,7 +355,7 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         Some((spooler, shipper, spend)) => (Some(spooler), Some(shipper), Some(spend)),
         None => (None, None, None),
     };
-    let (emitter, events) = Emitter::new(settings.server.usage_queue_capacity);
+    let (emitter, events) = Emitter::new(settings.server.usage_queue_capacity, source.live.clone());
     let consumer = tokio::spawn(run_consumer(
         events,
         settings.server.usage_log.clone(),
@@ -422,18 +422,48 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", settings.server.listen))?;
     let addr = listener.local_addr()?;
+    let limits = settings.server.connection_limits();
+    // `/metrics` on its own address when one is set; it stops with the API.
+    let stop_metrics = tokio_util::sync::CancellationToken::new();
+    let metrics_server = match settings.server.metrics_listen {
+        Some(metrics_addr) => {
+            let metrics_listener = tokio::net::TcpListener::bind(metrics_addr)
+                .await
+                .with_context(|| format!("binding server.metrics_listen {metrics_addr}"))?;
+            let bound = metrics_listener.local_addr()?;
+            tracing::info!(addr = %bound, "metrics listening");
+            let stop = stop_metrics.clone();
+            Some((
+                bound,
+                tokio::spawn(tollgate_serve::serve(
+                    metrics_listener,
+                    api::metrics_router(gateway.clone()),
+                    limits,
+                    async move { stop.cancelled().await },
+                )),
+            ))
+        }
+        None => None,
+    };
     tracing::info!(%addr, config_version = version, "gateway ready");
     report(&format!("tollgate-gateway listening on http://{addr}"));
+    if let Some((bound, _)) = &metrics_server {
+        report(&format!(
+            "tollgate-gateway metrics on http://{bound}/metrics"
+        ));
+    }
 
-    // Small SSE writes must leave at once, not wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, api::router(gateway.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    tollgate_serve::serve(
+        listener,
+        api::router(gateway.clone(), metrics_server.is_none()),
+        limits,
+        shutdown_signal(),
+    )
+    .await;
+    stop_metrics.cancel();
+    if let Some((_, server)) = metrics_server {
+        let _ = server.await;
+    }
 
     // Settle what is still open before exiting; settlements are quick.
     gateway.shutdown.cancel();

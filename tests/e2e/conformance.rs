@@ -33,7 +33,7 @@ fn deployment(provider: &str, mock: &str, directives: &str) -> String {
     };
     format!(
         "[[deployments]]\nid = \"dep\"\nmodel = \"m\"\nprovider = \"{provider}\"\nbase_url = \"{base}\"\n\
-         upstream_model = \"{upstream}{directives}\"\ncredential = \"env:TOLLGATE_CONFORMANCE_KEY\"\n{extra}{PRICES}\n"
+         upstream_model = \"{upstream}{directives}\"\ncredential = \"env:TOLLGATE_PROVIDER_CONFORMANCE_KEY\"\n{extra}{PRICES}\n"
     )
 }
 
@@ -51,10 +51,12 @@ async fn harness(provider: &str, directives: &str) -> Harness {
         deployment(provider, &mock.url(), directives),
         key.entry("t", "")
     );
-    let gateway =
-        GatewayProcess::start(&config, &[("TOLLGATE_CONFORMANCE_KEY", "provider-secret")])
-            .await
-            .unwrap();
+    let gateway = GatewayProcess::start(
+        &config,
+        &[("TOLLGATE_PROVIDER_CONFORMANCE_KEY", "provider-secret")],
+    )
+    .await
+    .unwrap();
     Harness { mock, key, gateway }
 }
 

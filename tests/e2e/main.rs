@@ -8,6 +8,7 @@ mod config_push;
 mod conformance;
 mod control_plane;
 mod gateway;
+mod hardening;
 mod isolation;
 mod ledger;
 mod mock_upstream;

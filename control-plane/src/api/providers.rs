@@ -1,6 +1,7 @@
 //! `/api/v1/providers`: provider accounts, platform admins only. Tollgate never holds a
 //! provider's secret: a provider names where gateways find it (`credential_ref`,
-//! `env:NAME`), and anything else is refused (422). A provider's kind never changes (its
+//! `env:NAME` or `file:PATH`), and anything else is refused (422); `base_url` is an origin
+//! and path only (no query, fragment or userinfo). A provider's kind never changes (its
 //! deployments were validated for it); one in use by deployments cannot be deleted (409).
 //!
 //! [`create`] is shared with `tollgate-control providers create`.
@@ -42,12 +43,18 @@ pub struct NewProvider {
     /// Unique.
     #[schema(pattern = "\\S", min_length = 1, max_length = 200)]
     pub name: String,
-    /// The provider's API root, e.g. `https://api.openai.com/v1`.
-    #[schema(pattern = "^https?://", max_length = 2048)]
+    /// The provider's API root, e.g. `https://api.openai.com/v1`: origin and path only
+    /// (no query, no fragment, no `user:password@`).
+    #[schema(pattern = "^https?://[^/?#@]+(/[^?#]*)?$", max_length = 2048)]
     pub base_url: String,
-    /// `env:NAME`: the environment variable that holds the secret on every gateway. The
-    /// secret itself is refused. Absent for a provider that needs no credential.
-    #[schema(pattern = "^env:[A-Z_][A-Z0-9_]*$", max_length = 259)]
+    /// `env:NAME` (the environment variable that holds the secret on every gateway) or
+    /// `file:PATH` (a file under the gateways' `credentials.file_dir`). Each gateway only
+    /// reads what its `[credentials]` settings allow. The secret itself is refused.
+    /// Absent for a provider that needs no credential.
+    #[schema(
+        pattern = "^(env:[A-Z_][A-Z0-9_]*|file:[^\\x00-\\x1f]+)$",
+        max_length = 1029
+    )]
     pub credential_ref: Option<String>,
 }
 
@@ -57,10 +64,10 @@ pub struct NewProvider {
 pub struct ProviderUpdate {
     #[schema(pattern = "\\S", min_length = 1, max_length = 200)]
     pub name: Option<String>,
-    #[schema(pattern = "^https?://", max_length = 2048)]
+    #[schema(pattern = "^https?://[^/?#@]+(/[^?#]*)?$", max_length = 2048)]
     pub base_url: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>, pattern = "^env:[A-Z_][A-Z0-9_]*$", max_length = 259)]
+    #[schema(value_type = Option<String>, pattern = "^(env:[A-Z_][A-Z0-9_]*|file:[^\\x00-\\x1f]+)$", max_length = 1029)]
     pub credential_ref: Option<Option<String>>,
 }
 
@@ -89,7 +96,7 @@ pub async fn create(
     let mut checks = Checks::default()
         .one_of("kind", &new.kind, KINDS)
         .name("name", &new.name)
-        .http_url("base_url", &new.base_url);
+        .base_url("base_url", &new.base_url);
     if let Some(credential_ref) = &new.credential_ref {
         checks = checks.credential_ref("credential_ref", credential_ref);
     }
@@ -188,7 +195,7 @@ async fn update_provider(
         checks = checks.name("name", name);
     }
     if let Some(base_url) = &update.base_url {
-        checks = checks.http_url("base_url", base_url);
+        checks = checks.base_url("base_url", base_url);
     }
     if let Some(Some(credential_ref)) = &update.credential_ref {
         checks = checks.credential_ref("credential_ref", credential_ref);

@@ -93,8 +93,29 @@ impl Checks {
         }
     }
 
-    /// `env:NAME`: where gateways find a provider secret. The secret itself is refused,
-    /// whatever it looks like: Tollgate references provider secrets, it does not store them.
+    /// A provider's API root: an `http_url` that is a clean origin + path, with no
+    /// query, no fragment and no `user:password@` (gateways append paths to it and send
+    /// it a credential, so nothing may ride along in the URL itself).
+    pub fn base_url(self, field: &str, value: &str) -> Self {
+        let checked = self.http_url(field, value);
+        let authority = value
+            .split_once("://")
+            .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+        if value.contains(['?', '#']) || authority.contains('@') {
+            checked.fail(
+                field,
+                "an origin and path only, e.g. https://api.openai.com/v1 (no query, no fragment, no user:password@)",
+            )
+        } else {
+            checked
+        }
+    }
+
+    /// `env:NAME` or `file:PATH`: where gateways find a provider secret. The secret
+    /// itself is refused, whatever it looks like: Tollgate references provider secrets,
+    /// it does not store them. Which variables and directories a gateway actually lets a
+    /// reference read is its own setting (`[credentials]`); the gateway's own settings
+    /// (`TOLLGATE_*` other than `TOLLGATE_PROVIDER_*`) are refused here already.
     pub fn credential_ref(self, field: &str, value: &str) -> Self {
         let name_ok = |name: &str| {
             let mut bytes = name.bytes();
@@ -104,13 +125,27 @@ impl Checks {
                 && bytes.all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
                 && name.len() <= 255
         };
-        if value.strip_prefix("env:").is_some_and(name_ok) {
+        let own_setting =
+            |name: &str| name.starts_with("TOLLGATE_") && !name.starts_with("TOLLGATE_PROVIDER_");
+        let path_ok = |path: &str| {
+            !path.is_empty()
+                && path.len() <= 1024
+                && !path.contains(|c: char| c.is_control())
+                && !path.split('/').any(|part| part == "..")
+        };
+        let ok = match (value.strip_prefix("env:"), value.strip_prefix("file:")) {
+            (Some(name), _) => name_ok(name) && !own_setting(name),
+            (_, Some(path)) => path_ok(path),
+            _ => false,
+        };
+        if ok {
             self
         } else {
             self.fail(
                 field,
-                "a reference env:NAME (NAME of A-Z, 0-9 and _, e.g. env:OPENAI_API_KEY); \
-                 provider secrets are referenced, not stored",
+                "a reference env:NAME (NAME of A-Z, 0-9 and _, e.g. env:OPENAI_API_KEY; not one of \
+                 the gateway's own TOLLGATE_ settings) or file:PATH (no ..); provider secrets are \
+                 referenced, not stored",
             )
         }
     }
@@ -167,7 +202,14 @@ mod tests {
 
     #[test]
     fn credentials_are_references_never_secrets() {
-        for good in ["env:OPENAI_API_KEY", "env:_K", "env:AZURE_KEY_2"] {
+        for good in [
+            "env:OPENAI_API_KEY",
+            "env:_K",
+            "env:AZURE_KEY_2",
+            "env:TOLLGATE_PROVIDER_OPENAI",
+            "file:/run/secrets/tollgate/openai",
+            "file:openai.key",
+        ] {
             assert!(
                 fields(Checks::default().credential_ref("c", good)).is_empty(),
                 "{good}"
@@ -180,7 +222,11 @@ mod tests {
             "env:1KEY",
             "env:A-B",
             "ENV:KEY",
-            "file:/k",
+            "file:",
+            "file:../etc/passwd",
+            "file:/run/secrets/../../etc/shadow",
+            "env:TOLLGATE_AUTH__KEY_PEPPER",
+            "env:TOLLGATE_CONTROL__ENROLLMENT_TOKEN",
         ] {
             assert_eq!(
                 fields(Checks::default().credential_ref("c", bad)),
@@ -210,6 +256,33 @@ mod tests {
             "http://x\0",
         ] {
             assert_eq!(fields(Checks::default().http_url("u", bad)), ["u"], "{bad}");
+        }
+    }
+
+    #[test]
+    fn base_urls_are_an_origin_and_a_path_only() {
+        for good in [
+            "https://api.openai.com/v1",
+            "http://10.0.0.5:8000/v1/",
+            "https://x.example",
+        ] {
+            assert!(
+                fields(Checks::default().base_url("u", good)).is_empty(),
+                "{good}"
+            );
+        }
+        for bad in [
+            "https://api.openai.com/v1?api-key=x",
+            "https://api.openai.com/v1?",
+            "https://api.openai.com/v1#frag",
+            "https://user:pw@api.openai.com/v1",
+            "https://user@api.openai.com",
+            "ftp://x.example",
+        ] {
+            assert!(
+                !fields(Checks::default().base_url("u", bad)).is_empty(),
+                "{bad}"
+            );
         }
     }
 }

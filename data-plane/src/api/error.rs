@@ -139,6 +139,12 @@ impl From<RequestError> for GatewayError {
                 Some("request_too_large"),
                 e.to_string(),
             ),
+            RequestError::TimedOut { .. } => Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                Some("request_timeout"),
+                e.to_string(),
+            ),
             RequestError::Unreadable => Self::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",

@@ -288,7 +288,7 @@ fn answer_chars(body: &Value) -> usize {
 }
 
 /// The W3C trace id of an incoming `traceparent`, if well-formed.
-fn trace_id(headers: &HeaderMap) -> Option<String> {
+pub(super) fn trace_id(headers: &HeaderMap) -> Option<String> {
     let value = headers.get("traceparent")?.to_str().ok()?;
     let mut parts = value.split('-');
     let (_version, trace) = (parts.next()?, parts.next()?);

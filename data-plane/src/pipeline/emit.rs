@@ -8,33 +8,52 @@
 //! record.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tollgate_proto::telemetry::{CallStatus, UsageEvent};
 
+use crate::snapshot::live::Live;
+
+/// The `model` label of calls naming no model of the catalog.
+pub const UNKNOWN_MODEL: &str = "unknown";
+
 #[derive(Debug, Clone)]
 pub struct Emitter {
     tx: mpsc::Sender<UsageEvent>,
+    /// The catalog metric labels are checked against.
+    live: Arc<Live>,
 }
 
 impl Emitter {
-    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<UsageEvent>) {
+    pub fn new(capacity: usize, live: Arc<Live>) -> (Self, mpsc::Receiver<UsageEvent>) {
         let (tx, rx) = mpsc::channel(capacity);
-        (Self { tx }, rx)
+        (Self { tx, live }, rx)
+    }
+
+    /// The `model` label for a call: the catalog name of the model it named (an alias
+    /// counts as its model), else [`UNKNOWN_MODEL`]. Never the client's text as such, or
+    /// any client could mint unbounded label values (one time series each).
+    pub fn model_label(&self, requested: &str) -> String {
+        self.live
+            .load()
+            .model(requested)
+            .map_or_else(|| UNKNOWN_MODEL.to_owned(), |m| m.name.clone())
     }
 
     pub fn emit(&self, event: UsageEvent) {
         let status = CallStatus::try_from(event.status).map_or("unknown", |s| s.as_str_name());
+        let model = self.model_label(&event.model);
         metrics::counter!("tollgate_requests_total",
-            "endpoint" => event.endpoint.clone(), "model" => event.model.clone(),
+            "endpoint" => event.endpoint.clone(), "model" => model.clone(),
             "status" => event.http_status.to_string())
         .increment(1);
         metrics::histogram!("tollgate_request_duration_seconds", "endpoint" => event.endpoint.clone())
             .record(f64::from(event.latency_ms) / 1000.0);
         if event.ttfb_ms > 0 {
-            metrics::histogram!("tollgate_time_to_first_token_seconds", "model" => event.model.clone())
+            metrics::histogram!("tollgate_time_to_first_token_seconds", "model" => model.clone())
                 .record(f64::from(event.ttfb_ms) / 1000.0);
         }
         if event.status == CallStatus::UpstreamError as i32 {
@@ -49,7 +68,7 @@ impl Emitter {
                 .increment(event.completion_tokens);
         }
         if event.cost_micros > 0 {
-            metrics::counter!("tollgate_cost_micros_total", "model" => event.model.clone())
+            metrics::counter!("tollgate_cost_micros_total", "model" => model)
                 .increment(u64::try_from(event.cost_micros).unwrap_or(0));
         }
         if let Err(e) = self.tx.try_send(event) {

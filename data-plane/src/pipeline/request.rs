@@ -11,6 +11,9 @@ pub enum RequestError {
     TooLarge { limit: usize },
     #[error("could not read the request body")]
     Unreadable,
+    /// The body trickled in slower than `server.body_read_timeout_ms` allows.
+    #[error("the request body did not arrive within {} ms", .limit_ms)]
+    TimedOut { limit_ms: u128 },
     #[error("{message}")]
     Invalid {
         message: String,
@@ -37,6 +40,11 @@ pub async fn read(
         while let Some(err) = source {
             if err.is::<http_body_util::LengthLimitError>() {
                 return RequestError::TooLarge { limit };
+            }
+            if let Some(timeout) = err.downcast_ref::<tollgate_serve::BodyTimeout>() {
+                return RequestError::TimedOut {
+                    limit_ms: timeout.0.as_millis(),
+                };
             }
             source = err.source();
         }

@@ -20,57 +20,149 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use secrecy::SecretString;
 use tollgate_proto::config as proto;
 
+use crate::config::CredentialSettings;
 use crate::money::{Micros, Prices};
 use crate::prices::PriceTable;
 use crate::tokenize::Encoding;
 
-/// Where deployment credentials come from. Captured once (tests pass a map), so that
-/// resolving never reads or mutates the live process environment mid-flight.
+/// Where deployment credentials come from, and which sources a reference may name.
+/// The environment is captured once (tests pass a map), so that resolving never reads or
+/// mutates the live process environment mid-flight; `file:` references are read when a
+/// snapshot is validated (off the async workers), so a rotated file is picked up by the
+/// next snapshot.
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
     env: HashMap<String, String>,
+    policy: CredentialSettings,
     /// Check only the form of references; their values live on the gateways (used by the
     /// control plane to validate a snapshot before publishing it).
     form_only: bool,
 }
+
+/// Largest credential file read (a key, a token, a service-account JSON).
+const MAX_CREDENTIAL_FILE_BYTES: u64 = 64 * 1024;
 
 impl Credentials {
     pub fn from_env() -> Self {
         Self::from_map(std::env::vars())
     }
 
+    /// `env` with the default allow-list (see [`CredentialSettings`]).
     pub fn from_map(env: impl IntoIterator<Item = (String, String)>) -> Self {
         Self {
             env: env.into_iter().collect(),
+            policy: CredentialSettings::default(),
             form_only: false,
         }
+    }
+
+    /// The same environment, with this gateway's allow-list.
+    pub fn with_policy(mut self, policy: &CredentialSettings) -> Self {
+        self.policy = policy.clone();
+        self
     }
 
     /// References are checked for form but not resolved.
     pub fn form_only() -> Self {
         Self {
-            env: HashMap::new(),
             form_only: true,
+            ..Self::default()
         }
     }
 
-    /// `""` → no credential; `env:NAME` → that variable, which must be set.
+    /// `""` → no credential; `env:NAME` → that variable, which must be allowed and set;
+    /// `file:PATH` → that file's text (without its final newline), which must lie inside
+    /// `credentials.file_dir`.
     fn resolve(&self, reference: &str) -> Result<Option<SecretString>, String> {
         if reference.is_empty() {
             return Ok(None);
         }
-        let Some(name) = reference.strip_prefix("env:") else {
-            return Err(format!(
-                "unsupported credential reference {reference:?}; use \"env:NAME\""
-            ));
+        if let Some(name) = reference.strip_prefix("env:") {
+            if name.is_empty() {
+                return Err("env: names no variable".to_owned());
+            }
+            if self.form_only {
+                return Ok(None);
+            }
+            if !self.env_allowed(name) {
+                return Err(format!(
+                    "environment variable {name} is not one this gateway lets credentials name \
+                     (credentials.env_names / env_prefixes)"
+                ));
+            }
+            return match self.env.get(name) {
+                Some(value) if !value.is_empty() => Ok(Some(SecretString::from(value.clone()))),
+                _ => Err(format!("environment variable {name} is not set")),
+            };
+        }
+        if let Some(path) = reference.strip_prefix("file:") {
+            if path.is_empty() || path.contains('\0') {
+                return Err("file: names no path".to_owned());
+            }
+            if self.form_only {
+                return Ok(None);
+            }
+            return self
+                .read_file(path)
+                .map(|text| Some(SecretString::from(text)));
+        }
+        Err(format!(
+            "unsupported credential reference {reference:?}; use \"env:NAME\" or \"file:PATH\""
+        ))
+    }
+
+    fn env_allowed(&self, name: &str) -> bool {
+        // The gateway's own settings (the pepper, the enrollment token) are never a
+        // provider's credential, whatever the allow-list says.
+        if name.starts_with("TOLLGATE_") && !name.starts_with("TOLLGATE_PROVIDER_") {
+            return false;
+        }
+        self.policy.env_names.iter().any(|n| n == name)
+            || self
+                .policy
+                .env_prefixes
+                .iter()
+                .any(|p| !p.is_empty() && name.starts_with(p.as_str()))
+    }
+
+    fn read_file(&self, path: &str) -> Result<String, String> {
+        use std::io::Read;
+        let Some(dir) = &self.policy.file_dir else {
+            return Err(
+                "file: references are not allowed on this gateway (set credentials.file_dir)"
+                    .to_owned(),
+            );
         };
-        if self.form_only {
-            return Ok(None);
+        let dir = std::fs::canonicalize(dir)
+            .map_err(|e| format!("credentials.file_dir {}: {e}", dir.display()))?;
+        // Symlinks and `..` resolved: what is opened is what was checked.
+        let real = std::fs::canonicalize(dir.join(path)).map_err(|e| format!("{path}: {e}"))?;
+        if !real.starts_with(&dir) || real == dir {
+            return Err(format!(
+                "{path} is outside credentials.file_dir {}",
+                dir.display()
+            ));
         }
-        match self.env.get(name) {
-            Some(value) if !value.is_empty() => Ok(Some(SecretString::from(value.clone()))),
-            _ => Err(format!("environment variable {name} is not set")),
+        let file = std::fs::File::open(&real).map_err(|e| format!("{path}: {e}"))?;
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(format!("{path} is not a regular file"));
         }
+        let mut text = String::new();
+        file.take(MAX_CREDENTIAL_FILE_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| format!("{path}: {e}"))?;
+        if text.len() as u64 > MAX_CREDENTIAL_FILE_BYTES {
+            return Err(format!(
+                "{path} is larger than {MAX_CREDENTIAL_FILE_BYTES} bytes"
+            ));
+        }
+        let trimmed = text
+            .strip_suffix('\n')
+            .map_or(text.as_str(), |t| t.strip_suffix('\r').unwrap_or(t));
+        if trimmed.is_empty() {
+            return Err(format!("{path} is empty"));
+        }
+        Ok(trimmed.to_owned())
     }
 }
 
@@ -402,10 +494,11 @@ impl Snapshot {
                     None
                 }
             };
-            if !(d.base_url.starts_with("http://") || d.base_url.starts_with("https://")) {
+            if let Err(e) = check_base_url(&d.base_url) {
                 problems.push(format!(
-                    "{}: must be an http(s) URL, got {:?}",
+                    "{}: deployment {:?}: {e}, got {:?}",
                     at("base_url"),
+                    d.id,
                     d.base_url
                 ));
             }
@@ -428,7 +521,13 @@ impl Snapshot {
             }
             let credential = credentials
                 .resolve(&d.credential_ref)
-                .map_err(|e| problems.push(format!("{}: {e}", at("credential_ref"))))
+                .map_err(|e| {
+                    problems.push(format!(
+                        "{}: deployment {:?}: {e}",
+                        at("credential_ref"),
+                        d.id
+                    ));
+                })
                 .ok()
                 .flatten();
             let upstream_model = if d.upstream_model.is_empty() {
@@ -759,6 +858,32 @@ impl Snapshot {
             Err(SnapshotError(problems))
         }
     }
+}
+
+/// A provider's API root must be an origin and a path only: the adapters append paths
+/// to it and send it the credential, so a query (`?api-key=`), a fragment or a
+/// `user:password@` riding along is refused.
+fn check_base_url(url: &str) -> Result<(), &'static str> {
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return Err("must be an http(s) URL");
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() {
+        return Err("must name a host");
+    }
+    if host.contains('@') {
+        return Err("must not carry user:password@");
+    }
+    if url.contains(['?', '#']) {
+        return Err("must not have a query or a fragment");
+    }
+    if url.contains(|c: char| c.is_whitespace() || c.is_control() || c == '\\') {
+        return Err("must not contain spaces, control characters or backslashes");
+    }
+    Ok(())
 }
 
 fn limits(wire: Option<proto::Limits>) -> Limits {

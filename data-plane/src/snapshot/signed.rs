@@ -74,22 +74,38 @@ impl Acceptance<'_> {
 }
 
 /// Writes the envelope to `path` atomically: a crash leaves the old file or the new one,
-/// never half of one.
+/// never half of one. The file is mode 0600 (it lists every key's HMAC): written to an
+/// `O_EXCL` temp file with a fresh name in `path`'s directory (so nothing planted there
+/// is written through), fsynced, then renamed over `path`.
 pub fn write_last_known_good(path: &Path, signed: &proto::SignedSnapshot) -> std::io::Result<()> {
     let envelope = proto::SignedSnapshot {
         nonce: 0,
         ..signed.clone()
     };
-    let tmp = path.with_extension("tmp");
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&envelope.encode_to_vec())?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or_else(|| "last-known-good".into(), |n| n.to_string_lossy());
+    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::now_v7().simple()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let write = |bytes: &[u8]| -> std::io::Result<()> {
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
         file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    let written = write(&envelope.encode_to_vec());
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
+    written?;
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }
 
@@ -233,5 +249,28 @@ mod tests {
         );
         std::fs::write(&path, b"garbage").unwrap();
         assert!(read_last_known_good(&path, &acceptance).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn last_known_good_is_private_and_replaces_a_planted_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lkg");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"untouched").unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let signer = SnapshotSigner::generate("k1").unwrap();
+        write_last_known_good(&path, &signed(&signer, 3, "eu")).unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(!meta.file_type().is_symlink());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
+        // Written again (a newer snapshot): still 0600, and no temp file is left behind.
+        write_last_known_good(&path, &signed(&signer, 4, "eu")).unwrap();
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }

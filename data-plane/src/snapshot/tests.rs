@@ -131,7 +131,9 @@ fn a_missing_credential_variable_is_named() {
     let SnapshotError(problems) = build(GOOD, &[]).unwrap_err();
     assert_eq!(
         problems,
-        vec!["deployments[0].credential_ref: environment variable OPENAI_API_KEY is not set"]
+        vec![
+            "deployments[0].credential_ref: deployment \"oai\": environment variable OPENAI_API_KEY is not set"
+        ]
     );
 }
 
@@ -156,4 +158,193 @@ base_url = "http://vllm:8000/v1"
             .any(|p| p.starts_with("deployments[0].prices: no price known for \"my-finetune\"")),
         "{problems:?}"
     );
+}
+
+/// `GOOD` with the `oai` deployment's credential and base URL replaced.
+fn with_oai(credential: &str, base_url: &str) -> String {
+    GOOD.replace(
+        "credential = \"env:OPENAI_API_KEY\"",
+        &format!("credential = {credential:?}"),
+    )
+    .replace("https://api.openai.com/v1/", base_url)
+}
+
+fn build_with(
+    text: &str,
+    env: &[(&str, &str)],
+    policy: &CredentialSettings,
+) -> Result<Snapshot, SnapshotError> {
+    let file: StaticSnapshot = toml::from_str(text).expect("parses");
+    let wire = file.into_proto("local").map_err(SnapshotError)?;
+    let credentials =
+        Credentials::from_map(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+            .with_policy(policy);
+    Snapshot::from_proto(
+        wire,
+        &PriceTable::built_in().expect("price table"),
+        &credentials,
+    )
+}
+
+fn oai_credential(snapshot: &Snapshot) -> String {
+    use secrecy::ExposeSecret;
+    let model = snapshot.model("gpt-4o").unwrap();
+    let oai = model.deployments.iter().find(|d| d.id == "oai").unwrap();
+    oai.credential.as_ref().unwrap().expose_secret().to_owned()
+}
+
+#[test]
+fn credentials_name_only_allowed_variables_never_the_gateways_own() {
+    let env = [
+        ("TOLLGATE_AUTH__KEY_PEPPER", "the-pepper"),
+        ("TOLLGATE_CONTROL__ENROLLMENT_TOKEN", "tge_secret"),
+        ("TOLLGATE_PROVIDER_OPENAI", "sk-provider"),
+        ("AWS_SECRET_ACCESS_KEY", "aws-secret"),
+        ("HOME", "/root"),
+        ("DATABASE_URL", "postgres://secret"),
+    ];
+    let default = CredentialSettings::default();
+    for allowed in ["env:TOLLGATE_PROVIDER_OPENAI", "env:AWS_SECRET_ACCESS_KEY"] {
+        let snapshot = build_with(
+            &with_oai(allowed, "https://api.openai.com/v1"),
+            &env,
+            &default,
+        )
+        .unwrap_or_else(|e| panic!("{allowed}: {e}"));
+        assert!(!oai_credential(&snapshot).is_empty());
+    }
+    // Even an allow-list that names them cannot reach the gateway's own settings.
+    let reckless = CredentialSettings {
+        env_names: vec!["TOLLGATE_AUTH__KEY_PEPPER".into()],
+        env_prefixes: vec!["TOLLGATE_".into(), "D".into()],
+        file_dir: None,
+    };
+    for (refused, policy) in [
+        ("env:TOLLGATE_AUTH__KEY_PEPPER", &default),
+        ("env:TOLLGATE_CONTROL__ENROLLMENT_TOKEN", &default),
+        ("env:HOME", &default),
+        ("env:DATABASE_URL", &default),
+        ("env:TOLLGATE_AUTH__KEY_PEPPER", &reckless),
+        ("env:TOLLGATE_CONTROL__ENROLLMENT_TOKEN", &reckless),
+    ] {
+        let err = build_with(
+            &with_oai(refused, "https://api.openai.com/v1"),
+            &env,
+            policy,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("deployments[0].credential_ref: deployment \"oai\"")
+                && text.contains("not one this gateway lets credentials name"),
+            "{refused}: {text}"
+        );
+        assert!(
+            !text.contains("the-pepper") && !text.contains("tge_secret"),
+            "{text}"
+        );
+    }
+    // An operator's own list works.
+    let own = CredentialSettings {
+        env_names: vec!["DATABASE_URL".into()],
+        ..CredentialSettings::default()
+    };
+    let snapshot = build_with(
+        &with_oai("env:DATABASE_URL", "https://x.example"),
+        &env,
+        &own,
+    )
+    .unwrap();
+    assert_eq!(oai_credential(&snapshot), "postgres://secret");
+}
+
+#[test]
+fn file_credentials_stay_inside_their_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("secrets");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("openai"), "sk-from-file\n").unwrap();
+    std::fs::write(dir.join("crlf"), "sk-crlf\r\n").unwrap();
+    std::fs::write(dir.join("empty"), "\n").unwrap();
+    std::fs::write(root.path().join("outside"), "the-pepper\n").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(root.path().join("outside"), dir.join("link")).unwrap();
+    let policy = CredentialSettings {
+        file_dir: Some(dir.clone()),
+        ..CredentialSettings::default()
+    };
+    let url = "https://api.openai.com/v1";
+    let absolute = format!("file:{}", dir.join("openai").display());
+    for (reference, want) in [
+        ("file:openai", "sk-from-file"),
+        (absolute.as_str(), "sk-from-file"),
+        ("file:crlf", "sk-crlf"),
+    ] {
+        let snapshot = build_with(&with_oai(reference, url), &[], &policy).unwrap();
+        assert_eq!(oai_credential(&snapshot), want, "{reference}");
+    }
+    let outside = format!("file:{}", root.path().join("outside").display());
+    for (reference, why) in [
+        ("file:../outside", "outside credentials.file_dir"),
+        (outside.as_str(), "outside credentials.file_dir"),
+        ("file:link", "outside credentials.file_dir"),
+        ("file:.", "outside credentials.file_dir"),
+        ("file:empty", "is empty"),
+        ("file:missing", "missing"),
+    ] {
+        let text = build_with(&with_oai(reference, url), &[], &policy)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("deployment \"oai\"") && text.contains(why),
+            "{reference}: {text}"
+        );
+        assert!(!text.contains("the-pepper"), "{text}");
+    }
+    // Without a directory, no file is readable at all.
+    let text = build_with(
+        &with_oai("file:openai", url),
+        &[],
+        &CredentialSettings::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(text.contains("credentials.file_dir"), "{text}");
+    // The control plane checks the form only.
+    let file: StaticSnapshot = toml::from_str(&with_oai("file:openai", url)).unwrap();
+    let wire = file.into_proto("local").unwrap();
+    Snapshot::from_proto(
+        wire,
+        &PriceTable::built_in().unwrap(),
+        &Credentials::form_only(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn base_urls_are_an_origin_and_a_path_only() {
+    let env = [("OPENAI_API_KEY", "sk-x")];
+    let default = CredentialSettings::default();
+    for bad in [
+        "https://api.openai.com/v1?api-key=x",
+        "https://api.openai.com/v1#x",
+        "https://user:pw@api.openai.com/v1",
+        "https://evil@api.openai.com",
+        "https:///v1",
+        "ftp://api.openai.com",
+    ] {
+        let text = build_with(&with_oai("env:OPENAI_API_KEY", bad), &env, &default)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("deployments[0].base_url: deployment \"oai\""),
+            "{bad}: {text}"
+        );
+    }
+    build_with(
+        &with_oai("env:OPENAI_API_KEY", "http://10.0.0.5:8000/v1"),
+        &env,
+        &default,
+    )
+    .unwrap();
 }

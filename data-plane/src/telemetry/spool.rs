@@ -6,6 +6,10 @@
 //! Layout: segment files `<first seq, 20 digits>.spool` in one directory, each a run of
 //! records `u32 little-endian length ‖ UsageBatch bytes`. A torn record at the end of the
 //! last segment (a crash mid-write) is cut off on open.
+//!
+//! Usage names keys, teams and spend: the directory is created `0700` and every segment
+//! `0600`, born as an `O_EXCL` temp file in the spool directory and renamed into place, so
+//! a file or symlink planted at a segment's name is replaced, never written through.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -74,13 +78,48 @@ fn records(bytes: &[u8]) -> (Vec<UsageBatch>, usize) {
     (batches, at)
 }
 
+/// A new, empty segment at `path`, mode 0600, opened for appending: created with
+/// `O_EXCL` under a temp name beside it, then renamed over `path` (the directory is
+/// fsynced by the caller).
+fn create_segment(path: &Path) -> io::Result<File> {
+    let tmp = path.with_extension("spool.tmp");
+    let mut options = OpenOptions::new();
+    options.append(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = match options.open(&tmp) {
+        // Left by a crash between create and rename: it holds nothing.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(&tmp)?;
+            options.open(&tmp)?
+        }
+        other => other?,
+    };
+    std::fs::rename(&tmp, path)?;
+    Ok(file)
+}
+
 impl Spool {
     /// Opens (or creates) the spool in `dir`, recovering what an earlier process left.
     pub fn open(dir: &Path, max_bytes: u64, gateway_id: &str) -> io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir)?;
+        let entries: Vec<PathBuf> = std::fs::read_dir(dir)?
             .filter_map(Result::ok)
             .map(|e| e.path())
+            .collect();
+        // Temp files of a segment that was never renamed into place hold no batch.
+        for tmp in entries
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "tmp"))
+        {
+            let _ = std::fs::remove_file(tmp);
+        }
+        let mut paths: Vec<PathBuf> = entries
+            .into_iter()
             .filter(|p| p.extension().is_some_and(|e| e == "spool"))
             .collect();
         paths.sort();
@@ -162,7 +201,7 @@ impl Spool {
             || state.writer.is_none();
         if rotate {
             let path = segment_path(&self.dir, seq);
-            let file = OpenOptions::new().create(true).append(true).open(&path)?;
+            let file = create_segment(&path)?;
             state.writer = Some(file);
             state.segments.push_back(Segment {
                 path,
@@ -285,6 +324,34 @@ mod tests {
         assert!(spool.read_after(0, 10).unwrap().is_empty());
         assert_eq!(spool.append(vec![event("e")]).unwrap(), 4);
         assert_eq!(spool.read_after(0, 10).unwrap().len(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn segments_are_private_and_never_written_through_a_planted_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("spool");
+        let spool = Spool::open(&dir, 1 << 20, "gw").unwrap();
+        // Someone plants a link where the next segment will be, and a stale temp file.
+        let victim = root.path().join("victim");
+        std::fs::write(&victim, b"untouched").unwrap();
+        std::os::unix::fs::symlink(&victim, segment_path(&dir, 1)).unwrap();
+        std::fs::write(segment_path(&dir, 1).with_extension("spool.tmp"), b"x").unwrap();
+
+        spool.append(vec![event("a")]).unwrap();
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        let segment = segment_path(&dir, 1);
+        assert!(
+            !std::fs::symlink_metadata(&segment)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(mode(&segment), 0o600);
+        assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
+        assert_eq!(spool.read_after(0, 10).unwrap()[0].events[0].event_id, "a");
     }
 
     #[test]
