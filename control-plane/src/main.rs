@@ -77,9 +77,12 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Mint an admin API token for an existing user (printed once).
+    /// Admin API tokens: mint (printed once, expires), list, revoke.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Memberships (roles in orgs and teams).
+    #[command(subcommand)]
+    Members(MembersCommand),
     /// Operator helpers for orgs.
     #[command(subcommand)]
     Orgs(OrgsCommand),
@@ -258,11 +261,36 @@ enum KeysCommand {
 
 #[derive(Debug, Subcommand)]
 enum TokensCommand {
+    /// Mint an admin API token for a user; prints it once.
     Create {
         #[arg(long)]
         email: String,
         #[arg(long, default_value = "cli")]
         name: String,
+        /// Days until the token expires (1–3650).
+        #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u16).range(1..=3650))]
+        expires_days: u16,
+    },
+    /// List tokens (all, or one user's): id, prefix, state, expiry; never a secret.
+    List {
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// Revoke a token by id; it is refused from the next request on.
+    Revoke {
+        #[arg(long)]
+        id: uuid::Uuid,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MembersCommand {
+    /// Remove a membership (a role in an org or team) by id.
+    Remove {
+        #[arg(long)]
+        org: uuid::Uuid,
+        #[arg(long)]
+        id: uuid::Uuid,
     },
 }
 
@@ -459,7 +487,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             let mut tx = pool.begin().await?;
             let user = users::upsert(&mut tx, &email, true).await?;
-            let token = users::create_token(&mut tx, user.id, "bootstrap").await?;
+            let expires_at = time::OffsetDateTime::now_utc() + users::DEFAULT_TOKEN_LIFETIME;
+            let (_, token) = users::create_token(&mut tx, user.id, "bootstrap", expires_at).await?;
             let after = serde_json::json!({"email": user.email, "is_platform_admin": true});
             audit::record(
                 &mut tx,
@@ -478,26 +507,95 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 user.email
             ));
         }
-        Command::Tokens(TokensCommand::Create { email, name }) => {
+        Command::Tokens(TokensCommand::Create {
+            email,
+            name,
+            expires_days,
+        }) => {
             let user = users::find_by_email(&pool, &email)
                 .await
                 .with_context(|| format!("no user {email}"))?;
+            let expires_at =
+                time::OffsetDateTime::now_utc() + time::Duration::days(i64::from(expires_days));
             let mut tx = pool.begin().await?;
-            let token = users::create_token(&mut tx, user.id, &name).await?;
-            let after = serde_json::json!({"name": name});
+            let (row, token) = users::create_token(&mut tx, user.id, &name, expires_at).await?;
             audit::record(
                 &mut tx,
                 &cli_actor(),
                 None,
                 "create",
                 "admin_token",
-                &user.id.to_string(),
+                &row.id.to_string(),
                 None,
-                Some(after),
+                Some(serde_json::to_value(&row)?),
             )
             .await?;
             tx.commit().await?;
             report(&token);
+        }
+        Command::Tokens(TokensCommand::List { email }) => {
+            let whose = match email {
+                Some(email) => Some(
+                    users::find_by_email(&pool, &email)
+                        .await
+                        .with_context(|| format!("no user {email}"))?
+                        .id,
+                ),
+                None => None,
+            };
+            let now = time::OffsetDateTime::now_utc();
+            let mut lines = Vec::new();
+            for t in users::list_tokens(&pool, whose).await? {
+                let state = if t.revoked_at.is_some() {
+                    "revoked"
+                } else if t.expires_at <= now {
+                    "expired"
+                } else {
+                    "active"
+                };
+                lines.push(format!(
+                    "{}  {}…  {state}  expires {}  {}  {}",
+                    t.id, t.prefix, t.expires_at, t.email, t.name
+                ));
+            }
+            report(&lines.join("\n"));
+        }
+        Command::Tokens(TokensCommand::Revoke { id }) => {
+            let mut tx = pool.begin().await?;
+            let before = users::get_token(&mut tx, id).await.map_err(describe)?;
+            let after = users::revoke_token(&mut tx, id).await.map_err(describe)?;
+            audit::record(
+                &mut tx,
+                &cli_actor(),
+                None,
+                "update",
+                "admin_token",
+                &id.to_string(),
+                Some(serde_json::to_value(&before)?),
+                Some(serde_json::to_value(&after)?),
+            )
+            .await?;
+            tx.commit().await?;
+            report(&format!("revoked {id}"));
+        }
+        Command::Members(MembersCommand::Remove { org, id }) => {
+            let mut tx = pool.begin().await?;
+            let before = users::remove_membership(&mut tx, org, id)
+                .await
+                .map_err(describe)?;
+            audit::record(
+                &mut tx,
+                &cli_actor(),
+                Some(org),
+                "delete",
+                "membership",
+                &id.to_string(),
+                Some(serde_json::to_value(&before)?),
+                None,
+            )
+            .await?;
+            tx.commit().await?;
+            report(&format!("removed membership {id}"));
         }
         Command::Orgs(OrgsCommand::Create { slug, name }) => {
             let mut tx = pool.begin().await?;
@@ -531,7 +629,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 project_id: None,
                 owner_user_id: None,
                 name: &name,
-                allowed_models: &[],
+                allowed_models: None,
                 expires_at: None,
                 rotated_from: None,
             };
@@ -683,7 +781,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Teams(TeamsCommand::Create { org, slug, name }) => {
             let mut tx = pool.begin().await?;
-            let team = teams::create(&mut tx, org, &slug, &name, &[])
+            let team = teams::create(&mut tx, org, &slug, &name, None)
                 .await
                 .map_err(describe)?;
             let after = serde_json::to_value(&team)?;

@@ -29,6 +29,7 @@ fn realistic_snapshot() -> Snapshot {
             name: "Search".into(),
             allowed_models: vec!["gpt-4o".into(), "claude-sonnet-4".into()],
             limits: None,
+            allowed_models_set: true,
         }],
         projects: vec![Project {
             id: project.into(),
@@ -41,6 +42,7 @@ fn realistic_snapshot() -> Snapshot {
                 tpm: Some(2_000_000),
                 max_concurrent: None,
             }),
+            allowed_models_set: false,
         }],
         keys: vec![ApiKey {
             public_id: "01JD3K9ZQ4".into(),
@@ -58,6 +60,7 @@ fn realistic_snapshot() -> Snapshot {
                 tpm: Some(100_000),
                 max_concurrent: Some(4),
             }),
+            allowed_models_set: true,
             name: "ranker prod — ünïcode".into(),
         }],
         models: vec![Model {

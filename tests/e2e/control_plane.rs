@@ -324,6 +324,7 @@ struct Tenants {
     b_project: String,
     b_rate_limit: String,
     b_webhook: String,
+    b_membership: String,
     alice: String,
     vic: String,
 }
@@ -406,6 +407,15 @@ async fn tenants() -> (TestDb, Tenants) {
         .as_str()
         .unwrap()
         .to_owned();
+    let b_membership = created(
+        &cp,
+        &format!("/orgs/{b}/members"),
+        json!({"email": "bob@b.com", "role": "viewer"}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let alice = token_in(
         &cli(&db, &["tokens", "create", "--email", "alice@a.com"])
             .await
@@ -430,6 +440,7 @@ async fn tenants() -> (TestDb, Tenants) {
             b_project,
             b_rate_limit,
             b_webhook,
+            b_membership,
             alice,
             vic,
         },
@@ -474,7 +485,8 @@ async fn every_route_hides_other_orgs_objects_behind_404() {
             .replace("{budget_id}", &t.b_budget)
             .replace("{project_id}", &t.b_project)
             .replace("{rate_limit_id}", &t.b_rate_limit)
-            .replace("{webhook_id}", &t.b_webhook);
+            .replace("{webhook_id}", &t.b_webhook)
+            .replace("{membership_id}", &t.b_membership);
         assert!(
             !concrete.contains('{'),
             "{path}: teach this test the new path parameter"

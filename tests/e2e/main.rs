@@ -4,6 +4,7 @@
 // A panic is how a test reports failure; helpers here are test code too.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
+mod admin_rules;
 mod config_push;
 mod conformance;
 mod control_plane;

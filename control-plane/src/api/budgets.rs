@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::error::{ApiError, FieldError};
-use super::validate::Checks;
+use super::validate::{Body, Checks};
 use super::{AppState, scope};
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
@@ -127,10 +127,10 @@ async fn create_budget(
     State(state): State<AppState>,
     principal: Principal,
     Path(org_id): Path<Uuid>,
-    body: Result<Json<NewBudget>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<NewBudget>, ApiError>,
 ) -> Result<(StatusCode, HeaderMap, Json<Budget>), ApiError> {
     require(&principal, Permission::ReadOrg(org_id))?;
-    let Json(new) = body?;
+    let Body(new) = body?;
     let checks = Checks::default()
         .one_of("scope_kind", &new.scope_kind, scope::KINDS)
         .one_of("period", &new.period, PERIODS);
@@ -190,7 +190,7 @@ async fn list_budgets(
     Path(org_id): Path<Uuid>,
     Query(q): Query<BudgetQuery>,
 ) -> Result<Json<Vec<Budget>>, ApiError> {
-    require(&principal, Permission::ReadOrg(org_id))?;
+    super::orgs::require_read(&state.pool, &principal, org_id).await?;
     if let Some(kind) = &q.scope_kind {
         Checks::default()
             .one_of("scope_kind", kind, scope::KINDS)
@@ -223,10 +223,10 @@ async fn update_budget(
     State(state): State<AppState>,
     principal: Principal,
     Path((org_id, budget_id)): Path<(Uuid, Uuid)>,
-    body: Result<Json<BudgetUpdate>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<BudgetUpdate>, ApiError>,
 ) -> Result<(HeaderMap, Json<Budget>), ApiError> {
     require(&principal, Permission::ReadOrg(org_id))?;
-    let Json(update) = body?;
+    let Body(update) = body?;
     check_amounts(
         Checks::default(),
         update.amount_micros,

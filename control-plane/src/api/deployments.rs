@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::idempotent::Idempotency;
 use super::patch::nullable;
-use super::validate::Checks;
+use super::validate::{Body, Checks};
 use super::{AppState, page_limit};
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
@@ -268,11 +268,11 @@ async fn create_deployment(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    body: Result<Json<NewDeployment>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<NewDeployment>, ApiError>,
 ) -> Result<Response, ApiError> {
     require(&principal, Permission::ManagePlatform)?;
-    let Json(new) = body?;
-    let idempotency = Idempotency::from_request(&headers, &new)?;
+    let Body(new) = body?;
+    let idempotency = Idempotency::from_request(&headers, "deployments", None, &new)?;
     let mut tx = state.pool.begin().await?;
     if let Some(replayed) = idempotency.replay(&mut tx, &principal).await? {
         return Ok(replayed);
@@ -343,10 +343,10 @@ async fn update_deployment(
     State(state): State<AppState>,
     principal: Principal,
     Path(deployment_id): Path<Uuid>,
-    body: Result<Json<DeploymentUpdate>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<DeploymentUpdate>, ApiError>,
 ) -> Result<Json<Deployment>, ApiError> {
     require(&principal, Permission::ManagePlatform)?;
-    let Json(u) = body?;
+    let Body(u) = body?;
     let mut tx = state.pool.begin().await?;
     let before = deployments::get_for_update(&mut tx, deployment_id).await?;
     let provider = providers::get_for_update(&mut tx, before.provider_id).await?;

@@ -8,6 +8,7 @@ use http::{HeaderValue, StatusCode};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::auth::rbac::Denied;
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -172,6 +173,15 @@ impl std::fmt::Display for ApiError {
             write!(f, "; {}: {}", e.field, e.message)?;
         }
         Ok(())
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(denied: Denied) -> Self {
+        match denied {
+            Denied::Hidden => Self::not_found(),
+            Denied::Forbidden => Self::forbidden(),
+        }
     }
 }
 

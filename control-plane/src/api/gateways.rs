@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
-use super::validate::Checks;
+use super::validate::{Body, Checks};
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
 use crate::store::audit;
@@ -83,10 +83,10 @@ async fn create_enrollment_token(
     State(state): State<AppState>,
     principal: Principal,
     Path(region_id): Path<String>,
-    body: Result<Json<NewEnrollmentToken>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<NewEnrollmentToken>, ApiError>,
 ) -> Result<(StatusCode, Json<CreatedEnrollmentToken>), ApiError> {
     require(&principal, Permission::ManagePlatform)?;
-    let Json(new) = body?;
+    let Body(new) = body?;
     Checks::default()
         .text("region_id", &region_id)
         .text("name", &new.name)

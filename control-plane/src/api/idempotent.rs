@@ -1,12 +1,14 @@
 //! `Idempotency-Key` on creates: the first answer is saved with the create (same
 //! transaction) and returned again for a retry with the same key and body; the same key
-//! with a different body is refused (422).
+//! with a different body is refused (422). A key is scoped to its caller, route and org:
+//! the same key on another create or in another org is a new request, never a replay.
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use super::error::{ApiError, FieldError};
 use crate::auth::Principal;
@@ -15,11 +17,19 @@ use crate::store::idempotency::{self, Saved};
 
 pub struct Idempotency {
     key: Option<String>,
+    /// `<route>:<org id or "-">`, e.g. `teams:0190…`.
+    scope: String,
     request_hash: Vec<u8>,
 }
 
 impl Idempotency {
-    pub fn from_request(headers: &HeaderMap, body: &impl Serialize) -> Result<Self, ApiError> {
+    /// `route` names the create (`"teams"`), `org` the org it creates in, if any.
+    pub fn from_request(
+        headers: &HeaderMap,
+        route: &str,
+        org: Option<Uuid>,
+        body: &impl Serialize,
+    ) -> Result<Self, ApiError> {
         let key = match headers.get("idempotency-key") {
             None => None,
             Some(v) => match v.to_str() {
@@ -33,7 +43,15 @@ impl Idempotency {
             },
         };
         let request_hash = Sha256::digest(serde_json::to_vec(body).unwrap_or_default()).to_vec();
-        Ok(Self { key, request_hash })
+        let scope = match org {
+            Some(org) => format!("{route}:{org}"),
+            None => format!("{route}:-"),
+        };
+        Ok(Self {
+            key,
+            scope,
+            request_hash,
+        })
     }
 
     /// The saved answer of an earlier request with this key, if any.
@@ -45,7 +63,7 @@ impl Idempotency {
         let Some(key) = &self.key else {
             return Ok(None);
         };
-        let Some(saved) = idempotency::find(tx, principal.user_id, key).await? else {
+        let Some(saved) = idempotency::find(tx, principal.user_id, &self.scope, key).await? else {
             return Ok(None);
         };
         if saved.request_hash != self.request_hash {
@@ -72,7 +90,7 @@ impl Idempotency {
                 status: status.as_u16(),
                 response: body.clone(),
             };
-            idempotency::save(tx, principal.user_id, key, &saved).await?;
+            idempotency::save(tx, principal.user_id, &self.scope, key, &saved).await?;
         }
         Ok(())
     }

@@ -1,8 +1,9 @@
 //! `/api/v1/orgs/{org_id}/keys`: virtual keys. The full key (`tg_<public id>_<secret>`)
 //! is in the create and rotate answers only — never again, and never stored.
 //!
-//! Who may do what: team and org admins manage every key of their teams; a member creates
-//! and manages only keys it owns, in teams it belongs to; org-wide readers see all keys.
+//! Who may do what ([`crate::auth::rbac::TABLE`]): team and org admins manage every key
+//! of their teams; a member of a team mints and manages only keys it owns, in that team;
+//! viewers and org-wide members mint nothing; org-wide readers see all keys.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -17,9 +18,9 @@ use uuid::Uuid;
 
 use super::error::{ApiError, FieldError};
 use super::idempotent::Idempotency;
-use super::patch::nullable_rfc3339;
-use super::validate::Checks;
-use super::{AppState, models, page_limit};
+use super::patch::{nullable, nullable_rfc3339};
+use super::validate::{Body, Checks};
+use super::{AppState, models, page_limit, teams};
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
 use crate::store::keys::{self, Filter, Key, NewKeyRow};
@@ -44,9 +45,9 @@ pub struct NewKey {
     #[serde(default)]
     #[schema(max_length = 200)]
     pub name: String,
-    /// Narrows the team's allow-list; empty = as the team.
+    /// Narrows the team's allow-list: absent or `null` = as the team, `[]` = no model.
     #[serde(default)]
-    pub allowed_models: Vec<String>,
+    pub allowed_models: Option<Vec<String>>,
     /// RFC 3339; absent = never expires.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
@@ -75,8 +76,11 @@ pub struct Rotation {
 pub struct KeyUpdate {
     #[schema(max_length = 200)]
     pub name: Option<String>,
-    /// Narrows the team's allow-list; empty = as the team.
-    pub allowed_models: Option<Vec<String>>,
+    /// Narrows the team's allow-list: `null` = as the team, `[]` = no model; absent =
+    /// unchanged.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_models: Option<Option<Vec<String>>>,
     /// RFC 3339, in the future. Not for a rotated key (its grace deadline is its expiry).
     #[serde(default, deserialize_with = "nullable_rfc3339")]
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -111,7 +115,8 @@ fn pepper(state: &AppState) -> Result<&[u8], ApiError> {
         })
 }
 
-/// May `principal` manage `key` (or create one for `team` owned by `owner`)?
+/// May `principal` change a key of `team` owned by `owner`? Admins of the team any;
+/// others their own, if their role in the team lets them manage own keys.
 fn require_manage(
     principal: &Principal,
     org: Uuid,
@@ -121,20 +126,15 @@ fn require_manage(
     if principal.allows(Permission::AdminTeam { org, team }) {
         return Ok(());
     }
-    if owner == Some(principal.user_id) && principal.allows(Permission::ReadTeam { org, team }) {
-        return Ok(());
+    if owner == Some(principal.user_id) {
+        return Ok(require(principal, Permission::ManageOwnKey { org, team })?);
     }
-    require(principal, Permission::AdminTeam { org, team })
+    Ok(require(principal, Permission::AdminTeam { org, team })?)
 }
 
 /// Org-wide readers (and admins) see every key; others only their own.
 fn owner_filter(principal: &Principal, org: Uuid) -> Option<Uuid> {
-    let org_wide = principal.platform_admin
-        || principal
-            .memberships
-            .iter()
-            .any(|m| m.org_id == org && m.team_id.is_none() && m.role != "member");
-    (!org_wide).then_some(principal.user_id)
+    (!principal.allows(Permission::ReadAllKeys(org))).then_some(principal.user_id)
 }
 
 fn json(key: &Key) -> serde_json::Value {
@@ -151,20 +151,27 @@ async fn create_key(
     principal: Principal,
     Path(org_id): Path<Uuid>,
     headers: HeaderMap,
-    body: Result<Json<NewKey>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<NewKey>, ApiError>,
 ) -> Result<Response, ApiError> {
     require(&principal, Permission::ReadOrg(org_id))?;
-    let Json(new) = body?;
+    let Body(new) = body?;
+    require(
+        &principal,
+        Permission::MintKey {
+            org: org_id,
+            team: new.team_id,
+        },
+    )?;
     // Admins create team keys; anyone else's key is their own.
     let owner = (!principal.allows(Permission::AdminTeam {
         org: org_id,
         team: new.team_id,
     }))
     .then_some(principal.user_id);
-    require_manage(&principal, org_id, new.team_id, owner)?;
+    let allowed = new.allowed_models.as_deref();
     let mut checks = Checks::default()
         .text("name", &new.name)
-        .models("allowed_models", &new.allowed_models);
+        .models("allowed_models", allowed.unwrap_or_default());
     if new.name.chars().count() > 200 {
         checks = checks.name("name", &new.name);
     }
@@ -178,7 +185,9 @@ async fn create_key(
             message: "must be in the future".into(),
         }]));
     }
-    models::require_known(&state.pool, "allowed_models", &new.allowed_models).await?;
+    models::require_known(&state.pool, "allowed_models", allowed.unwrap_or_default()).await?;
+    let team = crate::store::teams::get(&state.pool, org_id, new.team_id).await?;
+    teams::require_within(&state.pool, "allowed_models", &team, allowed).await?;
     if let Some(project_id) = new.project_id {
         let project = crate::store::projects::get(&state.pool, org_id, project_id).await?;
         if project.team_id != new.team_id {
@@ -189,7 +198,7 @@ async fn create_key(
         }
     }
     let minted = tollgate_keys::generate(pepper(&state)?);
-    let idempotency = Idempotency::from_request(&headers, &new)?;
+    let idempotency = Idempotency::from_request(&headers, "keys", Some(org_id), &new)?;
     let mut tx = state.pool.begin().await?;
     if let Some(replayed) = idempotency.replay(&mut tx, &principal).await? {
         return Ok(replayed);
@@ -200,7 +209,7 @@ async fn create_key(
         project_id: new.project_id,
         owner_user_id: owner,
         name: &new.name,
-        allowed_models: &new.allowed_models,
+        allowed_models: allowed,
         expires_at: new.expires_at,
         rotated_from: None,
     };
@@ -239,7 +248,7 @@ async fn list_keys(
     Path(org_id): Path<Uuid>,
     Query(q): Query<KeyQuery>,
 ) -> Result<Json<Page<Key>>, ApiError> {
-    require(&principal, Permission::ReadOrg(org_id))?;
+    super::orgs::require_read(&state.pool, &principal, org_id).await?;
     let limit = page_limit(q.limit)?;
     if let Some(status) = &q.status {
         Checks::default()
@@ -282,15 +291,15 @@ async fn update_key(
     State(state): State<AppState>,
     principal: Principal,
     Path((org_id, key_id)): Path<(Uuid, Uuid)>,
-    body: Result<Json<KeyUpdate>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<KeyUpdate>, ApiError>,
 ) -> Result<Json<Key>, ApiError> {
     require(&principal, Permission::ReadOrg(org_id))?;
-    let Json(update) = body?;
+    let Body(update) = body?;
     let mut checks = Checks::default();
     if let Some(name) = &update.name {
         checks = checks.short_text("name", name);
     }
-    if let Some(allowed) = &update.allowed_models {
+    if let Some(Some(allowed)) = &update.allowed_models {
         checks = checks.models("allowed_models", allowed);
     }
     if let Some(Some(at)) = update.expires_at {
@@ -301,12 +310,16 @@ async fn update_key(
         );
     }
     checks.done()?;
-    if let Some(allowed) = &update.allowed_models {
+    if let Some(Some(allowed)) = &update.allowed_models {
         models::require_known(&state.pool, "allowed_models", allowed).await?;
     }
     let mut tx = state.pool.begin().await?;
     let before = keys::get_for_update(&mut tx, org_id, key_id).await?;
     require_manage(&principal, org_id, before.team_id, before.owner_user_id)?;
+    if let Some(list) = &update.allowed_models {
+        let team = crate::store::teams::get(&state.pool, org_id, before.team_id).await?;
+        teams::require_within(&state.pool, "allowed_models", &team, list.as_deref()).await?;
+    }
     // Rotation set the old key's expiry to its grace deadline; moving it would undo that.
     if update.expires_at.is_some() && before.grace_until.is_some() {
         return Err(ApiError::invalid(vec![FieldError {
@@ -319,10 +332,10 @@ async fn update_key(
         org_id,
         key_id,
         update.name.as_deref().unwrap_or(&before.name),
-        update
-            .allowed_models
-            .as_deref()
-            .unwrap_or(&before.allowed_models),
+        match &update.allowed_models {
+            None => before.allowed_models.as_deref(),
+            Some(list) => list.as_deref(),
+        },
         update.expires_at.unwrap_or(before.expires_at),
     )
     .await?;
@@ -349,10 +362,10 @@ async fn rotate_key(
     State(state): State<AppState>,
     principal: Principal,
     Path((org_id, key_id)): Path<(Uuid, Uuid)>,
-    body: Result<Json<Rotation>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<Rotation>, ApiError>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     require(&principal, Permission::ReadOrg(org_id))?;
-    let Json(rotation) = body?;
+    let Body(rotation) = body?;
     let grace = rotation.grace_seconds.unwrap_or(86_400);
     if !(0..=MAX_GRACE_SECS).contains(&grace) {
         return Err(ApiError::invalid(vec![FieldError {
@@ -376,7 +389,7 @@ async fn rotate_key(
         project_id: old.project_id,
         owner_user_id: old.owner_user_id,
         name: &old.name,
-        allowed_models: &old.allowed_models,
+        allowed_models: old.allowed_models.as_deref(),
         expires_at: old.expires_at,
         rotated_from: Some(old.id),
     };

@@ -1,4 +1,5 @@
-//! `/api/v1/orgs/{org_id}/members`: org admins give people roles in the org or a team.
+//! `/api/v1/orgs/{org_id}/members`: org admins give people roles in the org or a team,
+//! and take them away (effective from the person's next request).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -10,7 +11,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
-use super::validate::Checks;
+use super::validate::{Body, Checks};
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
 use crate::store::audit;
@@ -19,7 +20,9 @@ use crate::store::users::{self, Membership};
 pub const ROLES: &[&str] = &["org_admin", "team_admin", "member", "viewer"];
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(add_member, list_members))
+    OpenApiRouter::new()
+        .routes(routes!(add_member, list_members))
+        .routes(routes!(remove_member))
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -42,10 +45,10 @@ async fn add_member(
     State(state): State<AppState>,
     principal: Principal,
     Path(org_id): Path<Uuid>,
-    body: Result<Json<NewMember>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<NewMember>, ApiError>,
 ) -> Result<(StatusCode, Json<Membership>), ApiError> {
     require(&principal, Permission::AdminOrg(org_id))?;
-    let Json(new) = body?;
+    let Body(new) = body?;
     let mut checks = Checks::default()
         .email("email", &new.email)
         .one_of("role", &new.role, ROLES);
@@ -84,6 +87,33 @@ async fn list_members(
     principal: Principal,
     Path(org_id): Path<Uuid>,
 ) -> Result<Json<Vec<Membership>>, ApiError> {
-    require(&principal, Permission::ReadOrg(org_id))?;
+    super::orgs::require_read(&state.pool, &principal, org_id).await?;
     Ok(Json(users::list_members(&state.pool, org_id).await?))
+}
+
+/// Remove a membership (org admins): the role it gave ends with the person's next request.
+#[utoipa::path(delete, path = "/orgs/{org_id}/members/{membership_id}", tag = "members",
+    params(("org_id" = Uuid, Path), ("membership_id" = Uuid, Path)),
+    responses((status = 400, description = "Malformed path, query or body"), (status = 204), (status = 401), (status = 403), (status = 404)))]
+async fn remove_member(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org_id, membership_id)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    require(&principal, Permission::AdminOrg(org_id))?;
+    let mut tx = state.pool.begin().await?;
+    let before = users::remove_membership(&mut tx, org_id, membership_id).await?;
+    audit::record(
+        &mut tx,
+        &principal.actor(),
+        Some(org_id),
+        "delete",
+        "membership",
+        &membership_id.to_string(),
+        Some(serde_json::to_value(&before).unwrap_or_default()),
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -21,6 +21,7 @@ mod rate_limits;
 pub mod regions;
 mod scope;
 mod teams;
+mod tokens;
 mod usage;
 pub mod validate;
 mod webhooks;
@@ -74,7 +75,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
                 .merge(gateways::router())
                 .merge(usage::router())
                 .merge(alerts::router())
-                .merge(webhooks::router()),
+                .merge(webhooks::router())
+                .merge(tokens::router()),
         )
         .split_for_parts();
     api.route("/api/openapi.json", get(move || async move { Json(doc) }))

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::error::{ApiError, FieldError};
 use super::idempotent::Idempotency;
-use super::validate::Checks;
+use super::validate::{Body, Checks};
 use super::{AppState, page_limit};
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
@@ -237,11 +237,11 @@ async fn create_model(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    body: Result<Json<NewModel>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<NewModel>, ApiError>,
 ) -> Result<Response, ApiError> {
     require(&principal, Permission::ManagePlatform)?;
-    let Json(new) = body?;
-    let idempotency = Idempotency::from_request(&headers, &new)?;
+    let Body(new) = body?;
+    let idempotency = Idempotency::from_request(&headers, "models", None, &new)?;
     let mut tx = state.pool.begin().await?;
     if let Some(replayed) = idempotency.replay(&mut tx, &principal).await? {
         return Ok(replayed);
@@ -291,10 +291,10 @@ async fn update_model(
     State(state): State<AppState>,
     principal: Principal,
     Path(model_id): Path<Uuid>,
-    body: Result<Json<ModelUpdate>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<ModelUpdate>, ApiError>,
 ) -> Result<Json<Model>, ApiError> {
     require(&principal, Permission::ManagePlatform)?;
-    let Json(update) = body?;
+    let Body(update) = body?;
     let mut tx = state.pool.begin().await?;
     models::lock_names(&mut tx).await?;
     let before = models::get_for_update(&mut tx, model_id).await?;

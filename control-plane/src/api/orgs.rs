@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use super::idempotent::Idempotency;
-use super::validate::Checks;
+use super::validate::{Body, Checks};
 use super::{AppState, PageQuery};
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
@@ -41,6 +41,18 @@ pub struct OrgUpdate {
     pub name: String,
 }
 
+/// [`Permission::ReadOrg`], then 404 unless the org exists: a platform admin passes the
+/// permission for any id, and a list under a missing org must not answer an empty 200.
+pub async fn require_read(
+    pool: &crate::store::Pool,
+    principal: &Principal,
+    org_id: Uuid,
+) -> Result<(), ApiError> {
+    require(principal, Permission::ReadOrg(org_id))?;
+    orgs::get(pool, org_id).await?;
+    Ok(())
+}
+
 fn json(org: &Org) -> serde_json::Value {
     serde_json::to_value(org).unwrap_or_default()
 }
@@ -53,15 +65,15 @@ async fn create_org(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    body: Result<Json<NewOrg>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<NewOrg>, ApiError>,
 ) -> Result<Response, ApiError> {
     require(&principal, Permission::ManagePlatform)?;
-    let Json(new) = body?;
+    let Body(new) = body?;
     Checks::default()
         .slug("slug", &new.slug)
         .name("name", &new.name)
         .done()?;
-    let idempotency = Idempotency::from_request(&headers, &new)?;
+    let idempotency = Idempotency::from_request(&headers, "orgs", None, &new)?;
     let mut tx = state.pool.begin().await?;
     if let Some(replayed) = idempotency.replay(&mut tx, &principal).await? {
         return Ok(replayed);
@@ -117,10 +129,10 @@ async fn update_org(
     State(state): State<AppState>,
     principal: Principal,
     Path(org_id): Path<Uuid>,
-    body: Result<Json<OrgUpdate>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<OrgUpdate>, ApiError>,
 ) -> Result<Json<Org>, ApiError> {
     require(&principal, Permission::AdminOrg(org_id))?;
-    let Json(update) = body?;
+    let Body(update) = body?;
     Checks::default().name("name", &update.name).done()?;
     let mut tx = state.pool.begin().await?;
     let before = orgs::get_for_update(&mut tx, org_id).await?;

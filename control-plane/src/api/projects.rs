@@ -10,8 +10,9 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::error::ApiError;
-use super::validate::Checks;
-use super::{AppState, models};
+use super::patch::nullable;
+use super::validate::{Body, Checks};
+use super::{AppState, models, teams};
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
 use crate::store::audit;
@@ -32,9 +33,9 @@ pub struct NewProject {
     pub slug: String,
     #[schema(pattern = "\\S", min_length = 1, max_length = 200)]
     pub name: String,
-    /// Narrows the team's allow-list; empty or absent = as the team.
+    /// Narrows the team's allow-list: absent or `null` = as the team, `[]` = no model.
     #[serde(default)]
-    pub allowed_models: Vec<String>,
+    pub allowed_models: Option<Vec<String>>,
 }
 
 /// Absent fields keep their value.
@@ -43,8 +44,11 @@ pub struct NewProject {
 pub struct ProjectUpdate {
     #[schema(pattern = "\\S", min_length = 1, max_length = 200)]
     pub name: Option<String>,
-    /// Narrows the team's allow-list; empty = as the team.
-    pub allowed_models: Option<Vec<String>>,
+    /// Narrows the team's allow-list: `null` = as the team, `[]` = no model; absent =
+    /// unchanged.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_models: Option<Option<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -65,10 +69,10 @@ async fn create_project(
     State(state): State<AppState>,
     principal: Principal,
     Path(org_id): Path<Uuid>,
-    body: Result<Json<NewProject>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<NewProject>, ApiError>,
 ) -> Result<(StatusCode, Json<Project>), ApiError> {
     require(&principal, Permission::ReadOrg(org_id))?;
-    let Json(new) = body?;
+    let Body(new) = body?;
     require(
         &principal,
         Permission::AdminTeam {
@@ -76,12 +80,15 @@ async fn create_project(
             team: new.team_id,
         },
     )?;
+    let allowed = new.allowed_models.as_deref();
     Checks::default()
         .slug("slug", &new.slug)
         .name("name", &new.name)
-        .models("allowed_models", &new.allowed_models)
+        .models("allowed_models", allowed.unwrap_or_default())
         .done()?;
-    models::require_known(&state.pool, "allowed_models", &new.allowed_models).await?;
+    models::require_known(&state.pool, "allowed_models", allowed.unwrap_or_default()).await?;
+    let team = crate::store::teams::get(&state.pool, org_id, new.team_id).await?;
+    teams::require_within(&state.pool, "allowed_models", &team, allowed).await?;
     let mut tx = state.pool.begin().await?;
     let project = projects::create(
         &mut tx,
@@ -89,7 +96,7 @@ async fn create_project(
         new.team_id,
         &new.slug,
         new.name.trim(),
-        &new.allowed_models,
+        allowed,
     )
     .await?;
     audit::record(
@@ -115,7 +122,7 @@ async fn list_projects(
     Path(org_id): Path<Uuid>,
     Query(q): Query<ProjectQuery>,
 ) -> Result<Json<Vec<Project>>, ApiError> {
-    require(&principal, Permission::ReadOrg(org_id))?;
+    super::orgs::require_read(&state.pool, &principal, org_id).await?;
     let all = projects::list(&state.pool, org_id, q.team_id).await?;
     // Team-scoped members see their teams' projects only.
     let visible = all
@@ -159,10 +166,10 @@ async fn update_project(
     State(state): State<AppState>,
     principal: Principal,
     Path((org_id, project_id)): Path<(Uuid, Uuid)>,
-    body: Result<Json<ProjectUpdate>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<ProjectUpdate>, ApiError>,
 ) -> Result<Json<Project>, ApiError> {
     require(&principal, Permission::ReadOrg(org_id))?;
-    let Json(update) = body?;
+    let Body(update) = body?;
     let existing = projects::get(&state.pool, org_id, project_id).await?;
     require(
         &principal,
@@ -175,12 +182,16 @@ async fn update_project(
     if let Some(name) = &update.name {
         checks = checks.name("name", name);
     }
-    if let Some(allowed) = &update.allowed_models {
+    if let Some(Some(allowed)) = &update.allowed_models {
         checks = checks.models("allowed_models", allowed);
     }
     checks.done()?;
-    if let Some(allowed) = &update.allowed_models {
-        models::require_known(&state.pool, "allowed_models", allowed).await?;
+    if let Some(list) = &update.allowed_models {
+        if let Some(allowed) = list {
+            models::require_known(&state.pool, "allowed_models", allowed).await?;
+        }
+        let team = crate::store::teams::get(&state.pool, org_id, existing.team_id).await?;
+        teams::require_within(&state.pool, "allowed_models", &team, list.as_deref()).await?;
     }
     let mut tx = state.pool.begin().await?;
     let before = projects::get_for_update(&mut tx, org_id, project_id).await?;
@@ -189,10 +200,10 @@ async fn update_project(
         org_id,
         project_id,
         update.name.as_deref().map_or(&before.name, str::trim),
-        update
-            .allowed_models
-            .as_deref()
-            .unwrap_or(&before.allowed_models),
+        match &update.allowed_models {
+            None => before.allowed_models.as_deref(),
+            Some(list) => list.as_deref(),
+        },
     )
     .await?;
     audit::record(

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::idempotent::Idempotency;
 use super::patch::nullable;
-use super::validate::Checks;
+use super::validate::{Body, Checks};
 use super::{AppState, page_limit};
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
@@ -132,11 +132,11 @@ async fn create_provider(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    body: Result<Json<NewProvider>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<NewProvider>, ApiError>,
 ) -> Result<Response, ApiError> {
     require(&principal, Permission::ManagePlatform)?;
-    let Json(new) = body?;
-    let idempotency = Idempotency::from_request(&headers, &new)?;
+    let Body(new) = body?;
+    let idempotency = Idempotency::from_request(&headers, "providers", None, &new)?;
     let mut tx = state.pool.begin().await?;
     if let Some(replayed) = idempotency.replay(&mut tx, &principal).await? {
         return Ok(replayed);
@@ -186,10 +186,10 @@ async fn update_provider(
     State(state): State<AppState>,
     principal: Principal,
     Path(provider_id): Path<Uuid>,
-    body: Result<Json<ProviderUpdate>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<ProviderUpdate>, ApiError>,
 ) -> Result<Json<Provider>, ApiError> {
     require(&principal, Permission::ManagePlatform)?;
-    let Json(update) = body?;
+    let Body(update) = body?;
     let mut checks = Checks::default();
     if let Some(name) = &update.name {
         checks = checks.name("name", name);

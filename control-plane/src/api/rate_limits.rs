@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::idempotent::Idempotency;
 use super::patch::nullable;
-use super::validate::Checks;
+use super::validate::{Body, Checks};
 use super::{AppState, page_limit, scope};
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
@@ -107,10 +107,10 @@ async fn create_rate_limit(
     principal: Principal,
     Path(org_id): Path<Uuid>,
     headers: HeaderMap,
-    body: Result<Json<NewRateLimit>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<NewRateLimit>, ApiError>,
 ) -> Result<Response, ApiError> {
     require(&principal, Permission::ReadOrg(org_id))?;
-    let Json(new) = body?;
+    let Body(new) = body?;
     let limits = Limits {
         rpm: new.rpm,
         tpm: new.tpm,
@@ -126,7 +126,7 @@ async fn create_rate_limit(
         new.scope_id,
     )
     .await?;
-    let idempotency = Idempotency::from_request(&headers, &new)?;
+    let idempotency = Idempotency::from_request(&headers, "rate-limits", Some(org_id), &new)?;
     let mut tx = state.pool.begin().await?;
     if let Some(replayed) = idempotency.replay(&mut tx, &principal).await? {
         return Ok(replayed);
@@ -159,7 +159,7 @@ async fn list_rate_limits(
     Path(org_id): Path<Uuid>,
     Query(q): Query<RateLimitQuery>,
 ) -> Result<Json<Page<RateLimit>>, ApiError> {
-    require(&principal, Permission::ReadOrg(org_id))?;
+    super::orgs::require_read(&state.pool, &principal, org_id).await?;
     let limit = page_limit(q.limit)?;
     if let Some(kind) = &q.scope_kind {
         Checks::default()
@@ -202,10 +202,10 @@ async fn update_rate_limit(
     State(state): State<AppState>,
     principal: Principal,
     Path((org_id, rate_limit_id)): Path<(Uuid, Uuid)>,
-    body: Result<Json<RateLimitUpdate>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<RateLimitUpdate>, ApiError>,
 ) -> Result<Json<RateLimit>, ApiError> {
     require(&principal, Permission::ReadOrg(org_id))?;
-    let Json(update) = body?;
+    let Body(update) = body?;
     let current = rate_limits::get(&state.pool, org_id, rate_limit_id).await?;
     scope::require_admin_of_existing(
         &state.pool,

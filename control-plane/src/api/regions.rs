@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::idempotent::Idempotency;
-use super::validate::Checks;
+use super::validate::{Body, Checks};
 use super::{AppState, page_limit};
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
@@ -97,11 +97,11 @@ async fn create_region(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    body: Result<Json<NewRegion>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<NewRegion>, ApiError>,
 ) -> Result<Response, ApiError> {
     require(&principal, Permission::ManagePlatform)?;
-    let Json(new) = body?;
-    let idempotency = Idempotency::from_request(&headers, &new)?;
+    let Body(new) = body?;
+    let idempotency = Idempotency::from_request(&headers, "regions", None, &new)?;
     let mut tx = state.pool.begin().await?;
     if let Some(replayed) = idempotency.replay(&mut tx, &principal).await? {
         return Ok(replayed);
@@ -152,11 +152,11 @@ async fn update_region(
     State(state): State<AppState>,
     principal: Principal,
     Path(region_id): Path<String>,
-    body: Result<Json<RegionUpdate>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<RegionUpdate>, ApiError>,
 ) -> Result<Json<Region>, ApiError> {
     require(&principal, Permission::ManagePlatform)?;
     shaped(&region_id)?;
-    let Json(update) = body?;
+    let Body(update) = body?;
     Checks::default().name("name", &update.name).done()?;
     let mut tx = state.pool.begin().await?;
     let before = regions::get_for_update(&mut tx, &region_id).await?;

@@ -45,7 +45,10 @@ pub async fn require_admin(
         }
         Err(e) => return Err(e.into()),
     };
-    require(principal, Permission::AdminTeam { org: org_id, team })
+    Ok(require(
+        principal,
+        Permission::AdminTeam { org: org_id, team },
+    )?)
 }
 
 /// As [`require_admin`], for a budget or rate limit that exists already. Its scope may be
@@ -60,7 +63,7 @@ pub async fn require_admin_of_existing(
 ) -> Result<(), ApiError> {
     match require_admin(pool, principal, org_id, kind, scope_id).await {
         Err(e) if e.status == StatusCode::NOT_FOUND => {
-            require(principal, Permission::AdminOrg(org_id))
+            Ok(require(principal, Permission::AdminOrg(org_id))?)
         }
         other => other,
     }

@@ -1,4 +1,9 @@
 //! `/api/v1/orgs/{org_id}/teams`: org admins manage teams; anyone in the org reads them.
+//! A team admin renames its team but works within its allow-list: only org admins set it.
+//!
+//! Allow-lists (here and on projects and keys): absent or `null` = not set (every model
+//! the level above allows), `[]` = no model at all. A PATCH that does not name the list
+//! leaves it as it is.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -11,7 +16,8 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use super::idempotent::Idempotency;
-use super::validate::Checks;
+use super::patch::nullable;
+use super::validate::{Body, Checks};
 use super::{AppState, PageQuery, models};
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
@@ -32,18 +38,22 @@ pub struct NewTeam {
     pub slug: String,
     #[schema(pattern = "\\S", min_length = 1, max_length = 200)]
     pub name: String,
-    /// Names or aliases of catalog models the team may call; empty or absent = all.
+    /// Names or aliases of catalog models the team may call; absent or `null` = every
+    /// model, `[]` = none.
     #[serde(default)]
-    pub allowed_models: Vec<String>,
+    pub allowed_models: Option<Vec<String>>,
 }
 
+/// Absent fields keep their value.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeamUpdate {
     #[schema(pattern = "\\S", min_length = 1, max_length = 200)]
-    pub name: String,
-    #[serde(default)]
-    pub allowed_models: Vec<String>,
+    pub name: Option<String>,
+    /// Org admins only. `null` = every model, `[]` = none; absent = unchanged.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_models: Option<Option<Vec<String>>>,
 }
 
 fn json(team: &Team) -> serde_json::Value {
@@ -60,17 +70,18 @@ async fn create_team(
     principal: Principal,
     Path(org_id): Path<Uuid>,
     headers: HeaderMap,
-    body: Result<Json<NewTeam>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<NewTeam>, ApiError>,
 ) -> Result<Response, ApiError> {
     require(&principal, Permission::AdminOrg(org_id))?;
-    let Json(new) = body?;
+    let Body(new) = body?;
+    let allowed = new.allowed_models.as_deref().unwrap_or_default();
     Checks::default()
         .slug("slug", &new.slug)
         .name("name", &new.name)
-        .models("allowed_models", &new.allowed_models)
+        .models("allowed_models", allowed)
         .done()?;
-    models::require_known(&state.pool, "allowed_models", &new.allowed_models).await?;
-    let idempotency = Idempotency::from_request(&headers, &new)?;
+    models::require_known(&state.pool, "allowed_models", allowed).await?;
+    let idempotency = Idempotency::from_request(&headers, "teams", Some(org_id), &new)?;
     let mut tx = state.pool.begin().await?;
     if let Some(replayed) = idempotency.replay(&mut tx, &principal).await? {
         return Ok(replayed);
@@ -80,7 +91,7 @@ async fn create_team(
         org_id,
         &new.slug,
         new.name.trim(),
-        &new.allowed_models,
+        new.allowed_models.as_deref(),
     )
     .await?;
     audit::record(
@@ -109,7 +120,7 @@ async fn list_teams(
     Path(org_id): Path<Uuid>,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<Page<Team>>, ApiError> {
-    require(&principal, Permission::ReadOrg(org_id))?;
+    super::orgs::require_read(&state.pool, &principal, org_id).await?;
     Ok(Json(
         teams::list(&state.pool, org_id, page.cursor, page.limit()?).await?,
     ))
@@ -133,7 +144,7 @@ async fn get_team(
     Ok(Json(teams::get(&state.pool, org_id, team_id).await?))
 }
 
-/// Rename a team or change its model allow-list (org or team admins).
+/// Rename a team (org or team admins) or change its model allow-list (org admins).
 #[utoipa::path(patch, path = "/orgs/{org_id}/teams/{team_id}", tag = "teams",
     params(("org_id" = Uuid, Path), ("team_id" = Uuid, Path)), request_body = TeamUpdate,
     responses((status = 415, description = "Body is not JSON"), (status = 400, description = "Malformed path, query or body"), (status = 200, body = Team), (status = 401), (status = 403), (status = 404), (status = 422)))]
@@ -141,7 +152,7 @@ async fn update_team(
     State(state): State<AppState>,
     principal: Principal,
     Path((org_id, team_id)): Path<(Uuid, Uuid)>,
-    body: Result<Json<TeamUpdate>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<TeamUpdate>, ApiError>,
 ) -> Result<Json<Team>, ApiError> {
     require(
         &principal,
@@ -150,20 +161,39 @@ async fn update_team(
             team: team_id,
         },
     )?;
-    let Json(update) = body?;
-    Checks::default()
-        .name("name", &update.name)
-        .models("allowed_models", &update.allowed_models)
-        .done()?;
-    models::require_known(&state.pool, "allowed_models", &update.allowed_models).await?;
+    let Body(update) = body?;
+    if update.allowed_models.is_some() {
+        // A team admin works within the team's allow-list; only org admins move it.
+        require(
+            &principal,
+            Permission::SetTeamModels {
+                org: org_id,
+                team: team_id,
+            },
+        )?;
+    }
+    let mut checks = Checks::default();
+    if let Some(name) = &update.name {
+        checks = checks.name("name", name);
+    }
+    if let Some(Some(allowed)) = &update.allowed_models {
+        checks = checks.models("allowed_models", allowed);
+    }
+    checks.done()?;
+    if let Some(Some(allowed)) = &update.allowed_models {
+        models::require_known(&state.pool, "allowed_models", allowed).await?;
+    }
     let mut tx = state.pool.begin().await?;
     let before = teams::get_for_update(&mut tx, org_id, team_id).await?;
     let after = teams::update(
         &mut tx,
         org_id,
         team_id,
-        update.name.trim(),
-        &update.allowed_models,
+        update.name.as_deref().map_or(&before.name, str::trim),
+        match &update.allowed_models {
+            None => before.allowed_models.as_deref(),
+            Some(list) => list.as_deref(),
+        },
     )
     .await?;
     audit::record(
@@ -207,4 +237,43 @@ async fn delete_team(
     .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// 422 on `field` unless every entry of `list` names a model `team` allows: a project's or
+/// key's allow-list narrows its team's, never widens it. Entries are compared by the
+/// model they name, so an alias and its model's name are the same entry.
+pub async fn require_within(
+    pool: &crate::store::Pool,
+    field: &str,
+    team: &Team,
+    list: Option<&[String]>,
+) -> Result<(), ApiError> {
+    let (Some(team_list), Some(list)) = (&team.allowed_models, list) else {
+        return Ok(());
+    };
+    let mut allowed = std::collections::HashSet::new();
+    for name in team_list {
+        // An entry naming a model deleted since allows nothing.
+        if let Ok(model) = crate::store::models::resolve(pool, name).await {
+            allowed.insert(model.name);
+        }
+    }
+    let mut outside = Vec::new();
+    for name in list {
+        match crate::store::models::resolve(pool, name).await {
+            Ok(model) if allowed.contains(&model.name) => {}
+            Ok(_) | Err(crate::store::StoreError::NotFound) => outside.push(name.as_str()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if outside.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(vec![super::error::FieldError {
+        field: field.into(),
+        message: format!(
+            "not allowed to the team (its allow-list is set by org admins): {}",
+            outside.join(", ")
+        ),
+    }]))
 }

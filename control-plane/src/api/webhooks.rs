@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::error::ApiError;
-use super::validate::Checks;
+use super::validate::{Body, Checks};
 use super::{AppState, page_limit};
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
@@ -70,8 +70,8 @@ fn json(webhook: &Webhook) -> serde_json::Value {
 /// Org admins manage the org's webhooks; team admins (and org admins) a team's.
 fn require_admin(principal: &Principal, org: Uuid, team: Option<Uuid>) -> Result<(), ApiError> {
     match team {
-        None => require(principal, Permission::AdminOrg(org)),
-        Some(team) => require(principal, Permission::AdminTeam { org, team }),
+        None => Ok(require(principal, Permission::AdminOrg(org))?),
+        Some(team) => Ok(require(principal, Permission::AdminTeam { org, team })?),
     }
 }
 
@@ -85,10 +85,10 @@ async fn create_webhook(
     State(state): State<AppState>,
     principal: Principal,
     Path(org_id): Path<Uuid>,
-    body: Result<Json<NewWebhook>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<NewWebhook>, ApiError>,
 ) -> Result<(StatusCode, Json<CreatedWebhook>), ApiError> {
     require(&principal, Permission::ReadOrg(org_id))?;
-    let Json(new) = body?;
+    let Body(new) = body?;
     require_admin(&principal, org_id, new.team_id)?;
     Checks::default()
         .http_url("url", &new.url)
@@ -136,7 +136,7 @@ async fn list_webhooks(
     principal: Principal,
     Path(org_id): Path<Uuid>,
 ) -> Result<Json<Vec<Webhook>>, ApiError> {
-    require(&principal, Permission::ReadOrg(org_id))?;
+    super::orgs::require_read(&state.pool, &principal, org_id).await?;
     let teams = if principal.allows(Permission::AdminOrg(org_id)) {
         None
     } else {

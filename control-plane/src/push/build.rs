@@ -21,7 +21,7 @@ struct TeamRow {
     id: Uuid,
     org_id: Uuid,
     name: String,
-    allowed_models: Vec<String>,
+    allowed_models: Option<Vec<String>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -30,7 +30,7 @@ struct ProjectRow {
     org_id: Uuid,
     team_id: Uuid,
     name: String,
-    allowed_models: Vec<String>,
+    allowed_models: Option<Vec<String>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -44,7 +44,7 @@ struct KeyRow {
     project_id: Option<Uuid>,
     owner_user_id: Option<Uuid>,
     name: String,
-    allowed_models: Vec<String>,
+    allowed_models: Option<Vec<String>>,
     expires_at: Option<OffsetDateTime>,
 }
 
@@ -166,7 +166,8 @@ impl World {
                 id: t.id.to_string(),
                 org_id: t.org_id.to_string(),
                 name: t.name,
-                allowed_models: t.allowed_models,
+                allowed_models_set: t.allowed_models.is_some(),
+                allowed_models: t.allowed_models.unwrap_or_default(),
                 limits: limits(&limit_map, "team", t.id),
             })
             .collect();
@@ -182,7 +183,8 @@ impl World {
                 org_id: p.org_id.to_string(),
                 team_id: p.team_id.to_string(),
                 name: p.name,
-                allowed_models: p.allowed_models,
+                allowed_models_set: p.allowed_models.is_some(),
+                allowed_models: p.allowed_models.unwrap_or_default(),
                 limits: limits(&limit_map, "project", p.id),
             })
             .collect();
@@ -214,7 +216,8 @@ impl World {
                 team_id: k.team_id.to_string(),
                 project_id: k.project_id.map(|p| p.to_string()).unwrap_or_default(),
                 owner_user_id: k.owner_user_id.map(|u| u.to_string()).unwrap_or_default(),
-                allowed_models: k.allowed_models,
+                allowed_models_set: k.allowed_models.is_some(),
+                allowed_models: k.allowed_models.unwrap_or_default(),
                 name: k.name,
             })
             .collect();

@@ -12,10 +12,17 @@ pub struct Saved {
     pub response: Value,
 }
 
-pub async fn find(tx: &mut Tx<'_>, user_id: Uuid, key: &str) -> Result<Option<Saved>, StoreError> {
+/// The answer saved for `key` by `user_id` in `scope` (route and org).
+pub async fn find(
+    tx: &mut Tx<'_>,
+    user_id: Uuid,
+    scope: &str,
+    key: &str,
+) -> Result<Option<Saved>, StoreError> {
     let row: Option<(Vec<u8>, i32, Value)> =
-        sqlx::query_as("SELECT request_hash, status, response FROM idempotency_keys WHERE user_id = $1 AND key = $2")
+        sqlx::query_as("SELECT request_hash, status, response FROM idempotency_keys WHERE user_id = $1 AND scope = $2 AND key = $3")
             .bind(user_id)
+            .bind(scope)
             .bind(key)
             .fetch_optional(&mut **tx)
             .await?;
@@ -29,11 +36,13 @@ pub async fn find(tx: &mut Tx<'_>, user_id: Uuid, key: &str) -> Result<Option<Sa
 pub async fn save(
     tx: &mut Tx<'_>,
     user_id: Uuid,
+    scope: &str,
     key: &str,
     saved: &Saved,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO idempotency_keys (user_id, key, request_hash, status, response) VALUES ($1, $2, $3, $4, $5)")
+    sqlx::query("INSERT INTO idempotency_keys (user_id, scope, key, request_hash, status, response) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(user_id)
+        .bind(scope)
         .bind(key)
         .bind(&saved.request_hash)
         .bind(i32::from(saved.status))

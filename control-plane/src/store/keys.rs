@@ -19,7 +19,8 @@ pub struct Key {
     pub project_id: Option<Uuid>,
     pub owner_user_id: Option<Uuid>,
     pub name: String,
-    pub allowed_models: Vec<String>,
+    /// Models (names or aliases) this may call: `null` = not set (every model), `[]` = none.
+    pub allowed_models: Option<Vec<String>>,
     /// `active` or `revoked`.
     pub status: String,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -45,7 +46,7 @@ pub struct NewKeyRow<'a> {
     pub project_id: Option<Uuid>,
     pub owner_user_id: Option<Uuid>,
     pub name: &'a str,
-    pub allowed_models: &'a [String],
+    pub allowed_models: Option<&'a [String]>,
     pub expires_at: Option<OffsetDateTime>,
     pub rotated_from: Option<Uuid>,
 }
@@ -139,7 +140,7 @@ pub async fn update(
     org_id: Uuid,
     id: Uuid,
     name: &str,
-    allowed_models: &[String],
+    allowed_models: Option<&[String]>,
     expires_at: Option<OffsetDateTime>,
 ) -> Result<Key, StoreError> {
     let sql = format!(

@@ -13,8 +13,8 @@ pub struct Project {
     pub team_id: Uuid,
     pub slug: String,
     pub name: String,
-    /// Narrows the team's allow-list; empty = as the team.
-    pub allowed_models: Vec<String>,
+    /// Models (names or aliases) this may call: `null` = not set (every model), `[]` = none.
+    pub allowed_models: Option<Vec<String>>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -27,7 +27,7 @@ pub async fn create(
     team_id: Uuid,
     slug: &str,
     name: &str,
-    allowed_models: &[String],
+    allowed_models: Option<&[String]>,
 ) -> Result<Project, StoreError> {
     Ok(sqlx::query_as::<_, Project>(
         "INSERT INTO projects (id, org_id, team_id, slug, name, allowed_models) VALUES ($1, $2, $3, $4, $5, $6)
@@ -89,7 +89,7 @@ pub async fn update(
     org_id: Uuid,
     id: Uuid,
     name: &str,
-    allowed_models: &[String],
+    allowed_models: Option<&[String]>,
 ) -> Result<Project, StoreError> {
     Ok(sqlx::query_as::<_, Project>(
         "UPDATE projects SET name = $3, allowed_models = $4 WHERE org_id = $1 AND id = $2

@@ -12,8 +12,8 @@ pub struct Team {
     pub org_id: Uuid,
     pub slug: String,
     pub name: String,
-    /// Model names this team may call; empty = all.
-    pub allowed_models: Vec<String>,
+    /// Models (names or aliases) this may call: `null` = not set (every model), `[]` = none.
+    pub allowed_models: Option<Vec<String>>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -25,7 +25,7 @@ pub async fn create(
     org_id: Uuid,
     slug: &str,
     name: &str,
-    allowed_models: &[String],
+    allowed_models: Option<&[String]>,
 ) -> Result<Team, StoreError> {
     Ok(sqlx::query_as::<_, Team>(
         "INSERT INTO teams (id, org_id, slug, name, allowed_models) VALUES ($1, $2, $3, $4, $5)
@@ -83,7 +83,7 @@ pub async fn update(
     org_id: Uuid,
     id: Uuid,
     name: &str,
-    allowed_models: &[String],
+    allowed_models: Option<&[String]>,
 ) -> Result<Team, StoreError> {
     Ok(sqlx::query_as::<_, Team>(
         "UPDATE teams SET name = $3, allowed_models = $4 WHERE org_id = $1 AND id = $2

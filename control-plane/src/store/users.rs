@@ -1,11 +1,13 @@
 //! Users, their memberships (roles) and their admin API tokens.
 //!
 //! Admin tokens are `tga_<43 base64url chars>` (256 random bits); only their SHA-256 is
-//! stored — a fast hash is right for a secret with that much entropy.
+//! stored — a fast hash is right for a secret with that much entropy. Every token
+//! expires (default 90 days) and can be revoked; either ends it on the next request.
 
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Pool, StoreError, Tx};
@@ -68,23 +70,94 @@ pub async fn find_by_email(pool: &Pool, email: &str) -> Result<User, StoreError>
     .await?)
 }
 
-/// A new token for `user_id`; the returned text is the only copy of the secret.
+/// How long a token lives unless its minter says otherwise.
+pub const DEFAULT_TOKEN_LIFETIME: time::Duration = time::Duration::days(90);
+
+/// An admin API token as listed: never its secret or hash.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Token {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    /// The owner's email.
+    pub email: String,
+    /// The first characters, enough to recognise the token, never to use it.
+    pub prefix: String,
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+const TOKEN_COLUMNS: &str = "t.id, t.user_id, u.email, t.prefix, t.name, t.expires_at, t.revoked_at, \
+                             t.last_used_at, t.created_at";
+
+/// A new token for `user_id`, valid until `expires_at`; the returned text is the only
+/// copy of the secret.
 pub async fn create_token(
     tx: &mut Tx<'_>,
     user_id: Uuid,
     name: &str,
-) -> Result<String, StoreError> {
+    expires_at: OffsetDateTime,
+) -> Result<(Token, String), StoreError> {
     let secret: [u8; 32] = rand::rng().random();
     let token = format!("{TOKEN_PREFIX}{}", hex::encode(secret));
-    sqlx::query("INSERT INTO admin_tokens (id, user_id, token_sha256, prefix, name) VALUES ($1, $2, $3, $4, $5)")
+    let sql = format!(
+        "WITH t AS (INSERT INTO admin_tokens (id, user_id, token_sha256, prefix, name, expires_at)
+                    VALUES ($1, $2, $3, $4, $5, $6) RETURNING *)
+         SELECT {TOKEN_COLUMNS} FROM t JOIN users u ON u.id = t.user_id"
+    );
+    let row = sqlx::query_as::<_, Token>(sqlx::AssertSqlSafe(sql))
         .bind(Uuid::now_v7())
         .bind(user_id)
         .bind(Sha256::digest(token.as_bytes()).to_vec())
         .bind(&token[..TOKEN_PREFIX.len() + 6])
         .bind(name)
-        .execute(&mut **tx)
+        .bind(expires_at)
+        .fetch_one(&mut **tx)
         .await?;
-    Ok(token)
+    Ok((row, token))
+}
+
+/// Tokens of `user_id`, or of everyone (`None`), newest first.
+pub async fn list_tokens(pool: &Pool, user_id: Option<Uuid>) -> Result<Vec<Token>, StoreError> {
+    let sql = format!(
+        "SELECT {TOKEN_COLUMNS} FROM admin_tokens t JOIN users u ON u.id = t.user_id
+         WHERE $1::uuid IS NULL OR t.user_id = $1 ORDER BY t.id DESC"
+    );
+    Ok(sqlx::query_as::<_, Token>(sqlx::AssertSqlSafe(sql))
+        .bind(user_id)
+        .fetch_all(pool)
+        .await?)
+}
+
+pub async fn get_token(tx: &mut Tx<'_>, id: Uuid) -> Result<Token, StoreError> {
+    let sql = format!(
+        "SELECT {TOKEN_COLUMNS} FROM admin_tokens t JOIN users u ON u.id = t.user_id
+         WHERE t.id = $1 FOR UPDATE OF t"
+    );
+    Ok(sqlx::query_as::<_, Token>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?)
+}
+
+/// Revokes token `id` (a no-op on one revoked already); it is refused from the next
+/// request on.
+pub async fn revoke_token(tx: &mut Tx<'_>, id: Uuid) -> Result<Token, StoreError> {
+    let sql = format!(
+        "WITH t AS (UPDATE admin_tokens SET revoked_at = coalesce(revoked_at, now())
+                    WHERE id = $1 RETURNING *)
+         SELECT {TOKEN_COLUMNS} FROM t JOIN users u ON u.id = t.user_id"
+    );
+    Ok(sqlx::query_as::<_, Token>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?)
 }
 
 /// The user a live (not revoked, not expired) token belongs to.
@@ -126,6 +199,22 @@ pub async fn add_membership(
     .bind(org_id)
     .bind(team_id)
     .bind(role)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+/// Removes membership `id` of `org_id`; the roles it gave end with the next request.
+pub async fn remove_membership(
+    tx: &mut Tx<'_>,
+    org_id: Uuid,
+    id: Uuid,
+) -> Result<Membership, StoreError> {
+    Ok(sqlx::query_as::<_, Membership>(
+        "DELETE FROM memberships WHERE org_id = $1 AND id = $2
+         RETURNING id, user_id, org_id, team_id, role",
+    )
+    .bind(org_id)
+    .bind(id)
     .fetch_one(&mut **tx)
     .await?)
 }

@@ -28,8 +28,8 @@ pub async fn list(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Respons
     let data: Vec<Value> = snapshot
         .model_names
         .iter()
-        .filter(|name| allowed(&caller, name))
         .filter_map(|name| snapshot.model(name))
+        .filter(|model| allowed(&caller, model))
         .map(|model| entry(model, snapshot.generated_at_ms))
         .collect();
     Json(json!({"object": "list", "data": data})).into_response()

@@ -1,9 +1,9 @@
 //! Step 2: may this caller make this call? The alias must exist, every allow-list on
-//! the way (key, project, team; empty = everything) must name it, and the request must
-//! fit the model; the answer carries the call's worst case, which the limits (step 3)
-//! and the reservation (step 4) both use.
+//! the way (key, project, team) must let it through — a list that is not set lets
+//! everything through, an empty one nothing; an entry naming an alias stands for the
+//! model the alias names — and the request must fit the model. The answer carries the
+//! call's worst case, which the limits (step 3) and the reservation (step 4) both use.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::authenticate::Caller;
@@ -49,16 +49,17 @@ pub fn resolve<'s>(
     let model = snapshot
         .model(requested)
         .ok_or_else(|| AuthzError::UnknownModel(requested.to_owned()))?;
-    if !allowed(caller, &model.name) {
+    if !allowed(caller, model) {
         return Err(AuthzError::NotAllowed(requested.to_owned()));
     }
     Ok(model)
 }
 
 /// Every allow-list between the key and its team lets `model` through.
-pub fn allowed(caller: &Caller<'_>, model: &str) -> bool {
-    let permits = |list: &HashSet<String>| list.is_empty() || list.contains(model);
-    permits(&caller.key.allowed_models)
-        && caller.project.is_none_or(|p| permits(&p.allowed_models))
-        && permits(&caller.team.allowed_models)
+pub fn allowed(caller: &Caller<'_>, model: &Model) -> bool {
+    caller.key.allowed_models.permits(model)
+        && caller
+            .project
+            .is_none_or(|p| p.allowed_models.permits(model))
+        && caller.team.allowed_models.permits(model)
 }

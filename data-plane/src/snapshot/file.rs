@@ -62,8 +62,8 @@ pub struct TeamEntry {
     pub org: String,
     #[serde(default)]
     pub name: String,
-    #[serde(default)]
-    pub allowed_models: Vec<String>,
+    /// Absent = not set (as the level above); `[]` = no model.
+    pub allowed_models: Option<Vec<String>>,
     pub limits: Option<LimitsEntry>,
 }
 
@@ -74,8 +74,8 @@ pub struct ProjectEntry {
     pub team: String,
     #[serde(default)]
     pub name: String,
-    #[serde(default)]
-    pub allowed_models: Vec<String>,
+    /// Absent = not set (as the level above); `[]` = no model.
+    pub allowed_models: Option<Vec<String>>,
     pub limits: Option<LimitsEntry>,
 }
 
@@ -101,8 +101,8 @@ pub struct KeyEntry {
     pub status: KeyStatusEntry,
     /// RFC 3339, e.g. "2027-01-01T00:00:00Z".
     pub expires_at: Option<String>,
-    #[serde(default)]
-    pub allowed_models: Vec<String>,
+    /// Absent = not set (as the level above); `[]` = no model.
+    pub allowed_models: Option<Vec<String>>,
     pub limits: Option<LimitsEntry>,
     #[serde(default)]
     pub name: String,
@@ -291,7 +291,8 @@ impl StaticSnapshot {
                 id: t.id.clone(),
                 org_id: t.org.clone(),
                 name: t.name.clone(),
-                allowed_models: t.allowed_models.clone(),
+                allowed_models: t.allowed_models.clone().unwrap_or_default(),
+                allowed_models_set: t.allowed_models.is_some(),
                 limits: limits(t.limits),
             })
             .collect();
@@ -303,7 +304,8 @@ impl StaticSnapshot {
                 org_id: org_of_team(&p.team),
                 team_id: p.team.clone(),
                 name: p.name.clone(),
-                allowed_models: p.allowed_models.clone(),
+                allowed_models: p.allowed_models.clone().unwrap_or_default(),
+                allowed_models_set: p.allowed_models.is_some(),
                 limits: limits(p.limits),
             })
             .collect();
@@ -339,7 +341,8 @@ impl StaticSnapshot {
                 team_id: k.team.clone(),
                 project_id: k.project.clone().unwrap_or_default(),
                 owner_user_id: k.owner_user.clone().unwrap_or_default(),
-                allowed_models: k.allowed_models.clone(),
+                allowed_models: k.allowed_models.clone().unwrap_or_default(),
+                allowed_models_set: k.allowed_models.is_some(),
                 limits: limits(k.limits),
                 name: k.name.clone(),
             });

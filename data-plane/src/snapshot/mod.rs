@@ -199,6 +199,49 @@ impl Limits {
     }
 }
 
+/// Which models a team, project or key may call. "Not set" and "empty" are different
+/// things: an empty list allows nothing, so emptying a list can never widen access.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowList {
+    /// Not set: whatever the level above allows.
+    All,
+    /// Only these names or aliases (possibly none).
+    Only(HashSet<String>),
+}
+
+impl AllowList {
+    /// From the wire: `set` is the `allowed_models_set` flag, which control planes from
+    /// before it never send; for them an empty list meant "not set".
+    pub fn from_wire(models: Vec<String>, set: bool) -> Self {
+        if set || !models.is_empty() {
+            Self::Only(models.into_iter().collect())
+        } else {
+            Self::All
+        }
+    }
+
+    /// Does this list let `model` through? An entry may name the model or any of its
+    /// aliases: an alias stands for the model it names.
+    pub fn permits(&self, model: &Model) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(names) => {
+                names.contains(&model.name) || model.aliases.iter().any(|a| names.contains(a))
+            }
+        }
+    }
+
+    /// The names listed (none for [`AllowList::All`]).
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        match self {
+            Self::All => None,
+            Self::Only(names) => Some(names.iter()),
+        }
+        .into_iter()
+        .flatten()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Org {
     pub id: String,
@@ -211,8 +254,7 @@ pub struct Team {
     pub id: String,
     pub org_id: String,
     pub name: String,
-    /// Empty = every model.
-    pub allowed_models: HashSet<String>,
+    pub allowed_models: AllowList,
     pub limits: Limits,
 }
 
@@ -222,7 +264,7 @@ pub struct Project {
     pub org_id: String,
     pub team_id: String,
     pub name: String,
-    pub allowed_models: HashSet<String>,
+    pub allowed_models: AllowList,
     pub limits: Limits,
 }
 
@@ -238,7 +280,7 @@ pub struct ApiKey {
     pub team_id: String,
     pub project_id: Option<String>,
     pub owner_user_id: Option<String>,
-    pub allowed_models: HashSet<String>,
+    pub allowed_models: AllowList,
     pub limits: Limits,
     pub name: String,
 }
@@ -430,7 +472,10 @@ impl Snapshot {
                     id: team.id,
                     org_id: team.org_id,
                     name: team.name,
-                    allowed_models: team.allowed_models.into_iter().collect(),
+                    allowed_models: AllowList::from_wire(
+                        team.allowed_models,
+                        team.allowed_models_set,
+                    ),
                     limits: limits(team.limits),
                 },
             );
@@ -465,7 +510,10 @@ impl Snapshot {
                     org_id: project.org_id,
                     team_id: project.team_id,
                     name: project.name,
-                    allowed_models: project.allowed_models.into_iter().collect(),
+                    allowed_models: AllowList::from_wire(
+                        project.allowed_models,
+                        project.allowed_models_set,
+                    ),
                     limits: limits(project.limits),
                 },
             );
@@ -732,7 +780,10 @@ impl Snapshot {
                     team_id: key.team_id,
                     project_id: (!key.project_id.is_empty()).then_some(key.project_id),
                     owner_user_id: (!key.owner_user_id.is_empty()).then_some(key.owner_user_id),
-                    allowed_models: key.allowed_models.into_iter().collect(),
+                    allowed_models: AllowList::from_wire(
+                        key.allowed_models,
+                        key.allowed_models_set,
+                    ),
                     limits: limits(key.limits),
                     name: key.name,
                 },
@@ -745,12 +796,9 @@ impl Snapshot {
         // The label is only formatted when there is a problem: 100k keys must not pay
         // for 100k `format!`s.
         let check_allowed =
-            |what: &dyn Fn() -> String, allowed: &HashSet<String>, problems: &mut Vec<String>| {
-                if allowed.is_empty() {
-                    return;
-                }
+            |what: &dyn Fn() -> String, allowed: &AllowList, problems: &mut Vec<String>| {
                 let mut unknown: Vec<_> = allowed
-                    .iter()
+                    .names()
                     .filter(|m| !snapshot.models.contains_key(*m) && !elsewhere.contains(*m))
                     .collect();
                 unknown.sort();
