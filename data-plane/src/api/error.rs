@@ -15,6 +15,7 @@ use crate::pipeline::authenticate::AuthError;
 use crate::pipeline::authorize::AuthzError;
 use crate::pipeline::limit::{LimitError, RateInfo};
 use crate::pipeline::request::RequestError;
+use crate::pipeline::reserve::EstimateError;
 use crate::providers::{Fault, ProviderError, TimeoutPhase};
 
 #[derive(Debug, Clone)]
@@ -143,6 +144,22 @@ impl From<RequestError> for GatewayError {
                     message,
                 )
             },
+        }
+    }
+}
+
+impl From<EstimateError> for GatewayError {
+    /// Every estimate refusal is the client's: a 400 naming the field, as OpenAI answers.
+    fn from(e: EstimateError) -> Self {
+        debug_assert_eq!(e.fault(), Fault::Client);
+        Self {
+            param: Some(e.param().to_owned()),
+            ..Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                e.code(),
+                e.to_string(),
+            )
         }
     }
 }

@@ -177,7 +177,7 @@ async fn run(
         return Err(GatewayError::config_stale(staleness));
     }
 
-    let estimate = reserve::estimate(&grant, &req, endpoint);
+    let estimate = reserve::estimate(&grant, &req, endpoint)?;
     if endpoint != Endpoint::Embeddings {
         req.output_ceiling = Some(estimate.max_output_tokens);
     }
@@ -192,7 +192,7 @@ async fn run(
     let deadline_ms = now_ms()
         + i64::try_from((longest * gw.routing.max_attempts + gw.lease_margin).as_millis())
             .unwrap_or(i64::MAX);
-    let tokens = estimate.prompt_tokens + estimate.max_output_tokens;
+    let tokens = estimate.tokens();
     let (permit, rate) = limit(
         &gw.limiter,
         &gw.ledger,
