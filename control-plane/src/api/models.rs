@@ -191,8 +191,9 @@ fn check_limits(checks: Checks, row: &ModelRow<'_>) -> Checks {
         .at_least("context_window", row.context_window, 1)
         .at_least("max_output_tokens", row.max_output_tokens, 1)
         .check(
+            // A limit below 1 is already reported on its own field.
             row.max_output_tokens
-                .is_none_or(|max| row.default_max_output_tokens <= max),
+                .is_none_or(|max| max < 1 || row.default_max_output_tokens <= max),
             "default_max_output_tokens",
             "must not exceed max_output_tokens",
         )
@@ -284,15 +285,15 @@ pub async fn create(tx: &mut Tx<'_>, actor: &Actor, new: &NewModel) -> Result<Mo
         modes: &new.modes,
         max_n: new.max_n,
     };
-    let checks = Checks::default()
-        .check(
-            well_formed(&new.name),
-            "name",
-            "1–200 characters, without spaces or control characters",
-        )
+    let checks = Checks::default().check(
+        well_formed(&new.name),
+        "name",
+        "1–200 characters, without spaces or control characters",
+    );
+    let checks = check_limits(checks, &row)
         .one_of("tokenizer", &new.tokenizer, TOKENIZERS)
         .short_text("owned_by", &new.owned_by);
-    check_aliases(check_limits(checks, &row), &new.name, &new.aliases).done()?;
+    check_aliases(checks, &new.name, &new.aliases).done()?;
     models::lock_names(tx).await?;
     check_clashes(tx, Some(&new.name), &new.aliases, None).await?;
     let model = models::create(tx, &new.name, &row).await?;
@@ -394,10 +395,10 @@ async fn update_model(
         modes: update.modes.as_ref().unwrap_or(&before.modes),
         max_n: update.max_n.unwrap_or(before.max_n),
     };
-    let checks = Checks::default()
+    let checks = check_limits(Checks::default(), &row)
         .one_of("tokenizer", row.tokenizer, TOKENIZERS)
         .short_text("owned_by", row.owned_by);
-    check_aliases(check_limits(checks, &row), &before.name, aliases).done()?;
+    check_aliases(checks, &before.name, aliases).done()?;
     check_clashes(&mut tx, None, aliases, Some(model_id)).await?;
     let after = models::update(&mut tx, model_id, &row).await?;
     audit::record(
