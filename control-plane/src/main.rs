@@ -194,6 +194,18 @@ enum ModelsCommand {
         /// Shown in the gateway's GET /v1/models.
         #[arg(long, default_value = "")]
         owned_by: String,
+        /// Prompt tokens the model accepts (unset = unknown, not checked).
+        #[arg(long)]
+        context_window: Option<i32>,
+        /// The largest max_tokens the model accepts (unset = unknown, not checked).
+        #[arg(long)]
+        output_limit: Option<i32>,
+        /// An endpoint it serves: chat, completions or embeddings (repeat; default all).
+        #[arg(long = "mode")]
+        modes: Vec<String>,
+        /// The largest n a call may ask for (1 refuses n > 1).
+        #[arg(long, default_value_t = 128)]
+        max_n: i32,
     },
 }
 
@@ -707,13 +719,26 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             max_output_tokens,
             tokenizer,
             owned_by,
+            context_window,
+            output_limit,
+            modes,
+            max_n,
         }) => {
+            let modes = if modes.is_empty() {
+                api::models::MODES.iter().map(|m| (*m).to_owned()).collect()
+            } else {
+                modes
+            };
             let new = NewModel {
                 name,
                 aliases,
                 default_max_output_tokens: max_output_tokens,
                 tokenizer,
                 owned_by,
+                context_window,
+                max_output_tokens: output_limit,
+                modes,
+                max_n,
             };
             let mut tx = pool.begin().await?;
             let model = api::models::create(&mut tx, &cli_actor(), &new)

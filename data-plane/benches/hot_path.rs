@@ -99,7 +99,7 @@ fn bench_request_and_pricing(c: &mut Criterion) {
     let req = request::parse(&body, Endpoint::Chat).expect("valid");
     Encoding::O200k.warm_up();
     c.bench_function("count prompt tokens (o200k, 2 messages)", |b| {
-        b.iter(|| Encoding::O200k.count_chat(black_box(req.messages()), None))
+        b.iter(|| Encoding::O200k.chat_prompt(black_box(&req.body)))
     });
     let prices = Prices {
         input: 2_500_000,

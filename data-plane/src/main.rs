@@ -68,7 +68,9 @@ Standalone mode: the same file holds the config a control plane would push:
   [[projects]] id, team, name, allowed_models, limits
   [[keys]] public_id, display_prefix, secret_hmac (hex), team, project, status, expires_at,
            allowed_models, limits, name          <- printed by `tollgate-gateway keys new`
-  [[models]] name, aliases, default_max_output_tokens, tokenizer (o200k_base|cl100k_base)
+  [[models]] name, aliases, default_max_output_tokens, tokenizer (o200k_base|cl100k_base),
+           context_window, max_output_tokens (tokens; unset = unknown),
+           modes = [chat|completions|embeddings] (default all), max_n (1 refuses n > 1)
   [[deployments]] id, model, provider (openai|azure|anthropic|openai_compatible), base_url,
            upstream_model, credential (\"env:NAME\"), api_version, weight,
            prices = { input, output, cached_input, cache_write } (micro-USD per 1M tokens),

@@ -98,16 +98,24 @@ pub fn cost(usage: &Usage, prices: &Prices) -> Micros {
 }
 
 /// Worst case of a call before it is made: every prompt token at the input price (no
-/// cache discount assumed) and the full output ceiling at the output price.
+/// cache discount assumed) or, where writing the provider's cache costs more (Anthropic
+/// `cache_control`: 1.25× input), at the cache-write price, since any prompt token may be
+/// one written to the cache; and the full output ceiling at the output price.
 pub fn worst_case(prompt_tokens: u64, max_output_tokens: u64, prices: &Prices) -> Micros {
-    cost(
-        &Usage {
+    let usage = if prices.cache_write > prices.input {
+        Usage {
+            cache_write: prompt_tokens,
+            output: max_output_tokens,
+            ..Usage::default()
+        }
+    } else {
+        Usage {
             input: prompt_tokens,
             output: max_output_tokens,
             ..Usage::default()
-        },
-        prices,
-    )
+        }
+    };
+    cost(&usage, prices)
 }
 
 #[cfg(test)]
@@ -161,6 +169,30 @@ mod tests {
             );
             assert!(worst >= cached, "{prompt}/{output}");
         }
+    }
+
+    #[test]
+    fn worst_case_prices_prompts_as_cache_writes_where_those_cost_more() {
+        // Claude Sonnet 4.5: $3 input, $3.75 5-minute cache write, $15 output per 1M.
+        let sonnet = Prices {
+            input: 3_000_000,
+            output: 15_000_000,
+            cached_input: 300_000,
+            cache_write: 3_750_000,
+        };
+        // 10,000 prompt tokens all written to the cache: 37,500 µ$; 1,000 out: 15,000 µ$.
+        assert_eq!(worst_case(10_000, 1_000, &sonnet), Micros(52_500));
+        let all_written = cost(
+            &Usage {
+                cache_write: 10_000,
+                output: 1_000,
+                ..Usage::default()
+            },
+            &sonnet,
+        );
+        assert_eq!(worst_case(10_000, 1_000, &sonnet), all_written);
+        // Where writes are free or cheaper (OpenAI), the input price stays the bound.
+        assert_eq!(worst_case(1_000, 0, &GPT_4O), Micros(2_500));
     }
 
     #[test]

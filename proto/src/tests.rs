@@ -1,8 +1,8 @@
 use prost::Message;
 
 use crate::config::{
-    ApiKey, Budget, BudgetPeriod, ClampPolicy, Deployment, KeyStatus, Limits, Model, Org, Prices,
-    Project, ProviderKind, Scope, ScopeKind, SignedSnapshot, Snapshot, Team, Timeouts,
+    ApiKey, Budget, BudgetPeriod, ClampPolicy, Deployment, KeyStatus, Limits, Model, ModelMode,
+    Org, Prices, Project, ProviderKind, Scope, ScopeKind, SignedSnapshot, Snapshot, Team, Timeouts,
 };
 use crate::telemetry::{CallStatus, UsageBatch, UsageEvent};
 
@@ -69,6 +69,10 @@ fn realistic_snapshot() -> Snapshot {
             default_max_output_tokens: 4096,
             tokenizer: "o200k_base".into(),
             owned_by: "openai".into(),
+            context_window: 128_000,
+            max_output_tokens: 16_384,
+            modes: vec![ModelMode::Chat as i32],
+            max_n: 0,
         }],
         deployments: vec![Deployment {
             id: "dep-openai-eu".into(),

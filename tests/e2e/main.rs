@@ -8,6 +8,7 @@ mod admin_rules;
 mod config_push;
 mod conformance;
 mod control_plane;
+mod estimate;
 mod gateway;
 mod hardening;
 mod isolation;

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::error::{ApiError, FieldError};
 use super::idempotent::Idempotency;
+use super::patch::nullable;
 use super::validate::{Body, Checks};
 use super::{AppState, page_limit};
 use crate::auth::Principal;
@@ -27,6 +28,10 @@ use crate::store::models::{self, Model, ModelRow};
 use crate::store::{Page, Pool, Tx, deployments};
 
 pub const TOKENIZERS: &[&str] = &["o200k_base", "cl100k_base"];
+/// The endpoints a model may serve (`modes`); a model serves all of them unless told.
+pub const MODES: &[&str] = &["chat", "completions", "embeddings"];
+/// OpenAI's own limit on `n`; the most answers one call may buy.
+pub const MAX_N: i32 = 128;
 /// More aliases than this is a mistake, not a catalog.
 const MAX_ALIASES: usize = 64;
 
@@ -58,6 +63,42 @@ pub struct NewModel {
     #[serde(default)]
     #[schema(max_length = 200)]
     pub owned_by: String,
+    /// Prompt tokens the model accepts; a longer prompt is refused with 400
+    /// `context_length_exceeded` before anything is sent. Absent = unknown (no check).
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub context_window: Option<i32>,
+    /// The largest `max_tokens` the model accepts (tokens); a call asking for more is
+    /// refused with 400 instead of reserving its price. Absent = unknown (no check).
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub max_output_tokens: Option<i32>,
+    /// Endpoints the model serves (default: all three); a call to another is a 400.
+    #[serde(default = "all_modes")]
+    #[schema(value_type = Vec<Mode>, min_items = 1)]
+    pub modes: Vec<String>,
+    /// The largest `n` (or `best_of`) one call may ask for, 1–128 (default 128); 1 refuses
+    /// every call that asks for more than one answer.
+    #[serde(default = "max_n")]
+    #[schema(minimum = 1, maximum = 128)]
+    pub max_n: i32,
+}
+
+/// An endpoint a model serves.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum Mode {
+    Chat,
+    Completions,
+    Embeddings,
+}
+
+fn all_modes() -> Vec<String> {
+    MODES.iter().map(|m| (*m).to_owned()).collect()
+}
+
+fn max_n() -> i32 {
+    MAX_N
 }
 
 fn default_max_output_tokens() -> i32 {
@@ -80,6 +121,18 @@ pub struct ModelUpdate {
     pub tokenizer: Option<String>,
     #[schema(max_length = 200)]
     pub owned_by: Option<String>,
+    /// `null` makes it unknown again.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i32>, minimum = 1)]
+    pub context_window: Option<Option<i32>>,
+    /// `null` makes it unknown again.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i32>, minimum = 1)]
+    pub max_output_tokens: Option<Option<i32>>,
+    #[schema(value_type = Option<Vec<Mode>>, min_items = 1)]
+    pub modes: Option<Vec<String>>,
+    #[schema(minimum = 1, maximum = 128)]
+    pub max_n: Option<i32>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -123,6 +176,37 @@ fn check_aliases(checks: Checks, name: &str, aliases: &[String]) -> Checks {
             !aliases.iter().any(|a| a == name),
             "aliases",
             "must not repeat the model's name",
+        )
+}
+
+/// The metadata gateways check calls against: positive token limits, a default answer
+/// the model can give, known modes (at least one), `n` within 1–128.
+fn check_limits(checks: Checks, row: &ModelRow<'_>) -> Checks {
+    checks
+        .at_least(
+            "default_max_output_tokens",
+            Some(row.default_max_output_tokens),
+            1,
+        )
+        .at_least("context_window", row.context_window, 1)
+        .at_least("max_output_tokens", row.max_output_tokens, 1)
+        .check(
+            // A limit below 1 is already reported on its own field.
+            row.max_output_tokens
+                .is_none_or(|max| max < 1 || row.default_max_output_tokens <= max),
+            "default_max_output_tokens",
+            "must not exceed max_output_tokens",
+        )
+        .check(
+            !row.modes.is_empty() && row.modes.iter().all(|m| MODES.contains(&m.as_str())),
+            "modes",
+            "one or more of chat, completions, embeddings",
+        )
+        .distinct("modes", row.modes)
+        .check(
+            (1..=MAX_N).contains(&row.max_n),
+            "max_n",
+            "between 1 and 128",
         )
 }
 
@@ -191,28 +275,27 @@ pub async fn require_known(pool: &Pool, field: &str, names: &[String]) -> Result
 
 /// Validates, creates and audits a model.
 pub async fn create(tx: &mut Tx<'_>, actor: &Actor, new: &NewModel) -> Result<Model, ApiError> {
-    let checks = Checks::default()
-        .check(
-            well_formed(&new.name),
-            "name",
-            "1–200 characters, without spaces or control characters",
-        )
-        .at_least(
-            "default_max_output_tokens",
-            Some(new.default_max_output_tokens),
-            1,
-        )
-        .one_of("tokenizer", &new.tokenizer, TOKENIZERS)
-        .short_text("owned_by", &new.owned_by);
-    check_aliases(checks, &new.name, &new.aliases).done()?;
-    models::lock_names(tx).await?;
-    check_clashes(tx, Some(&new.name), &new.aliases, None).await?;
     let row = ModelRow {
         aliases: &new.aliases,
         default_max_output_tokens: new.default_max_output_tokens,
         tokenizer: &new.tokenizer,
         owned_by: &new.owned_by,
+        context_window: new.context_window,
+        max_output_tokens: new.max_output_tokens,
+        modes: &new.modes,
+        max_n: new.max_n,
     };
+    let checks = Checks::default().check(
+        well_formed(&new.name),
+        "name",
+        "1–200 characters, without spaces or control characters",
+    );
+    let checks = check_limits(checks, &row)
+        .one_of("tokenizer", &new.tokenizer, TOKENIZERS)
+        .short_text("owned_by", &new.owned_by);
+    check_aliases(checks, &new.name, &new.aliases).done()?;
+    models::lock_names(tx).await?;
+    check_clashes(tx, Some(&new.name), &new.aliases, None).await?;
     let model = models::create(tx, &new.name, &row).await?;
     audit::record(
         tx,
@@ -283,7 +366,8 @@ async fn get_model(
     Ok(Json(models::get(&state.pool, model_id).await?))
 }
 
-/// Change a model's aliases, output default, tokenizer or owner (platform admins).
+/// Change a model's aliases, output default, tokenizer, owner, limits or modes (platform
+/// admins).
 #[utoipa::path(patch, path = "/models/{model_id}", tag = "models", params(("model_id" = Uuid, Path)), request_body = ModelUpdate,
     responses((status = 415, description = "Body is not JSON"), (status = 400, description = "Malformed path, query or body"),
         (status = 200, body = Model), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)))]
@@ -306,13 +390,12 @@ async fn update_model(
             .unwrap_or(before.default_max_output_tokens),
         tokenizer: update.tokenizer.as_deref().unwrap_or(&before.tokenizer),
         owned_by: update.owned_by.as_deref().unwrap_or(&before.owned_by),
+        context_window: update.context_window.unwrap_or(before.context_window),
+        max_output_tokens: update.max_output_tokens.unwrap_or(before.max_output_tokens),
+        modes: update.modes.as_ref().unwrap_or(&before.modes),
+        max_n: update.max_n.unwrap_or(before.max_n),
     };
-    let checks = Checks::default()
-        .at_least(
-            "default_max_output_tokens",
-            Some(row.default_max_output_tokens),
-            1,
-        )
+    let checks = check_limits(Checks::default(), &row)
         .one_of("tokenizer", row.tokenizer, TOKENIZERS)
         .short_text("owned_by", row.owned_by);
     check_aliases(checks, &before.name, aliases).done()?;

@@ -55,6 +55,10 @@ struct ModelRow {
     default_max_output_tokens: i32,
     tokenizer: String,
     owned_by: String,
+    context_window: Option<i32>,
+    max_output_tokens: Option<i32>,
+    modes: Vec<String>,
+    max_n: i32,
 }
 
 #[derive(sqlx::FromRow)]
@@ -269,7 +273,9 @@ impl World {
             .collect();
 
         let models: Vec<ModelRow> = sqlx::query_as(
-            "SELECT name, aliases, default_max_output_tokens, tokenizer, owned_by FROM models ORDER BY name",
+            "SELECT name, aliases, default_max_output_tokens, tokenizer, owned_by,
+                    context_window, max_output_tokens, modes, max_n
+               FROM models ORDER BY name",
         )
         .fetch_all(&mut *db)
         .await?;
@@ -329,6 +335,10 @@ impl World {
                         .unwrap_or(4096),
                     tokenizer: m.tokenizer.clone(),
                     owned_by: m.owned_by.clone(),
+                    context_window: positive(m.context_window),
+                    max_output_tokens: positive(m.max_output_tokens),
+                    modes: m.modes.iter().map(|mode| model_mode(mode).into()).collect(),
+                    max_n: u32::try_from(m.max_n).unwrap_or(1),
                 })
                 .collect(),
             deployments,
@@ -338,6 +348,21 @@ impl World {
                 .flat_map(|m| std::iter::once(&m.name).chain(&m.aliases).cloned())
                 .collect(),
         }
+    }
+}
+
+/// A token limit on the wire: 0 = unknown.
+fn positive(v: Option<i32>) -> u32 {
+    v.and_then(|v| u32::try_from(v).ok()).unwrap_or(0)
+}
+
+/// The database allows only these three; anything else would be refused by the gateway.
+fn model_mode(mode: &str) -> proto::ModelMode {
+    match mode {
+        "chat" => proto::ModelMode::Chat,
+        "completions" => proto::ModelMode::Completions,
+        "embeddings" => proto::ModelMode::Embeddings,
+        _ => proto::ModelMode::Unspecified,
     }
 }
 

@@ -22,6 +22,14 @@ pub struct Model {
     pub tokenizer: String,
     /// Shown in `GET /v1/models`.
     pub owned_by: String,
+    /// Prompt tokens the model accepts; `null` = unknown (gateways do not check).
+    pub context_window: Option<i32>,
+    /// The largest `max_tokens` one answer may have (tokens); `null` = unknown.
+    pub max_output_tokens: Option<i32>,
+    /// Endpoints the model serves: `chat`, `completions`, `embeddings`.
+    pub modes: Vec<String>,
+    /// The largest `n` (or `best_of`) a call may ask for; 1 refuses n > 1.
+    pub max_n: i32,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -35,10 +43,14 @@ pub struct ModelRow<'a> {
     pub default_max_output_tokens: i32,
     pub tokenizer: &'a str,
     pub owned_by: &'a str,
+    pub context_window: Option<i32>,
+    pub max_output_tokens: Option<i32>,
+    pub modes: &'a [String],
+    pub max_n: i32,
 }
 
-const COLUMNS: &str =
-    "id, name, aliases, default_max_output_tokens, tokenizer, owned_by, created_at, updated_at";
+const COLUMNS: &str = "id, name, aliases, default_max_output_tokens, tokenizer, owned_by,
+    context_window, max_output_tokens, modes, max_n, created_at, updated_at";
 
 /// Serialises writers of names and aliases until the transaction ends, so two of them
 /// cannot both pass [`taken`] with the same new alias. Readers are not blocked.
@@ -81,8 +93,9 @@ pub async fn unknown(pool: &Pool, names: &[String]) -> Result<Vec<String>, Store
 
 pub async fn create(tx: &mut Tx<'_>, name: &str, row: &ModelRow<'_>) -> Result<Model, StoreError> {
     let sql = format!(
-        "INSERT INTO models (id, name, aliases, default_max_output_tokens, tokenizer, owned_by)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+        "INSERT INTO models (id, name, aliases, default_max_output_tokens, tokenizer, owned_by,
+                             context_window, max_output_tokens, modes, max_n)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
     );
     Ok(sqlx::query_as::<_, Model>(sqlx::AssertSqlSafe(sql))
         .bind(Uuid::now_v7())
@@ -91,6 +104,10 @@ pub async fn create(tx: &mut Tx<'_>, name: &str, row: &ModelRow<'_>) -> Result<M
         .bind(row.default_max_output_tokens)
         .bind(row.tokenizer)
         .bind(row.owned_by)
+        .bind(row.context_window)
+        .bind(row.max_output_tokens)
+        .bind(row.modes)
+        .bind(row.max_n)
         .fetch_one(&mut **tx)
         .await?)
 }
@@ -145,7 +162,8 @@ pub async fn list(
 
 pub async fn update(tx: &mut Tx<'_>, id: Uuid, row: &ModelRow<'_>) -> Result<Model, StoreError> {
     let sql = format!(
-        "UPDATE models SET aliases = $2, default_max_output_tokens = $3, tokenizer = $4, owned_by = $5
+        "UPDATE models SET aliases = $2, default_max_output_tokens = $3, tokenizer = $4, owned_by = $5,
+                           context_window = $6, max_output_tokens = $7, modes = $8, max_n = $9
          WHERE id = $1 RETURNING {COLUMNS}"
     );
     Ok(sqlx::query_as::<_, Model>(sqlx::AssertSqlSafe(sql))
@@ -154,6 +172,10 @@ pub async fn update(tx: &mut Tx<'_>, id: Uuid, row: &ModelRow<'_>) -> Result<Mod
         .bind(row.default_max_output_tokens)
         .bind(row.tokenizer)
         .bind(row.owned_by)
+        .bind(row.context_window)
+        .bind(row.max_output_tokens)
+        .bind(row.modes)
+        .bind(row.max_n)
         .fetch_one(&mut **tx)
         .await?)
 }

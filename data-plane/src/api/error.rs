@@ -16,6 +16,7 @@ use crate::pipeline::authorize::AuthzError;
 use crate::pipeline::limit::{LimitError, RateInfo};
 use crate::pipeline::request::RequestError;
 use crate::pipeline::route::RouteError;
+use crate::pipeline::reserve::EstimateError;
 use crate::providers::{Fault, ProviderError, TimeoutPhase};
 
 #[derive(Debug, Clone)]
@@ -164,6 +165,22 @@ impl From<RequestError> for GatewayError {
     }
 }
 
+impl From<EstimateError> for GatewayError {
+    /// Every estimate refusal is the client's: a 400 naming the field, as OpenAI answers.
+    fn from(e: EstimateError) -> Self {
+        debug_assert_eq!(e.fault(), Fault::Client);
+        Self {
+            param: Some(e.param().to_owned()),
+            ..Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                e.code(),
+                e.to_string(),
+            )
+        }
+    }
+}
+
 impl From<AuthError> for GatewayError {
     fn from(e: AuthError) -> Self {
         Self::new(
@@ -179,6 +196,7 @@ impl From<AuthzError> for GatewayError {
     fn from(e: AuthzError) -> Self {
         let param = Some("model".to_owned());
         match e {
+            AuthzError::Unfit(e) => e.into(),
             AuthzError::UnknownModel(_) => Self {
                 param,
                 ..Self::new(

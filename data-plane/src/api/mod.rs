@@ -123,7 +123,7 @@ async fn admit(State(gw): State<Arc<Gateway>>, request: Request, next: Next) -> 
         gw.emitter.clone(),
         event,
     );
-    guard.fail(error.status.as_u16(), error.code_str(), false);
+    guard.fail(error.status.as_u16(), error.code_str());
     drop(guard);
     let mut response = error.into_response();
     // The body was not read: the connection cannot carry another request.

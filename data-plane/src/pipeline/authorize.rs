@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::authenticate::Caller;
-use super::reserve::{Estimate, estimate};
+use super::reserve::{Estimate, EstimateError, estimate};
 use crate::providers::{Endpoint, JsonRequest};
 use crate::snapshot::{Model, Snapshot};
 
@@ -25,6 +25,9 @@ pub enum AuthzError {
     UnknownModel(String),
     #[error("Your key may not use the model `{0}`.")]
     NotAllowed(String),
+    /// The model cannot take the call as asked (a 400 naming the field).
+    #[error(transparent)]
+    Unfit(#[from] EstimateError),
 }
 
 pub fn authorize(
@@ -35,7 +38,7 @@ pub fn authorize(
 ) -> Result<Grant, AuthzError> {
     let model = resolve(snapshot, caller, req.model())?;
     Ok(Grant {
-        estimate: estimate(model, req, endpoint),
+        estimate: estimate(model, req, endpoint)?,
         model: model.clone(),
     })
 }

@@ -1,8 +1,12 @@
 //! Step 4: price the worst case and reserve it in every budget that applies.
 //!
-//! Worst case = prompt tokens (real tokenizer) × input price + output ceiling × output
-//! price, at the most expensive deployment of the model — routing may fall back to any
-//! of them, and the reservation must cover whichever serves the call.
+//! Worst case = prompt tokens (real tokenizer, every billed input part, the provider
+//! family's safety factor) × input price (or the cache-write price, when higher) + output
+//! ceiling × answers billed (`n`, `best_of`) × output price, at the most expensive
+//! deployment of the model — routing may fall back to any of them, and the reservation
+//! must cover whichever serves the call. A call the model cannot take as asked (an
+//! endpoint it does not serve, `max_tokens` above its limit, a prompt past its context
+//! window, too many answers) is an [`EstimateError`]: a 400 before anything is reserved.
 
 use time::{Duration as TimeDuration, OffsetDateTime, Time};
 
@@ -10,20 +14,31 @@ use super::authenticate::Caller;
 use super::authorize::Grant;
 use crate::ledger::{BudgetLine, Ledger, Ledgers, Reservation, ReserveError, ReserveRequest};
 use crate::money::{self, Micros, Prices};
-use crate::providers::{Endpoint, JsonRequest};
+use crate::providers::{Endpoint, Fault, JsonRequest};
 use crate::snapshot::{Budget, ClampPolicy, Model, Period, ScopeKind, Snapshot};
+use crate::tokenize::{Family, Prompt};
 
+/// The worst case of one call, in tokens and money.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Estimate {
+    /// Prompt tokens, with the provider family's safety factor applied.
     pub prompt_tokens: u64,
+    /// The output ceiling of one answer (what goes upstream as `max_tokens`).
     pub max_output_tokens: u64,
+    /// Answers the provider bills: `n`, or for legacy completions max(`n`, `best_of`).
+    pub choices: u64,
     pub amount: Micros,
 }
 
 impl Estimate {
-    /// Tokens the call may use, for tokens-per-minute limits.
+    /// Output tokens billed at most: every answer at its ceiling.
+    pub fn output_tokens(&self) -> u64 {
+        self.max_output_tokens.saturating_mul(self.choices)
+    }
+
+    /// Tokens the call may use, for the TPM limit.
     pub fn tokens(&self) -> u64 {
-        self.prompt_tokens.saturating_add(self.max_output_tokens)
+        self.prompt_tokens.saturating_add(self.output_tokens())
     }
 }
 
@@ -46,33 +61,234 @@ pub struct Hold {
     pub deadline_ms: i64,
 }
 
-/// The most the call can cost.
-pub fn estimate(model: &Model, req: &JsonRequest, endpoint: Endpoint) -> Estimate {
-    let prompt_tokens = match endpoint {
-        Endpoint::Chat => model
-            .encoding
-            .count_chat(req.messages(), req.body.get("tools")),
-        Endpoint::Completions => req
-            .body
-            .get("prompt")
-            .map_or(0, |p| model.encoding.count_input(p)),
-        Endpoint::Embeddings => req
-            .body
-            .get("input")
-            .map_or(0, |i| model.encoding.count_input(i)),
+/// A call the model cannot take as asked: refused with 400 before anything is limited,
+/// reserved or sent. Always [`Fault::Client`].
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum EstimateError {
+    #[error(
+        "{param} is too large: {requested}. This model supports at most {limit} completion tokens, whereas you provided {requested}."
+    )]
+    OutputTooLarge {
+        param: &'static str,
+        requested: u64,
+        limit: u32,
+    },
+    #[error(
+        "This model's maximum context length is {limit} tokens. However, your {what} resulted in {prompt} tokens. Please reduce the length of the {what}."
+    )]
+    ContextTooLong {
+        param: &'static str,
+        what: &'static str,
+        limit: u32,
+        prompt: u64,
+    },
+    #[error("{model} does not serve {path}; it serves {serves}.")]
+    Endpoint {
+        model: String,
+        path: &'static str,
+        serves: String,
+    },
+    #[error("{param} must be an integer between 1 and {max}, got {got}.")]
+    Choices {
+        param: &'static str,
+        got: String,
+        max: u32,
+    },
+    #[error("best_of must be greater than or equal to n.")]
+    BestOfBelowN,
+    #[error(
+        "{model} allows at most {limit} answer{} per call, whereas you asked for {requested} ({param}).",
+        if *.limit == 1 { "" } else { "s" }
+    )]
+    ChoicesNotAllowed {
+        model: String,
+        param: &'static str,
+        requested: u64,
+        limit: u32,
+    },
+}
+
+impl EstimateError {
+    pub fn fault(&self) -> Fault {
+        Fault::Client
+    }
+
+    /// The request field at fault, for OpenAI's `param`.
+    pub fn param(&self) -> &'static str {
+        match self {
+            Self::OutputTooLarge { param, .. }
+            | Self::ContextTooLong { param, .. }
+            | Self::Choices { param, .. }
+            | Self::ChoicesNotAllowed { param, .. } => param,
+            Self::Endpoint { .. } => "model",
+            Self::BestOfBelowN => "best_of",
+        }
+    }
+
+    /// OpenAI's `code` where it has one for the case.
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            Self::ContextTooLong { .. } => Some("context_length_exceeded"),
+            Self::OutputTooLarge { .. } | Self::ChoicesNotAllowed { .. } => Some("invalid_value"),
+            Self::Endpoint { .. } => Some("unsupported_endpoint"),
+            Self::Choices { .. } | Self::BestOfBelowN => None,
+        }
+    }
+}
+
+/// The most the call can cost, or why the model cannot take it: the endpoint must be one
+/// the model serves, `max_tokens` within its output limit, the prompt within its context
+/// window, and `n`/`best_of` within 1..=its `max_n`. Several answers multiply the output
+/// part (and the token count); the prompt is billed once.
+pub fn estimate(
+    model: &Model,
+    req: &JsonRequest,
+    endpoint: Endpoint,
+) -> Result<Estimate, EstimateError> {
+    check_endpoint(model, endpoint)?;
+    let choices = choices(model, req, endpoint)?;
+    let (prompt, param, what) = match endpoint {
+        Endpoint::Chat => (
+            model.encoding.chat_prompt(&req.body),
+            "messages",
+            "messages",
+        ),
+        Endpoint::Completions => (
+            model.encoding.completion_prompt(&req.body),
+            "prompt",
+            "prompt",
+        ),
+        Endpoint::Embeddings => (model.encoding.embedding_prompt(&req.body), "input", "input"),
     };
+    if let Some(limit) = model.context_window {
+        let counted = over_families(model, |f| prompt.counted(f));
+        if counted > u64::from(limit) {
+            return Err(EstimateError::ContextTooLong {
+                param,
+                what,
+                limit,
+                prompt: counted,
+            });
+        }
+    }
+    let prompt_tokens = prompt_tokens(model, &prompt);
     let max_output_tokens = match endpoint {
         Endpoint::Embeddings => 0,
-        _ => req
-            .max_output_tokens()
-            .unwrap_or(u64::from(model.default_max_output_tokens)),
+        _ => output_ceiling(model, req)?,
     };
-    let amount = money::worst_case(prompt_tokens, max_output_tokens, &max_prices(model));
-    Estimate {
+    let mut estimate = Estimate {
         prompt_tokens,
         max_output_tokens,
-        amount,
+        choices,
+        amount: Micros::ZERO,
+    };
+    estimate.amount =
+        money::worst_case(prompt_tokens, estimate.output_tokens(), &max_prices(model));
+    Ok(estimate)
+}
+
+/// The prompt as the family among the model's deployments that counts the most.
+fn prompt_tokens(model: &Model, prompt: &Prompt) -> u64 {
+    over_families(model, |f| prompt.tokens(f))
+}
+
+fn over_families(model: &Model, count: impl Fn(Family) -> u64) -> u64 {
+    if model.families.is_empty() {
+        return count(Family::OpenAi);
     }
+    model.families.iter().map(|f| count(*f)).max().unwrap_or(0)
+}
+
+fn check_endpoint(model: &Model, endpoint: Endpoint) -> Result<(), EstimateError> {
+    let modes = model.modes;
+    let serves = match endpoint {
+        Endpoint::Chat => modes.chat,
+        Endpoint::Completions => modes.completions,
+        Endpoint::Embeddings => modes.embeddings,
+    };
+    if serves {
+        return Ok(());
+    }
+    let served: Vec<&str> = [
+        (modes.chat, Endpoint::Chat),
+        (modes.completions, Endpoint::Completions),
+        (modes.embeddings, Endpoint::Embeddings),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, e)| e.path())
+    .collect();
+    Err(EstimateError::Endpoint {
+        model: model.name.clone(),
+        path: endpoint.path(),
+        serves: served.join(" and "),
+    })
+}
+
+/// The client's `max_completion_tokens`/`max_tokens`, refused above the model's limit;
+/// else the model's default.
+fn output_ceiling(model: &Model, req: &JsonRequest) -> Result<u64, EstimateError> {
+    let Some(requested) = req.max_output_tokens() else {
+        return Ok(u64::from(model.default_max_output_tokens));
+    };
+    match model.max_output_tokens {
+        Some(limit) if requested > u64::from(limit) => Err(EstimateError::OutputTooLarge {
+            param: if req
+                .body
+                .get("max_completion_tokens")
+                .is_some_and(|v| !v.is_null())
+            {
+                "max_completion_tokens"
+            } else {
+                "max_tokens"
+            },
+            requested,
+            limit,
+        }),
+        _ => Ok(requested),
+    }
+}
+
+/// Answers billed: `n` (chat, completions) and `best_of` (completions, which bills
+/// max(n, best_of) answers though it returns n), each an integer in 1..=the model's
+/// `max_n`. Embeddings have no such field.
+fn choices(model: &Model, req: &JsonRequest, endpoint: Endpoint) -> Result<u64, EstimateError> {
+    let fields: &[&'static str] = match endpoint {
+        Endpoint::Chat => &["n"],
+        Endpoint::Completions => &["n", "best_of"],
+        Endpoint::Embeddings => return Ok(1),
+    };
+    let mut values = [1u64; 2];
+    for (slot, field) in values.iter_mut().zip(fields) {
+        let Some(value) = req.body.get(*field).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let n = value
+            .as_u64()
+            .filter(|n| (1..=u64::from(crate::snapshot::MAX_N)).contains(n))
+            .ok_or_else(|| EstimateError::Choices {
+                param: field,
+                got: value.to_string(),
+                max: crate::snapshot::MAX_N,
+            })?;
+        if n > u64::from(model.max_n) {
+            return Err(EstimateError::ChoicesNotAllowed {
+                model: model.name.clone(),
+                param: field,
+                requested: n,
+                limit: model.max_n,
+            });
+        }
+        *slot = n;
+    }
+    let [n, best_of] = values;
+    if endpoint == Endpoint::Completions
+        && req.body.get("best_of").is_some_and(|v| !v.is_null())
+        && best_of < n
+    {
+        return Err(EstimateError::BestOfBelowN);
+    }
+    Ok(n.max(best_of))
 }
 
 /// Per-field maximum over the model's deployments.
@@ -202,7 +418,11 @@ async fn reserve_lines(
             id: uuid::Uuid::now_v7(),
             lines,
             amount: estimate.amount,
-            min_amount: money::worst_case(estimate.prompt_tokens, minimal_output, &prices),
+            min_amount: money::worst_case(
+                estimate.prompt_tokens,
+                minimal_output.saturating_mul(estimate.choices),
+                &prices,
+            ),
             deadline_ms,
         };
         let reservation = ledger.reserve(request).await.inspect_err(|_| {
@@ -227,15 +447,17 @@ async fn reserve_lines(
     })
 }
 
-/// Output tokens a granted amount pays for, after the prompt (for clamping max_tokens).
+/// Output tokens of one answer a granted amount pays for, after the prompt, when every
+/// one of the call's answers may use them (for clamping max_tokens).
 pub fn affordable_output(granted: Micros, estimate: &Estimate, prices: &Prices) -> u64 {
     let prompt = money::worst_case(estimate.prompt_tokens, 0, prices);
     let left = (granted - prompt).0.max(0);
     if prices.output <= 0 {
         return estimate.max_output_tokens;
     }
-    // tokens × price / 1M ≤ left  ⇔  tokens ≤ left × 1M / price (rounded down)
-    let tokens = i128::from(left) * 1_000_000 / i128::from(prices.output);
+    // choices × tokens × price / 1M ≤ left  ⇔  tokens ≤ left × 1M / (price × choices)
+    let tokens = i128::from(left) * 1_000_000
+        / (i128::from(prices.output) * i128::from(estimate.choices.max(1)));
     u64::try_from(tokens)
         .unwrap_or(u64::MAX)
         .min(estimate.max_output_tokens)
@@ -243,8 +465,297 @@ pub fn affordable_output(granted: Micros, estimate: &Estimate, prices: &Prices) 
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::sync::Arc;
+
+    use serde_json::{Value, json};
     use time::macros::datetime;
+
+    use super::*;
+    use crate::prices::PriceTable;
+    use crate::snapshot::file::StaticSnapshot;
+    use crate::snapshot::{Credentials, MAX_N};
+
+    /// gpt-4o as OpenAI publishes it (128k context, 16,384 output tokens, $2.50/$10 per
+    /// 1M), a Claude model, a chat-only model that refuses n > 1, and an embedding model.
+    const CATALOG: &str = r#"
+[[orgs]]
+id = "acme"
+[[models]]
+name = "gpt-4o"
+context_window = 128000
+max_output_tokens = 16384
+modes = ["chat", "completions"]
+[[models]]
+name = "claude"
+max_output_tokens = 64000
+[[models]]
+name = "single"
+max_n = 1
+modes = ["chat"]
+[[models]]
+name = "embed"
+modes = ["embeddings"]
+[[deployments]]
+id = "oai"
+model = "gpt-4o"
+provider = "openai"
+base_url = "https://api.openai.com/v1"
+[[deployments]]
+id = "ant"
+model = "claude"
+provider = "anthropic"
+base_url = "https://api.anthropic.com"
+upstream_model = "claude-sonnet-4-5"
+[[deployments]]
+id = "one"
+model = "single"
+provider = "openai"
+base_url = "https://api.openai.com/v1"
+upstream_model = "gpt-4o"
+[[deployments]]
+id = "emb"
+model = "embed"
+provider = "openai"
+base_url = "https://api.openai.com/v1"
+upstream_model = "text-embedding-3-small"
+"#;
+
+    fn grant(model: &str) -> Arc<Model> {
+        let file: StaticSnapshot = toml::from_str(CATALOG).expect("parses");
+        let snapshot = Snapshot::from_proto(
+            file.into_proto("local").expect("converts"),
+            &PriceTable::built_in().expect("price table"),
+            &Credentials::form_only(),
+        )
+        .expect("valid");
+        Arc::clone(snapshot.model(model).expect("model"))
+    }
+
+    fn request(body: Value) -> JsonRequest {
+        let Value::Object(body) = body else {
+            panic!("an object")
+        };
+        JsonRequest {
+            body,
+            output_ceiling: None,
+        }
+    }
+
+    fn chat(model: &str, extra: Value) -> JsonRequest {
+        let mut body =
+            json!({"model": model, "messages": [{"role": "user", "content": "hello world"}]});
+        if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            b.extend(extra);
+        }
+        request(body)
+    }
+
+    #[test]
+    fn max_tokens_above_the_model_limit_is_refused_naming_it() {
+        let err = estimate(
+            &grant("gpt-4o"),
+            &chat("gpt-4o", json!({"max_tokens": 100_000_000})),
+            Endpoint::Chat,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "max_tokens is too large: 100000000. This model supports at most 16384 completion tokens, whereas you provided 100000000."
+        );
+        assert_eq!((err.param(), err.fault()), ("max_tokens", Fault::Client));
+        let err = estimate(
+            &grant("gpt-4o"),
+            &chat("gpt-4o", json!({"max_completion_tokens": 16_385})),
+            Endpoint::Chat,
+        )
+        .unwrap_err();
+        assert_eq!(err.param(), "max_completion_tokens");
+        // At the limit is fine, and is what is priced.
+        let at_limit = estimate(
+            &grant("gpt-4o"),
+            &chat("gpt-4o", json!({"max_tokens": 16_384})),
+            Endpoint::Chat,
+        )
+        .unwrap();
+        assert_eq!(at_limit.max_output_tokens, 16_384);
+    }
+
+    #[test]
+    fn endpoints_outside_the_model_modes_are_refused() {
+        let embed = request(json!({"model": "gpt-4o", "input": "hi"}));
+        let err = estimate(&grant("gpt-4o"), &embed, Endpoint::Embeddings).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "gpt-4o does not serve /v1/embeddings; it serves /v1/chat/completions and /v1/completions."
+        );
+        assert_eq!(err.param(), "model");
+        let err = estimate(&grant("embed"), &chat("embed", json!({})), Endpoint::Chat).unwrap_err();
+        assert!(matches!(err, EstimateError::Endpoint { .. }), "{err:?}");
+        assert!(
+            estimate(
+                &grant("embed"),
+                &request(json!({"model": "embed", "input": "hi"})),
+                Endpoint::Embeddings
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_prompt_past_the_context_window_is_refused_naming_it() {
+        // "hello " is one o200k token: 130,000 of them pass the 128k window.
+        let long = "hello ".repeat(130_000);
+        let req =
+            request(json!({"model": "gpt-4o", "messages": [{"role": "user", "content": long}]}));
+        let err = estimate(&grant("gpt-4o"), &req, Endpoint::Chat).unwrap_err();
+        assert_eq!(err.code(), Some("context_length_exceeded"));
+        assert_eq!(err.param(), "messages");
+        assert!(
+            err.to_string().starts_with("This model's maximum context length is 128000 tokens. However, your messages resulted in 1300"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn n_multiplies_the_output_part_and_the_tokens() {
+        let g = grant("gpt-4o");
+        let one = estimate(
+            &g,
+            &chat("gpt-4o", json!({"max_tokens": 1000})),
+            Endpoint::Chat,
+        )
+        .unwrap();
+        let four = estimate(
+            &g,
+            &chat("gpt-4o", json!({"max_tokens": 1000, "n": 4})),
+            Endpoint::Chat,
+        )
+        .unwrap();
+        assert_eq!((one.choices, four.choices), (1, 4));
+        assert_eq!(four.max_output_tokens, 1000, "the ceiling of one answer");
+        assert_eq!(four.tokens(), four.prompt_tokens + 4000);
+        // 9 prompt tokens at $2.50/M + 4 × 1000 at $10/M = 23 + 40,000 µ$ (rounded up once).
+        assert_eq!(four.amount, Micros(40_023));
+        assert_eq!(one.amount, Micros(10_023));
+    }
+
+    #[test]
+    fn best_of_bills_the_larger_of_it_and_n() {
+        let g = grant("gpt-4o");
+        let req = request(
+            json!({"model": "gpt-4o", "prompt": "hello world", "max_tokens": 100, "n": 2, "best_of": 5}),
+        );
+        assert_eq!(
+            estimate(&g, &req, Endpoint::Completions).unwrap().choices,
+            5
+        );
+        let req = request(json!({"model": "gpt-4o", "prompt": "hi", "n": 3, "best_of": 2}));
+        assert_eq!(
+            estimate(&g, &req, Endpoint::Completions).unwrap_err(),
+            EstimateError::BestOfBelowN
+        );
+        // best_of means nothing to chat: not billed there.
+        let req = chat("gpt-4o", json!({"best_of": 5}));
+        assert_eq!(estimate(&g, &req, Endpoint::Chat).unwrap().choices, 1);
+    }
+
+    #[test]
+    fn n_must_be_a_sane_positive_integer() {
+        let g = grant("gpt-4o");
+        for bad in [
+            json!(0),
+            json!(-1),
+            json!(MAX_N + 1),
+            json!(2.5),
+            json!("2"),
+        ] {
+            let err = estimate(&g, &chat("gpt-4o", json!({"n": bad})), Endpoint::Chat).unwrap_err();
+            assert!(
+                matches!(err, EstimateError::Choices { param: "n", .. }),
+                "{bad}: {err:?}"
+            );
+        }
+        let req = request(json!({"model": "gpt-4o", "prompt": "hi", "best_of": 0}));
+        assert_eq!(
+            estimate(&g, &req, Endpoint::Completions)
+                .unwrap_err()
+                .param(),
+            "best_of"
+        );
+        assert_eq!(
+            estimate(&g, &chat("gpt-4o", json!({"n": null})), Endpoint::Chat)
+                .unwrap()
+                .choices,
+            1
+        );
+    }
+
+    #[test]
+    fn a_model_may_refuse_more_than_one_answer() {
+        let g = grant("single");
+        let err = estimate(&g, &chat("single", json!({"n": 2})), Endpoint::Chat).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "single allows at most 1 answer per call, whereas you asked for 2 (n)."
+        );
+        assert_eq!(err.param(), "n");
+        assert!(estimate(&g, &chat("single", json!({"n": 1})), Endpoint::Chat).is_ok());
+    }
+
+    #[test]
+    fn claude_prompts_carry_the_safety_factor_and_the_cache_write_price() {
+        let text = "The quick brown fox jumps over the lazy dog. ".repeat(100);
+        let body = |model: &str| {
+            request(
+                json!({"model": model, "max_tokens": 100, "messages": [{"role": "user", "content": text}]}),
+            )
+        };
+        let gpt = estimate(&grant("gpt-4o"), &body("gpt-4o"), Endpoint::Chat).unwrap();
+        let claude = estimate(&grant("claude"), &body("claude"), Endpoint::Chat).unwrap();
+        assert_eq!(claude.prompt_tokens, (gpt.prompt_tokens * 13).div_ceil(10));
+        // claude-sonnet-4-5: prompt at the $3.75 cache-write price, not the $3 input one.
+        let expected = (claude.prompt_tokens * 3_750_000 + 100 * 15_000_000).div_ceil(1_000_000);
+        assert_eq!(claude.amount, Micros(i64::try_from(expected).unwrap()));
+    }
+
+    #[test]
+    fn images_count_by_size_and_detail() {
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+        png.extend_from_slice(&1024u32.to_be_bytes());
+        png.extend_from_slice(&1024u32.to_be_bytes());
+        let b64 = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(&png)
+        };
+        let with_image = |detail: &str| {
+            chat(
+                "gpt-4o",
+                json!({"messages": [{"role": "user", "content": [
+                    {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{b64}"), "detail": detail}}
+                ]}]}),
+            )
+        };
+        let g = grant("gpt-4o");
+        // 3 priming + 3 framing + "user" = 7, plus the image by OpenAI's rule.
+        let high = estimate(&g, &with_image("high"), Endpoint::Chat).unwrap();
+        assert_eq!(high.prompt_tokens, 7 + 765);
+        let low = estimate(&g, &with_image("low"), Endpoint::Chat).unwrap();
+        assert_eq!(low.prompt_tokens, 7 + 85);
+    }
+
+    #[test]
+    fn clamping_shares_what_is_left_among_the_answers() {
+        let g = grant("gpt-4o");
+        let four = estimate(
+            &g,
+            &chat("gpt-4o", json!({"max_tokens": 1000, "n": 4})),
+            Endpoint::Chat,
+        )
+        .unwrap();
+        let prices = max_prices(&g);
+        // 23 µ$ of prompt + 20,000 µ$ left = 2,000 output tokens = 500 per answer.
+        assert_eq!(affordable_output(Micros(20_023), &four, &prices), 500);
+    }
 
     #[test]
     fn periods_start_at_utc_calendar_boundaries() {

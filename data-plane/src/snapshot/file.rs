@@ -121,6 +121,23 @@ pub struct ModelEntry {
     pub tokenizer: String,
     #[serde(default)]
     pub owned_by: String,
+    /// Prompt tokens the model accepts; unset = unknown (not checked).
+    pub context_window: Option<u32>,
+    /// The largest `max_tokens` the model accepts; unset = unknown (not checked).
+    pub max_output_tokens: Option<u32>,
+    /// Endpoints it serves; empty = all of them.
+    #[serde(default)]
+    pub modes: Vec<ModeEntry>,
+    /// The largest `n` a call may ask for (1 refuses n > 1); unset = 128.
+    pub max_n: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ModeEntry {
+    Chat,
+    Completions,
+    Embeddings,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -356,6 +373,18 @@ impl StaticSnapshot {
                 default_max_output_tokens: m.default_max_output_tokens,
                 tokenizer: m.tokenizer,
                 owned_by: m.owned_by,
+                context_window: m.context_window.unwrap_or(0),
+                max_output_tokens: m.max_output_tokens.unwrap_or(0),
+                modes: m
+                    .modes
+                    .iter()
+                    .map(|mode| match mode {
+                        ModeEntry::Chat => proto::ModelMode::Chat,
+                        ModeEntry::Completions => proto::ModelMode::Completions,
+                        ModeEntry::Embeddings => proto::ModelMode::Embeddings,
+                    } as i32)
+                    .collect(),
+                max_n: m.max_n.unwrap_or(0),
             })
             .collect();
         wire.deployments = self

@@ -23,7 +23,7 @@ use tollgate_proto::config as proto;
 use crate::config::CredentialSettings;
 use crate::money::{Micros, Prices};
 use crate::prices::PriceTable;
-use crate::tokenize::Encoding;
+use crate::tokenize::{Encoding, Family};
 
 /// Where deployment credentials come from, and which sources a reference may name.
 /// The environment is captured once (tests pass a map), so that resolving never reads or
@@ -338,14 +338,44 @@ pub struct Deployment {
     pub max_staleness: Option<Duration>,
 }
 
+/// The endpoints a model serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Modes {
+    pub chat: bool,
+    pub completions: bool,
+    pub embeddings: bool,
+}
+
+impl Modes {
+    pub const ALL: Self = Self {
+        chat: true,
+        completions: true,
+        embeddings: true,
+    };
+}
+
+/// The most answers one call may ask for (`n`, `best_of`): OpenAI's own limit on `n`.
+pub const MAX_N: u32 = 128;
+
 #[derive(Debug)]
 pub struct Model {
     pub name: String,
     pub aliases: Vec<String>,
-    /// Output ceiling for reservations when the request names none.
+    /// Output ceiling for reservations when the request names none (tokens); never above
+    /// `max_output_tokens` (validated).
     pub default_max_output_tokens: u32,
     pub encoding: Encoding,
     pub owned_by: String,
+    /// Prompt tokens the model accepts; `None` = unknown (not checked).
+    pub context_window: Option<u32>,
+    /// The largest `max_tokens` one answer may have; `None` = unknown (not checked).
+    pub max_output_tokens: Option<u32>,
+    pub modes: Modes,
+    /// The largest `n`/`best_of` a call may ask for, 1..=[`MAX_N`].
+    pub max_n: u32,
+    /// How its providers count prompts, derived from its deployments: the estimate
+    /// follows the family that counts the most.
+    pub families: Vec<Family>,
     /// Never empty (validated).
     pub deployments: Vec<Arc<Deployment>>,
 }
@@ -672,16 +702,45 @@ impl Snapshot {
                     m.name
                 ));
             }
+            let context_window = (m.context_window > 0).then_some(m.context_window);
+            let max_output_tokens = (m.max_output_tokens > 0).then_some(m.max_output_tokens);
+            let default_max_output_tokens = match (m.default_max_output_tokens, max_output_tokens) {
+                (0, limit) => limit.map_or(4096, |l| l.min(4096)),
+                (d, Some(limit)) if d > limit => {
+                    problems.push(format!(
+                        "{}: {d} is above the model's max_output_tokens {limit}",
+                        at("default_max_output_tokens")
+                    ));
+                    limit
+                }
+                (d, _) => d,
+            };
+            let max_n = match m.max_n {
+                0 => MAX_N,
+                n if n > MAX_N => {
+                    problems.push(format!("{}: must be at most {MAX_N}", at("max_n")));
+                    MAX_N
+                }
+                n => n,
+            };
+            let modes = modes(&m.modes, &at("modes"), &mut problems);
+            let mut families: Vec<Family> = deployments
+                .iter()
+                .map(|d| Family::of(d.provider, &d.upstream_model))
+                .collect();
+            families.sort_unstable();
+            families.dedup();
             let model = Arc::new(Model {
                 name: m.name.clone(),
                 aliases: m.aliases.clone(),
-                default_max_output_tokens: if m.default_max_output_tokens == 0 {
-                    4096
-                } else {
-                    m.default_max_output_tokens
-                },
+                default_max_output_tokens,
                 encoding,
                 owned_by: m.owned_by,
+                context_window,
+                max_output_tokens,
+                modes,
+                max_n,
+                families,
                 deployments,
             });
             for name in std::iter::once(&m.name).chain(&m.aliases) {
@@ -932,6 +991,27 @@ fn check_base_url(url: &str) -> Result<(), &'static str> {
         return Err("must not contain spaces, control characters or backslashes");
     }
     Ok(())
+}
+
+/// The wire's mode list; empty = every endpoint (a control plane from before the field).
+fn modes(wire: &[i32], at: &str, problems: &mut Vec<String>) -> Modes {
+    if wire.is_empty() {
+        return Modes::ALL;
+    }
+    let mut modes = Modes {
+        chat: false,
+        completions: false,
+        embeddings: false,
+    };
+    for &mode in wire {
+        match proto::ModelMode::try_from(mode) {
+            Ok(proto::ModelMode::Chat) => modes.chat = true,
+            Ok(proto::ModelMode::Completions) => modes.completions = true,
+            Ok(proto::ModelMode::Embeddings) => modes.embeddings = true,
+            _ => problems.push(format!("{at}: unknown mode {mode}")),
+        }
+    }
+    modes
 }
 
 fn limits(wire: Option<proto::Limits>) -> Limits {

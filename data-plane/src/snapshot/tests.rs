@@ -348,3 +348,88 @@ fn base_urls_are_an_origin_and_a_path_only() {
     )
     .unwrap();
 }
+
+const METADATA: &str = r#"
+[[orgs]]
+id = "acme"
+[[models]]
+name = "claude"
+context_window = 200000
+max_output_tokens = 1000
+modes = ["chat"]
+max_n = 1
+[[models]]
+name = "embed"
+modes = ["embeddings"]
+[[deployments]]
+id = "a"
+model = "claude"
+provider = "anthropic"
+base_url = "https://api.anthropic.com"
+upstream_model = "claude-sonnet-4-5"
+[[deployments]]
+id = "e"
+model = "embed"
+provider = "openai"
+base_url = "https://api.openai.com/v1"
+upstream_model = "text-embedding-3-small"
+"#;
+
+#[test]
+fn model_metadata_arrives_with_its_defaults() {
+    let snapshot = build(METADATA, &[]).unwrap();
+    let claude = snapshot.model("claude").unwrap();
+    assert_eq!(claude.context_window, Some(200_000));
+    assert_eq!(claude.max_output_tokens, Some(1000));
+    assert_eq!(
+        claude.default_max_output_tokens, 1000,
+        "the 4096 default is lowered to what the model can give"
+    );
+    assert_eq!(
+        claude.modes,
+        Modes {
+            chat: true,
+            completions: false,
+            embeddings: false
+        }
+    );
+    assert_eq!(claude.max_n, 1);
+    assert_eq!(claude.families, vec![Family::Anthropic]);
+    let embed = snapshot.model("embed").unwrap();
+    assert_eq!(embed.context_window, None, "unset = unknown");
+    assert_eq!(embed.max_output_tokens, None);
+    assert_eq!(embed.max_n, MAX_N, "unset = the gateway's limit");
+    assert_eq!(embed.families, vec![Family::OpenAi]);
+}
+
+#[test]
+fn bad_model_metadata_is_named() {
+    let mut wire = {
+        let file: StaticSnapshot = toml::from_str(METADATA).expect("parses");
+        file.into_proto("local").expect("converts")
+    };
+    wire.models[0].default_max_output_tokens = 2000;
+    wire.models[0].max_n = 129;
+    wire.models[1].modes = vec![0, 7];
+    let SnapshotError(problems) = Snapshot::from_proto(
+        wire,
+        &PriceTable::built_in().expect("price table"),
+        &Credentials::form_only(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        problems,
+        vec![
+            "models[0].default_max_output_tokens: 2000 is above the model's max_output_tokens 1000",
+            "models[0].max_n: must be at most 128",
+            "models[1].modes: unknown mode 0",
+            "models[1].modes: unknown mode 7",
+        ]
+    );
+}
+
+#[test]
+fn an_empty_mode_list_serves_every_endpoint() {
+    let snapshot = build(GOOD, &[("OPENAI_API_KEY", "sk-x")]).unwrap();
+    assert_eq!(snapshot.model("gpt-4o").unwrap().modes, Modes::ALL);
+}
