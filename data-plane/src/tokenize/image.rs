@@ -53,7 +53,7 @@ impl Image {
             None => part
                 .pointer("/source/data")
                 .and_then(Value::as_str)
-                .and_then(|b64| base64_size(b64)),
+                .and_then(base64_size),
         };
         Self { size, detail }
     }
