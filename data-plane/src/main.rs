@@ -41,6 +41,9 @@ Settings (all optional except auth.key_pepper):
             region = \"local\"             gateway_id = \"gateway-local\"
             usage_queue_capacity = 65536 usage_log = \"usage.jsonl\" (one JSON line per call)
             log_format = \"text\" | \"json\"  stderr logs; json lines carry the call's request_id
+            header_read_timeout_ms = 10000  body_read_timeout_ms = 60000 (then 408)
+            idle_timeout_ms = 75000  max_connections = 4096 (more wait in the listen backlog)
+            metrics_listen = \"127.0.0.1:9090\"  serve /metrics there instead of on listen
   [auth]    key_pepper = \"...\"           >= 16 bytes; the secret in every key's HMAC.
                                          Prefer TOLLGATE_AUTH__KEY_PEPPER.
   [routing] max_attempts = 3  backoff_base_ms = 25  backoff_max_ms = 2000
@@ -61,6 +64,10 @@ Settings (all optional except auth.key_pepper):
   [tracing] otlp_endpoint = \"http://collector:4317\"   export OpenTelemetry spans over OTLP/gRPC
                                          (absent: off; the client's traceparent goes upstream as is)
             service_name = \"tollgate-gateway\"  export_interval_ms = 5000  export_timeout_ms = 10000
+  [credentials] what deployments' credential references may read (a snapshot naming
+            anything else is refused): env_names = [\"OPENAI_API_KEY\", \"ANTHROPIC_API_KEY\", ...]
+            env_prefixes = [\"TOLLGATE_PROVIDER_\", \"AWS_\"]   file_dir = \"/run/secrets/tollgate\"
+            (file:PATH only inside it; absent: file: refused). TOLLGATE_* settings never.
 
 Standalone mode: the same file holds the config a control plane would push:
   [[orgs]] id, name, limits = { rpm, tpm, max_concurrent }
@@ -72,7 +79,7 @@ Standalone mode: the same file holds the config a control plane would push:
            context_window, max_output_tokens (tokens; unset = unknown),
            modes = [chat|completions|embeddings] (default all), max_n (1 refuses n > 1)
   [[deployments]] id, model, provider (openai|azure|anthropic|openai_compatible), base_url,
-           upstream_model, credential (\"env:NAME\"), api_version, weight,
+           upstream_model, credential (\"env:NAME\" | \"file:PATH\"), api_version, weight,
            prices = { input, output, cached_input, cache_write } (micro-USD per 1M tokens),
            timeouts = { connect_ms, first_byte_ms, total_ms }
   [[budgets]] scope (\"org:ID\"|\"team:ID\"|\"project:ID\"|\"key:PUBLIC_ID\"), amount_usd = \"25.00\",
