@@ -113,9 +113,7 @@ fn type_error(schema: &Value, value: &Value) -> Option<String> {
     if value.is_null() {
         return (!nullable).then(|| "must not be null".to_owned());
     }
-    let Some(expected) = types.iter().copied().find(|t| *t != "null") else {
-        return None;
-    };
+    let expected = types.iter().copied().find(|t| *t != "null")?;
     if !types.iter().any(|t| fits(t)) {
         return Some(describe(expected, schema));
     }
@@ -131,13 +129,12 @@ fn type_error(schema: &Value, value: &Value) -> Option<String> {
         }
         _ => {}
     }
-    if let (Value::Array(items), Some(item_schema)) = (value, schema.get("items")) {
-        if items
+    if let (Value::Array(items), Some(item_schema)) = (value, schema.get("items"))
+        && items
             .iter()
             .any(|item| type_error(item_schema, item).is_some())
-        {
-            return Some(describe(expected, schema));
-        }
+    {
+        return Some(describe(expected, schema));
     }
     None
 }
