@@ -7,6 +7,7 @@
 mod config_push;
 mod conformance;
 mod control_plane;
+mod deletes;
 mod gateway;
 mod isolation;
 mod ledger;
