@@ -52,6 +52,10 @@ pub struct TelemetrySettings {
     pub webhook_backoff_ms: u64,
     /// Time one attempt may take, connect to last byte (ms).
     pub webhook_timeout_ms: u64,
+    /// Webhook hosts that may be internal (matched exactly against the URL's host, e.g.
+    /// `["127.0.0.1", "alerts.internal"]`). Every other destination must resolve to
+    /// public addresses only, checked at creation and at every delivery.
+    pub webhook_allow_hosts: Vec<String>,
 }
 
 impl Default for TelemetrySettings {
@@ -62,6 +66,7 @@ impl Default for TelemetrySettings {
             webhook_attempts: 5,
             webhook_backoff_ms: 1_000,
             webhook_timeout_ms: 10_000,
+            webhook_allow_hosts: Vec::new(),
         }
     }
 }
@@ -77,6 +82,7 @@ impl std::fmt::Debug for TelemetrySettings {
             .field("webhook_attempts", &self.webhook_attempts)
             .field("webhook_backoff_ms", &self.webhook_backoff_ms)
             .field("webhook_timeout_ms", &self.webhook_timeout_ms)
+            .field("webhook_allow_hosts", &self.webhook_allow_hosts)
             .finish()
     }
 }
@@ -321,5 +327,17 @@ mod tests {
         .unwrap();
         assert_eq!(s.telemetry.retention_days, 7);
         assert!(!format!("{s:?}").contains("0123456789abcdef"));
+        let s = Settings::from_sources(
+            None,
+            env(
+                "TOLLGATE_TELEMETRY__WEBHOOK_ALLOW_HOSTS",
+                r#"["127.0.0.1", "hooks.internal"]"#,
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            s.telemetry.webhook_allow_hosts,
+            ["127.0.0.1", "hooks.internal"]
+        );
     }
 }

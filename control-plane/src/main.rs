@@ -43,7 +43,9 @@ variables override, e.g. TOLLGATE_DATABASE__URL=postgres://tollgate@db/tollgate.
               webhook_key = \"...\"   >= 16 bytes; webhook secrets derive from it, so it
               must stay the same on every replica; prefer TOLLGATE_TELEMETRY__WEBHOOK_KEY
               webhook_attempts = 5   webhook_backoff_ms = 1000 (doubled per retry)
-              webhook_timeout_ms = 10000";
+              webhook_timeout_ms = 10000
+              webhook_allow_hosts = []   hosts webhooks may reach although they are
+              internal (loopback, private, link-local, metadata ranges are refused otherwise)";
 
 /// Tollgate control plane: the admin API over the platform catalog (regions, providers,
 /// models, deployments) and each org's teams, projects, members, keys, budgets and rate
@@ -474,6 +476,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                     key_pepper,
                     hierarchy: settings.budgets.hierarchy,
                     webhook_key: settings.telemetry.webhook_key.clone(),
+                    webhook_destinations:
+                        tollgate_control_plane::telemetry::destination::Destinations::new(
+                            &settings.telemetry.webhook_allow_hosts,
+                        ),
                 },
                 settings.server.max_body_bytes,
             )

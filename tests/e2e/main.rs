@@ -8,6 +8,7 @@ mod admin_rules;
 mod config_push;
 mod conformance;
 mod control_plane;
+mod deletes;
 mod estimate;
 mod gateway;
 mod hardening;

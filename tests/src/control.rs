@@ -22,6 +22,11 @@ fn command(db: &TestDb) -> anyhow::Result<Command> {
         // The same pepper as test gateways, so keys minted here work there.
         .env("TOLLGATE_AUTH__KEY_PEPPER", crate::gateway::PEPPER)
         .env("TOLLGATE_TELEMETRY__WEBHOOK_KEY", WEBHOOK_KEY)
+        // Test webhook receivers listen on 127.0.0.1, which is refused unless allow-listed.
+        .env(
+            "TOLLGATE_TELEMETRY__WEBHOOK_ALLOW_HOSTS",
+            r#"["127.0.0.1"]"#,
+        )
         .env("RUST_LOG", "warn")
         .kill_on_drop(true);
     Ok(command)

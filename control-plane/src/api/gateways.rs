@@ -16,6 +16,7 @@ use super::validate::{Body, Checks};
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
 use crate::store::audit;
+use crate::store::config_errors::{self, ConfigError};
 use crate::store::fleet::{self, EnrollmentToken, GatewayStatus};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -35,10 +36,15 @@ pub struct FleetQuery {
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Fleet {
     pub items: Vec<GatewayStatus>,
+    /// Config the builder set aside: per region, each org whose data would not validate
+    /// on gateways (and what was served instead), or the region itself when its catalog
+    /// would not. Empty when every org's config is live.
+    pub config_errors: Vec<ConfigError>,
 }
 
 /// Every gateway that ever connected: region, build, connection, the config version it
-/// applied against the newest of its region, and its last refusal (NACK).
+/// applied against the newest of its region, and its last refusal (NACK); and the orgs
+/// whose config the builder set aside.
 #[utoipa::path(get, path = "/gateways", tag = "gateways", params(FleetQuery),
     responses((status = 400, description = "Malformed path, query or body"), (status = 200, body = Fleet), (status = 401), (status = 403)))]
 async fn list_gateways(
@@ -51,7 +57,11 @@ async fn list_gateways(
         Checks::default().text("region", region).done()?;
     }
     let items = fleet::list_gateways(&state.pool, query.region.as_deref()).await?;
-    Ok(Json(Fleet { items }))
+    let config_errors = config_errors::list(&state.pool, query.region.as_deref()).await?;
+    Ok(Json(Fleet {
+        items,
+        config_errors,
+    }))
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]

@@ -56,8 +56,11 @@ pub struct NewKey {
 /// A key with its full text — the only time the secret is shown.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreatedKey {
-    /// `tg_<public id>_<secret>`: store it now, it cannot be shown again.
-    pub key: String,
+    /// `tg_<public id>_<secret>`: store it now, it cannot be shown again. Absent from
+    /// the answer replayed to a retry with the same `Idempotency-Key`: the secret is
+    /// never stored, so only the first answer has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     #[serde(flatten)]
     pub info: Key,
 }
@@ -231,7 +234,7 @@ async fn create_key(
         .await?;
     tx.commit().await?;
     let body = CreatedKey {
-        key: minted.full,
+        key: Some(minted.full),
         info: key,
     };
     Ok(axum::response::IntoResponse::into_response((
@@ -428,7 +431,7 @@ async fn rotate_key(
     Ok((
         StatusCode::CREATED,
         Json(CreatedKey {
-            key: minted.full,
+            key: Some(minted.full),
             info: new,
         }),
     ))

@@ -43,6 +43,8 @@ pub struct AppState {
     pub hierarchy: crate::config::HierarchyPolicy,
     /// Webhook signing secrets derive from it; `None` = webhooks cannot be created here.
     pub webhook_key: Option<secrecy::SecretString>,
+    /// Where webhooks may point (public addresses, and the allow-listed hosts).
+    pub webhook_destinations: crate::telemetry::destination::Destinations,
 }
 
 #[derive(OpenApi)]

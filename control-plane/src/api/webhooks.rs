@@ -6,6 +6,11 @@
 //! `[telemetry] webhook_key` and the webhook id, never stored, and cannot be shown again.
 //! To change it, create a new webhook and delete the old one. Deliveries are signed with
 //! `X-Tollgate-Signature: sha256=<hex HMAC-SHA256(secret, body)>`.
+//!
+//! A URL is a secret too (receivers put tokens in paths and queries): only the create
+//! answer shows it whole; lists, reads and the audit log show `scheme://host[:port]/…`.
+//! Destinations must resolve to public addresses (see `telemetry::destination`), or be
+//! allow-listed in `[telemetry] webhook_allow_hosts`.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -22,6 +27,7 @@ use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
 use crate::store::audit;
 use crate::store::webhooks::{self, Delivery, Webhook};
+use crate::telemetry::destination::{self, DestinationError};
 use crate::telemetry::webhook;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -34,7 +40,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
-    /// Where alerts are POSTed: an `http://` or `https://` URL.
+    /// Where alerts are POSTed: an `http://` or `https://` URL whose host resolves to
+    /// public addresses only (or is allow-listed). Shown whole only in the create answer.
     #[schema(max_length = 2048)]
     pub url: String,
     /// A team's webhook; absent = the org's (every alert of the org).
@@ -63,8 +70,15 @@ pub struct DeliveryQuery {
     pub limit: Option<i64>,
 }
 
+/// The webhook as shown after creation: its URL redacted.
+fn shown(mut webhook: Webhook) -> Webhook {
+    webhook.url = destination::redacted(&webhook.url);
+    webhook
+}
+
+/// The audit log's copy: redacted like every answer after creation.
 fn json(webhook: &Webhook) -> serde_json::Value {
-    serde_json::to_value(webhook).unwrap_or_default()
+    serde_json::to_value(shown(webhook.clone())).unwrap_or_default()
 }
 
 /// Org admins manage the org's webhooks; team admins (and org admins) a team's.
@@ -94,6 +108,19 @@ async fn create_webhook(
         .http_url("url", &new.url)
         .short_text("description", &new.description)
         .done()?;
+    match state.webhook_destinations.check(&new.url).await {
+        Ok(()) => {}
+        // Nothing to connect to now; every delivery resolves and checks again.
+        Err(DestinationError::Unresolved { host, .. }) => {
+            tracing::info!(%host, "webhook host does not resolve (yet); deliveries will check it");
+        }
+        Err(refused) => {
+            return Err(ApiError::invalid(vec![super::error::FieldError {
+                field: "url".into(),
+                message: refused.to_string(),
+            }]));
+        }
+    }
     let Some(key) = &state.webhook_key else {
         tracing::error!("telemetry.webhook_key is not set: webhooks cannot be created");
         return Err(ApiError::new(
@@ -126,7 +153,7 @@ async fn create_webhook(
     ))
 }
 
-/// The webhooks the caller administers: all of the org's for org admins, their teams'
+/// The webhooks the caller administers (URLs redacted to `scheme://host/…`): all of the org's for org admins, their teams'
 /// for team admins, none for others.
 #[utoipa::path(get, path = "/orgs/{org_id}/webhooks", tag = "webhooks", params(("org_id" = Uuid, Path)),
     responses((status = 400, description = "Malformed path, query or body"), (status = 200, body = Vec<Webhook>),
@@ -149,12 +176,11 @@ async fn list_webhooks(
                 .collect::<Vec<_>>(),
         )
     };
-    Ok(Json(
-        webhooks::list(&state.pool, org_id, teams.as_deref()).await?,
-    ))
+    let found = webhooks::list(&state.pool, org_id, teams.as_deref()).await?;
+    Ok(Json(found.into_iter().map(shown).collect()))
 }
 
-/// A webhook the caller administers (without its secret).
+/// A webhook the caller administers (without its secret; URL redacted).
 #[utoipa::path(get, path = "/orgs/{org_id}/webhooks/{webhook_id}", tag = "webhooks",
     params(("org_id" = Uuid, Path), ("webhook_id" = Uuid, Path)),
     responses((status = 400, description = "Malformed path, query or body"), (status = 200, body = Webhook),
@@ -167,7 +193,7 @@ async fn get_webhook(
     require(&principal, Permission::ReadOrg(org_id))?;
     let found = webhooks::get(&state.pool, org_id, webhook_id).await?;
     require_admin(&principal, org_id, found.team_id)?;
-    Ok(Json(found))
+    Ok(Json(shown(found)))
 }
 
 /// Remove a webhook; deliveries still pending to it are dropped.

@@ -1,7 +1,9 @@
 //! Config push: Postgres → signed snapshot per region ([`build`], [`publish`]) → every
-//! connected gateway of the region over `ConfigService.Stream` ([`stream`]).
+//! connected gateway of the region over `ConfigService.Stream` ([`stream`]). One org's
+//! invalid data sets only that org aside ([`isolate`]).
 
 pub mod build;
+pub mod isolate;
 pub mod publish;
 pub mod stream;
 

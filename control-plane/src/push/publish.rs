@@ -7,7 +7,9 @@
 //!   replicas never build concurrently and the version is `max + 1` of a stable view.
 //!   An unchanged world (same content hash) publishes nothing.
 //! - Every snapshot is validated with the gateways' own `Snapshot::from_proto` before it
-//!   is signed: the control plane never publishes what a gateway would refuse.
+//!   is signed: the control plane never publishes what a gateway would refuse. One org's
+//!   bad data only sets that org aside ([`super::isolate`]); the region's other orgs are
+//!   published, and the fleet view lists what was set aside (`config_errors`).
 //! - A published version is announced on `tollgate_config_published`; every replica
 //!   (including this one) loads the signed row and hands it to its streams.
 
@@ -25,8 +27,13 @@ use tollgate_data_plane::prices::PriceTable;
 use tollgate_data_plane::snapshot::{Credentials, Snapshot};
 use tollgate_signing::SnapshotSigner;
 
+use tollgate_proto::config as proto;
+use uuid::Uuid;
+
 use super::build::World;
+use super::isolate::{Action, Isolated, isolate};
 use crate::store::Pool;
+use crate::store::config_errors::{self, Reported};
 
 const DIRTY: &str = "tollgate_config_dirty";
 const PUBLISHED: &str = "tollgate_config_published";
@@ -215,7 +222,12 @@ impl Publisher {
         let world = World::load(&mut tx).await?;
         let mut published = Vec::new();
         for region in &world.regions {
-            let mut snapshot = world.snapshot_for(region);
+            let Some(mut snapshot) = self
+                .checked(&mut tx, region, world.snapshot_for(region))
+                .await?
+            else {
+                continue;
+            };
             let content = Sha256::digest(snapshot.encode_to_vec()).to_vec();
             let last: Option<(i64, Vec<u8>)> = sqlx::query_as(
                 "SELECT version, content_sha256 FROM config_versions
@@ -231,14 +243,6 @@ impl Publisher {
             snapshot.version = u64::try_from(version).unwrap_or(0);
             snapshot.generated_at_unix_ms = tollgate_data_plane::snapshot::now_ms();
             let payload = snapshot.encode_to_vec();
-            if let Err(problems) =
-                Snapshot::from_proto(snapshot, &self.prices, &Credentials::form_only())
-            {
-                metrics::counter!("tollgate_config_publish_refused_total", "region" => region.clone())
-                    .increment(1);
-                tracing::error!(%region, %problems, "config not published: it would not validate on gateways");
-                continue;
-            }
             let signature = self.signer.sign(&payload);
             sqlx::query(
                 "INSERT INTO config_versions (region_id, version, content_sha256, payload, signature, key_id)
@@ -268,6 +272,73 @@ impl Publisher {
         tx.commit().await?;
         metrics::histogram!("tollgate_config_publish_seconds").record(started.elapsed());
         Ok(published)
+    }
+
+    /// The region's snapshot as gateways will accept it: `built` itself when it
+    /// validates with the gateways' own `Snapshot::from_proto`; otherwise with the orgs at
+    /// fault set aside ([`isolate`]), or `None` when the platform part is at fault and the
+    /// region keeps its previous version. What was set aside is logged, counted and
+    /// recorded for the fleet view.
+    async fn checked(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        region: &str,
+        built: proto::Snapshot,
+    ) -> Result<Option<proto::Snapshot>, PublishError> {
+        let validate = |s: proto::Snapshot| {
+            Snapshot::from_proto(s, &self.prices, &Credentials::form_only())
+                .map(drop)
+                .map_err(|e| e.0)
+        };
+        let isolated = match validate(built.clone()) {
+            Ok(()) => Isolated {
+                snapshot: Some(built),
+                problems: Vec::new(),
+            },
+            Err(_) => {
+                let previous: Option<Vec<u8>> = sqlx::query_scalar(
+                    "SELECT payload FROM config_versions
+                      WHERE region_id = $1 ORDER BY version DESC LIMIT 1",
+                )
+                .bind(region)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let previous = previous.and_then(|p| proto::Snapshot::decode(p.as_slice()).ok());
+                isolate(built, previous, &validate)
+            }
+        };
+        let orgs = isolated
+            .problems
+            .iter()
+            .filter(|p| p.org_id.is_some())
+            .count();
+        metrics::gauge!("tollgate_config_isolated_orgs", "region" => region.to_owned())
+            .set(orgs as f64);
+        for problem in &isolated.problems {
+            let org = problem.org_id.as_deref().unwrap_or_default();
+            let action = problem.action.as_str();
+            if problem.action == Action::Held {
+                metrics::counter!("tollgate_config_publish_refused_total", "region" => region.to_owned())
+                    .increment(1);
+                tracing::error!(%region, problems = %problem.message,
+                    "config not published: the catalog would not validate on gateways; the region keeps its previous version");
+            } else {
+                metrics::counter!("tollgate_config_org_errors_total", "region" => region.to_owned(), "action" => action)
+                    .increment(1);
+                tracing::error!(%region, %org, action, problems = %problem.message,
+                    "an org's config would not validate on gateways: it is set aside, the other orgs are published");
+            }
+        }
+        let reported: Vec<Reported<'_>> = isolated
+            .problems
+            .iter()
+            .map(|p| {
+                let org = p.org_id.as_deref().and_then(|o| o.parse::<Uuid>().ok());
+                (org, p.action.as_str(), p.message.as_str())
+            })
+            .collect();
+        config_errors::replace(tx, region, &reported).await?;
+        Ok(isolated.snapshot)
     }
 
     /// Loads the newest signed version of every region.

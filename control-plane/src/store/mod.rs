@@ -8,6 +8,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod budgets;
+pub mod config_errors;
 pub mod deployments;
 pub mod fleet;
 pub mod idempotency;

@@ -14,6 +14,7 @@ pub struct Webhook {
     pub org_id: Uuid,
     /// Set for a team's webhook; absent for the org's.
     pub team_id: Option<Uuid>,
+    /// Whole in the create answer; `scheme://host[:port]/…` in every later answer.
     pub url: String,
     pub description: String,
     #[serde(with = "time::serde::rfc3339")]

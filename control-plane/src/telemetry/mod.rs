@@ -11,6 +11,7 @@
 //! stream. Nothing here decides what an admin may see: the usage and alert APIs do.
 
 pub mod alerts;
+pub mod destination;
 pub mod ingest;
 pub mod partitions;
 pub mod spent;

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::destination::Destinations;
 use crate::config::TelemetrySettings;
 use crate::store::Pool;
 use crate::store::alerts::{self, Attempt, Due, FiredAlert, Next};
@@ -81,6 +82,7 @@ pub fn payload(alert: &FiredAlert) -> serde_json::Value {
 pub struct Deliverer {
     pool: Pool,
     http: reqwest::Client,
+    destinations: Destinations,
     key: SecretString,
     attempts: u32,
     backoff: Duration,
@@ -90,6 +92,7 @@ pub struct Deliverer {
 impl Deliverer {
     /// `None` (with the reason logged) when alerts cannot be delivered from here.
     pub fn new(pool: Pool, settings: &TelemetrySettings) -> Option<Self> {
+        let destinations = Destinations::new(&settings.webhook_allow_hosts);
         let Some(key) = settings.webhook_key.clone() else {
             tracing::warn!(
                 "telemetry.webhook_key is not set: budget alerts are recorded but not delivered from this replica"
@@ -103,6 +106,10 @@ impl Deliverer {
             // A receiver answers itself; following a redirect could send the signed body
             // somewhere nobody configured.
             .redirect(reqwest::redirect::Policy::none())
+            // Resolution and the inside-address check are one step, so what is connected
+            // to is what was checked; a proxy would resolve (and connect) on its own.
+            .dns_resolver(destinations.resolver())
+            .no_proxy()
             .user_agent(concat!("tollgate-control/", env!("CARGO_PKG_VERSION")))
             .build();
         let http = match http {
@@ -115,6 +122,7 @@ impl Deliverer {
         Some(Self {
             pool,
             http,
+            destinations,
             key,
             attempts: settings.webhook_attempts,
             backoff: Duration::from_millis(settings.webhook_backoff_ms),
@@ -171,13 +179,15 @@ impl Deliverer {
         }
     }
 
-    /// One attempt; the wait before the next one, if there is to be one.
-    async fn deliver(&self, due: Due) -> Option<Duration> {
-        let body = payload(&due.alert).to_string().into_bytes();
-        let signature = signature(&secret(&self.key, due.webhook_id), &body);
-        let started = Instant::now();
-        let sent = self
-            .http
+    /// POSTs the signed body; the receiver's status, or why nothing was received
+    /// (with the causes, e.g. a destination refused by the resolver).
+    async fn send(
+        &self,
+        due: &Due,
+        body: Vec<u8>,
+        signature: String,
+    ) -> Result<http::StatusCode, String> {
+        self.http
             .post(&due.url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header("x-tollgate-signature", signature)
@@ -189,16 +199,40 @@ impl Deliverer {
             .header("x-tollgate-attempt", due.attempt.to_string())
             .body(body)
             .send()
-            .await;
+            .await
+            .map(|response| response.status())
+            .map_err(|e| {
+                // Never the URL: its path may be the receiver's secret.
+                let e = e.without_url();
+                let mut text = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    text.push_str(": ");
+                    text.push_str(&cause.to_string());
+                    source = cause.source();
+                }
+                text
+            })
+    }
+
+    /// One attempt; the wait before the next one, if there is to be one.
+    async fn deliver(&self, due: Due) -> Option<Duration> {
+        let body = payload(&due.alert).to_string().into_bytes();
+        let signature = signature(&secret(&self.key, due.webhook_id), &body);
+        let started = Instant::now();
+        // Address literals never reach the client's resolver: check them here (names
+        // are checked by the resolver, at connect time).
+        let sent = match self.destinations.check_literal(&due.url) {
+            Err(refused) => Err(refused.to_string()),
+            Ok(()) => self.send(&due, body, signature).await,
+        };
         let (status_code, error) = match sent {
-            Ok(response) if response.status().is_success() => {
-                (Some(i32::from(response.status().as_u16())), None)
-            }
-            Ok(response) => (
-                Some(i32::from(response.status().as_u16())),
-                Some(format!("the receiver answered {}", response.status())),
+            Ok(status) if status.is_success() => (Some(i32::from(status.as_u16())), None),
+            Ok(status) => (
+                Some(i32::from(status.as_u16())),
+                Some(format!("the receiver answered {status}")),
             ),
-            Err(e) => (None, Some(e.without_url().to_string())),
+            Err(e) => (None, Some(e)),
         };
         let retry = (error.is_some()
             && u32::try_from(due.attempt).unwrap_or(u32::MAX) < self.attempts)
