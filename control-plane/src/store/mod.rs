@@ -10,6 +10,7 @@ pub mod audit;
 pub mod budgets;
 pub mod deployments;
 pub mod fleet;
+pub mod gateway_credentials;
 pub mod idempotency;
 pub mod keys;
 pub mod models;
