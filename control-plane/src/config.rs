@@ -103,6 +103,9 @@ pub struct GrpcSettings {
     pub allow_plaintext: bool,
     /// This replica's name in the fleet view (default: host name and process id).
     pub replica: Option<String>,
+    /// Lifetime of the credential a gateway gets for its enrollment token (seconds); the
+    /// gateway renews it halfway through while it runs.
+    pub credential_ttl_s: u64,
 }
 
 impl Default for GrpcSettings {
@@ -114,6 +117,7 @@ impl Default for GrpcSettings {
             client_ca: None,
             allow_plaintext: false,
             replica: None,
+            credential_ttl_s: 3600,
         }
     }
 }
@@ -272,6 +276,9 @@ impl Settings {
         }
         let telemetry = &settings.telemetry;
         let invalid = |field, message| Err(ConfigError::Invalid { field, message });
+        if settings.grpc.credential_ttl_s == 0 {
+            return invalid("grpc.credential_ttl_s", "must be at least 1");
+        }
         if telemetry.retention_days == 0 {
             return invalid("telemetry.retention_days", "must be at least 1");
         }

@@ -39,6 +39,7 @@ variables override, e.g. TOLLGATE_DATABASE__URL=postgres://tollgate@db/tollgate.
               tls_cert, tls_key (PEM; TLS)   client_ca (PEM; gateways need a client cert)
               allow_plaintext = false   (plaintext is refused on non-loopback addresses)
               replica = \"<host>:<pid>\"   this replica's name in GET /api/v1/gateways
+              credential_ttl_s = 3600   lifetime of a gateway's credential (renewed halfway)
   [telemetry] retention_days = 90   days of usage events kept (rollups are kept forever)
               webhook_key = \"...\"   >= 16 bytes; webhook secrets derive from it, so it
               must stay the same on every replica; prefer TOLLGATE_TELEMETRY__WEBHOOK_KEY
@@ -451,7 +452,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                         signer,
                         &settings.grpc,
                         std::time::Duration::from_millis(settings.signing.debounce_ms),
-                        telemetry.service(),
+                        &telemetry,
                         shutdown.clone(),
                     )
                     .await?;

@@ -6,6 +6,8 @@
 //! - [`snapshot`]: the validated runtime config (keys, models, deployments, budgets),
 //!   swapped atomically by [`snapshot::live`]; [`snapshot::file`] reads the standalone form,
 //!   [`snapshot::remote`] streams signed snapshots from the control plane;
+//! - [`identity`]: the short-lived credential the gateway enrolls for and renews, which
+//!   its links to the control plane present;
 //! - [`pipeline`]: the request steps, one module each, in call order;
 //! - [`providers`]: one adapter per provider behind one trait;
 //! - [`ledger`]: budget reservation and settlement;
@@ -22,6 +24,7 @@
 pub mod api;
 pub mod config;
 pub mod gateway;
+pub mod identity;
 pub mod ledger;
 pub mod money;
 pub mod otel;

@@ -13,6 +13,7 @@ use tollgate_data_plane::config::LedgerKind;
 use tollgate_data_plane::config::LogFormat;
 use tollgate_data_plane::config::{Loaded, Settings};
 use tollgate_data_plane::gateway::Gateway;
+use tollgate_data_plane::identity::{Credential, Enroller};
 use tollgate_data_plane::ledger::redis::RedisLedger;
 use tollgate_data_plane::ledger::{Ledgers, memory::MemoryLedger};
 use tollgate_data_plane::money::Micros;
@@ -57,6 +58,7 @@ Settings (all optional except auth.key_pepper):
 
   [control] url = \"https://control:8401\"    take config from a control plane (else: standalone)
             enrollment_token = \"tge_...\"  the region's token; prefer TOLLGATE_CONTROL__ENROLLMENT_TOKEN
+                      (exchanged at start for a short-lived credential of this gateway_id, kept in memory)
             trusted_keys = { key_id = \"<base64 Ed25519 public key>\", ... }   list two while rotating
             last_known_good = \"tollgate-last-known-good.snapshot\"   verified copy to start from
             ca_file, client_cert, client_key   TLS roots / mTLS identity (PEM)
@@ -264,6 +266,9 @@ fn build_snapshot(loaded: Loaded) -> anyhow::Result<(Settings, Snapshot, PriceTa
 struct Source {
     live: Arc<Live>,
     client: Option<ConfigClient>,
+    /// With a control plane: what keeps the gateway's credential current, and the
+    /// credential its links present.
+    identity: Option<(Enroller, Credential)>,
 }
 
 fn source(loaded: Loaded) -> anyhow::Result<(Settings, Source, PriceTable)> {
@@ -273,7 +278,15 @@ fn source(loaded: Loaded) -> anyhow::Result<(Settings, Source, PriceTable)> {
             model.encoding.warm_up();
         }
         let live = Arc::new(Live::new(snapshot));
-        return Ok((settings, Source { live, client: None }, prices));
+        return Ok((
+            settings,
+            Source {
+                live,
+                client: None,
+                identity: None,
+            },
+            prices,
+        ));
     };
     if loaded.snapshot.is_some() {
         anyhow::bail!(
@@ -305,9 +318,17 @@ fn source(loaded: Loaded) -> anyhow::Result<(Settings, Source, PriceTable)> {
         }
     };
     let live = Arc::new(Live::detached(start));
+    let (enroller, credential) = Enroller::new(
+        remote::endpoint(control)?,
+        secrecy::ExposeSecret::expose_secret(&control.enrollment_token).to_owned(),
+        loaded.settings.server.gateway_id.clone(),
+        loaded.settings.server.region.clone(),
+        Duration::from_millis(control.reconnect_max_ms.max(100)),
+    );
     let client = ConfigClient::new(
         control,
         loaded.settings.server.gateway_id.clone(),
+        credential.clone(),
         checker,
         live.clone(),
     )?;
@@ -316,22 +337,26 @@ fn source(loaded: Loaded) -> anyhow::Result<(Settings, Source, PriceTable)> {
         Source {
             live,
             client: Some(client),
+            identity: Some((enroller, credential)),
         },
         prices,
     ))
 }
 
 async fn serve(loaded: Loaded) -> anyhow::Result<()> {
-    let (settings, source, prices) = source(loaded)?;
+    let (settings, mut source, prices) = source(loaded)?;
+    let (enroller, credential) = match source.identity.take() {
+        Some((enroller, credential)) => (Some(enroller), Some(credential)),
+        None => (None, None),
+    };
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
     // With a control plane: usage goes through the spool to it, and Redis counters are
     // restored from its durable spend after Redis lost them.
-    let link = match &settings.control {
-        Some(control) => {
+    let link = match (&settings.control, credential) {
+        (Some(control), Some(credential)) => {
             let endpoint = remote::endpoint(control)?;
-            let token = secrecy::ExposeSecret::expose_secret(&control.enrollment_token).to_owned();
             let spool = Arc::new(
                 Spool::open(
                     &settings.telemetry.spool_dir,
@@ -351,14 +376,21 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
             };
             let shipper = Shipper::new(
                 endpoint.clone(),
-                token.clone(),
+                credential.clone(),
                 spool,
                 spooler.wake.clone(),
                 Duration::from_millis(control.reconnect_max_ms.max(100)),
             );
-            Some((spooler, shipper, ControlSpend { endpoint, token }))
+            Some((
+                spooler,
+                shipper,
+                ControlSpend {
+                    endpoint,
+                    credential,
+                },
+            ))
         }
-        None => None,
+        _ => None,
     };
     let (spooler, shipper, spend) = match link {
         Some((spooler, shipper, spend)) => (Some(spooler), Some(shipper), Some(spend)),
@@ -392,6 +424,9 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         metrics,
     ));
 
+    if let Some(enroller) = enroller {
+        gateway.tasks.spawn(enroller.run(gateway.shutdown.clone()));
+    }
     if let Some(client) = source.client {
         gateway.tasks.spawn(client.run(gateway.shutdown.clone()));
     }

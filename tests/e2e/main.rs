@@ -18,6 +18,7 @@ mod mock_upstream;
 mod shared_budget;
 mod telemetry;
 mod telemetry_ingest;
+mod telemetry_integrity;
 mod traces;
 
 use std::sync::Once;

@@ -17,7 +17,7 @@ use tollgate_data_plane::pipeline::reserve::period_start;
 use tollgate_data_plane::snapshot::Period;
 use tollgate_proto::telemetry as proto;
 use tollgate_proto::telemetry::telemetry_service_client::TelemetryServiceClient;
-use tollgate_tests::control::{ControlPlane, cli, token_in};
+use tollgate_tests::control::{ControlPlane, cli, enroll, token_in};
 use tollgate_tests::env::TestDb;
 use tonic::Code;
 use uuid::Uuid;
@@ -65,12 +65,13 @@ async fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
-/// A control plane with its gRPC port, region `eu` with an enrollment token, and org
-/// `acme` with team `ml`.
+/// A control plane with its gRPC port, region `eu` with an enrollment token and the
+/// credential of gateway `gw-1` enrolled with it, and org `acme` with team `ml`.
 struct Plane {
     db: TestDb,
     cp: ControlPlane,
     grpc: String,
+    /// The credential of gateway `gw-1` (what a gateway reports with).
     token: String,
     org: String,
     team: String,
@@ -105,12 +106,16 @@ impl Plane {
         plane
             .created("/regions", json!({"id": "eu", "name": "EU"}))
             .await;
-        plane.token = plane
+        let enrollment = plane
             .created("/regions/eu/enrollment-tokens", json!({"name": "gw"}))
             .await["token"]
             .as_str()
             .unwrap()
             .to_owned();
+        plane.token = enroll(&plane.grpc, &enrollment, "gw-1", "eu")
+            .await
+            .unwrap()
+            .credential;
         plane.org = plane.org("acme").await;
         plane.team = plane.team(&plane.org.clone(), "ml").await;
         plane
@@ -474,31 +479,40 @@ async fn replayed_batches_add_nothing_and_rollups_are_the_sum_of_the_events() {
 }
 
 #[tokio::test]
-async fn bad_batches_and_strangers_are_refused_and_store_nothing() {
+async fn bad_events_are_quarantined_bad_batches_and_strangers_refused() {
     let p = Plane::start(&[]).await;
     let (_, key) = p.key(&p.org, &p.team).await;
     let good = || event(&p.org, &p.team, "", &key, 10);
 
+    // A malformed event is set aside with its reason; the rest of its batch is stored
+    // and the batch acked, so it never holds up what the gateway sends after it.
     let mut broken = good();
     broken.event_id = "not-a-uuid".into();
-    let (acks, status) = p
-        .report_with(
-            &p.token,
-            vec![batch(1, vec![good()]), batch(2, vec![good(), broken])],
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(acks, [1], "the good batch before it was stored and acked");
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("event 1: event_id"), "{status:?}");
-    assert_eq!(
-        p.count("SELECT count(*) FROM usage_events").await,
-        1,
-        "nothing of the bad batch, not even its good event"
-    );
+    let mut half = good();
+    half.team_id.clear();
+    p.report(vec![
+        batch(1, vec![good()]),
+        batch(2, vec![good(), broken, half]),
+    ])
+    .await;
+    assert_eq!(p.count("SELECT count(*) FROM usage_events").await, 2);
     assert_eq!(
         p.count("SELECT sum(requests)::bigint FROM usage_daily")
             .await,
+        2
+    );
+    assert_eq!(
+        p.count(
+            "SELECT count(*) FROM usage_quarantine WHERE reason = 'malformed' AND gateway_id = 'gw-1'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        p.count(
+            "SELECT count(*) FROM usage_quarantine WHERE event_id = 'not-a-uuid' AND detail LIKE '%event 1: event_id%'"
+        )
+        .await,
         1
     );
 
@@ -509,29 +523,21 @@ async fn bad_batches_and_strangers_are_refused_and_store_nothing() {
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("at most 10000"), "{status:?}");
 
-    let mut half = good();
-    half.team_id.clear();
     let (_, status) = p
-        .report_with(&p.token, vec![batch(4, vec![half])])
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
-
-    let (_, status) = p
-        .report_with("tge_0000", vec![batch(5, vec![good()])])
+        .report_with("tgc_0000", vec![batch(5, vec![good()])])
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
-    assert_eq!(p.count("SELECT count(*) FROM usage_events").await, 1);
+    assert_eq!(p.count("SELECT count(*) FROM usage_events").await, 2);
 
     // The largest batch there may be goes through in one piece.
     let big: Vec<proto::UsageEvent> = (0..10_000).map(|_| good()).collect();
     p.report(vec![batch(6, big)]).await;
-    assert_eq!(p.count("SELECT count(*) FROM usage_events").await, 10_001);
+    assert_eq!(p.count("SELECT count(*) FROM usage_events").await, 10_002);
     assert_eq!(
         p.count("SELECT sum(cost_micros)::bigint FROM usage_hourly")
             .await,
-        100_010
+        100_020
     );
 }
 
@@ -778,7 +784,7 @@ async fn spent_is_the_sum_of_each_budget_period() {
     let mut request = tonic::Request::new(proto::SpentRequest::default());
     request
         .metadata_mut()
-        .insert("authorization", "Bearer tge_nope".parse().unwrap());
+        .insert("authorization", "Bearer tgc_nope".parse().unwrap());
     let status = p.client().await.spent(request).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
 }

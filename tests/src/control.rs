@@ -124,3 +124,32 @@ impl ControlPlane {
         format!("{}/api/v1{path}", self.url)
     }
 }
+
+/// Exchanges `enrollment_token` for the credential of gateway `gateway_id` in `region`
+/// (`ConfigService.Enroll` on the control plane's gRPC address `grpc`), as a gateway
+/// does at start: what tests that speak gRPC themselves authenticate with.
+pub async fn enroll(
+    grpc: &str,
+    enrollment_token: &str,
+    gateway_id: &str,
+    region: &str,
+) -> Result<tollgate_proto::config::GatewayCredential, tonic::Status> {
+    use tollgate_proto::config::config_service_client::ConfigServiceClient;
+    let url = if grpc.contains("://") {
+        grpc.to_owned()
+    } else {
+        format!("http://{grpc}")
+    };
+    let mut client = ConfigServiceClient::connect(url)
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut request = tonic::Request::new(tollgate_proto::config::EnrollRequest {
+        gateway_id: gateway_id.to_owned(),
+        region: region.to_owned(),
+    });
+    let bearer = format!("Bearer {enrollment_token}")
+        .parse()
+        .map_err(|_| tonic::Status::invalid_argument("token is not a header value"))?;
+    request.metadata_mut().insert("authorization", bearer);
+    Ok(client.enroll(request).await?.into_inner())
+}

@@ -1,6 +1,7 @@
-//! The fleet: `GET /api/v1/gateways` (what every gateway runs, and whether it refused
-//! something) and the per-region enrollment tokens gateways connect with. Platform
-//! admins only: gateways serve every org.
+//! The fleet: `GET /api/v1/gateways` (what every gateway runs, whether it refused
+//! something, the usage events of it ingest quarantined, and the credentials gateway
+//! processes enrolled for), the per-region enrollment tokens gateways enroll with, and
+//! revoking either. Platform admins only: gateways serve every org.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -18,12 +19,14 @@ use crate::auth::rbac::{Permission, require};
 use crate::store::audit;
 use crate::store::config_errors::{self, ConfigError};
 use crate::store::fleet::{self, EnrollmentToken, GatewayStatus};
+use crate::store::gateway_credentials::{self, GatewayCredential};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_gateways))
         .routes(routes!(create_enrollment_token, list_enrollment_tokens))
         .routes(routes!(revoke_enrollment_token))
+        .routes(routes!(revoke_gateway_credential))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -40,6 +43,10 @@ pub struct Fleet {
     /// on gateways (and what was served instead), or the region itself when its catalog
     /// would not. Empty when every org's config is live.
     pub config_errors: Vec<ConfigError>,
+    /// Every gateway process's credential (live ones and those expired within a day):
+    /// which gateway, when issued and renewed, until when, whether revoked.
+    #[serde(default)]
+    pub credentials: Vec<GatewayCredential>,
 }
 
 /// Every gateway that ever connected: region, build, connection, the config version it
@@ -58,9 +65,11 @@ async fn list_gateways(
     }
     let items = fleet::list_gateways(&state.pool, query.region.as_deref()).await?;
     let config_errors = config_errors::list(&state.pool, query.region.as_deref()).await?;
+    let credentials = gateway_credentials::list(&state.pool, query.region.as_deref()).await?;
     Ok(Json(Fleet {
         items,
         config_errors,
+        credentials,
     }))
 }
 
@@ -143,8 +152,8 @@ async fn list_enrollment_tokens(
     Ok(Json(fleet::list_tokens(&state.pool, &region_id).await?))
 }
 
-/// Revoke a token: gateways using it can no longer open a stream (open ones keep theirs
-/// until they reconnect).
+/// Revoke a token: gateways can no longer enroll with it, and the credentials minted
+/// with it stop counting — their open streams end within a couple of seconds.
 #[utoipa::path(delete, path = "/regions/{region_id}/enrollment-tokens/{token_id}", tag = "gateways",
     params(("region_id" = String, Path), ("token_id" = Uuid, Path)),
     responses((status = 400, description = "Malformed path, query or body"), (status = 200, body = EnrollmentToken), (status = 401), (status = 403), (status = 404)))]
@@ -163,6 +172,35 @@ async fn revoke_enrollment_token(
         None,
         "revoke",
         "enrollment_token",
+        &row.id.to_string(),
+        None,
+        Some(json(&row)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(row))
+}
+
+/// Revoke one gateway process's credential: its streams end within a couple of seconds
+/// and it cannot be renewed. The process enrolls again with its enrollment token if that
+/// is still live; revoke the token to shut a region's gateways out.
+#[utoipa::path(delete, path = "/gateways/credentials/{credential_id}", tag = "gateways",
+    params(("credential_id" = Uuid, Path)),
+    responses((status = 400, description = "Malformed path, query or body"), (status = 200, body = GatewayCredential), (status = 401), (status = 403), (status = 404)))]
+async fn revoke_gateway_credential(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(credential_id): Path<Uuid>,
+) -> Result<Json<GatewayCredential>, ApiError> {
+    require(&principal, Permission::ManagePlatform)?;
+    let mut tx = state.pool.begin().await?;
+    let row = gateway_credentials::revoke(&mut tx, credential_id).await?;
+    audit::record(
+        &mut tx,
+        &principal.actor(),
+        None,
+        "revoke",
+        "gateway_credential",
         &row.id.to_string(),
         None,
         Some(json(&row)),

@@ -3,6 +3,7 @@
 //! invalid data sets only that org aside ([`isolate`]).
 
 pub mod build;
+pub mod identity;
 pub mod isolate;
 pub mod publish;
 pub mod stream;
@@ -88,14 +89,15 @@ pub struct Running {
     pub latest: Arc<Latest>,
 }
 
-/// Binds the gRPC port and starts the publisher and the stream server, which also
-/// serves `telemetry`; both stop when `shutdown` is cancelled.
+/// Binds the gRPC port and starts the publisher, the gateways' revocation listener and
+/// the stream server, which also serves `telemetry`; all stop when `shutdown` is
+/// cancelled.
 pub async fn start(
     pool: Pool,
     signer: SnapshotSigner,
     grpc: &GrpcSettings,
     debounce: Duration,
-    telemetry: crate::telemetry::Service,
+    telemetry: &crate::telemetry::Telemetry,
     shutdown: CancellationToken,
 ) -> Result<Running, PushError> {
     let tls = tls(grpc)?;
@@ -128,7 +130,13 @@ pub async fn start(
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
         format!("{}:{}", host.trim(), std::process::id())
     });
-    let streams = ConfigStreams::new(pool, latest.clone(), replica);
+    let auth = identity::GatewayAuth::start(
+        pool.clone(),
+        Duration::from_secs(grpc.credential_ttl_s),
+        shutdown.clone(),
+    );
+    let telemetry = telemetry.service(auth.clone());
+    let streams = ConfigStreams::new(pool, latest.clone(), auth, replica);
     let mut server = Server::builder()
         // Dead peers and silent middleboxes are found by HTTP/2 pings, not by waiting.
         .http2_keepalive_interval(Some(Duration::from_secs(10)))

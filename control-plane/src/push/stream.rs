@@ -1,10 +1,13 @@
-//! `ConfigService.Stream`: one long-lived stream per gateway.
+//! `ConfigService.Stream`: one long-lived stream per gateway (and the unary `Enroll` and
+//! `Renew`, see [`super::identity`]).
 //!
-//! The gateway authenticates with its region's enrollment token (`authorization: Bearer
-//! tge_…`), opens with `Hello`, and from then on gets every version of its region newer
-//! than what it runs. Each send carries a fresh nonce; only an Ack/Nack echoing the
-//! latest nonce counts (a stale one is ignored). A refused (NACKed) version is never sent
-//! again — only a newer one.
+//! The gateway authenticates with the credential it enrolled for (`authorization: Bearer
+//! tgc_…`), opens with a `Hello` naming that credential's gateway id and region, and from
+//! then on gets every version of its region newer than what it runs. Each send carries a
+//! fresh nonce; only an Ack/Nack echoing the latest nonce counts (a stale one is
+//! ignored). A refused (NACKed) version is never sent again — only a newer one. The
+//! stream ends with `UNAUTHENTICATED` once the credential stops counting (revoked, its
+//! enrollment token revoked, expired).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use tollgate_proto::config::config_service_server::ConfigService;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
+use super::identity::{GatewayAuth, valid_gateway_id};
 use super::publish::Latest;
 use crate::store::{Pool, StoreError, fleet};
 
@@ -28,28 +32,23 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 pub struct ConfigStreams {
     pool: Pool,
     latest: Arc<Latest>,
+    auth: Arc<GatewayAuth>,
     /// This control-plane process, as shown in the fleet view.
     replica: String,
 }
 
 impl ConfigStreams {
-    pub fn new(pool: Pool, latest: Arc<Latest>, replica: String) -> Self {
+    pub fn new(pool: Pool, latest: Arc<Latest>, auth: Arc<GatewayAuth>, replica: String) -> Self {
         Self {
             pool,
             latest,
+            auth,
             replica,
         }
     }
 }
 
 type ControlStream = Pin<Box<dyn Stream<Item = Result<proto::ControlMessage, Status>> + Send>>;
-
-fn valid_gateway_id(id: &str) -> bool {
-    (1..=128).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
-}
 
 #[tonic::async_trait]
 impl ConfigService for ConfigStreams {
@@ -59,27 +58,8 @@ impl ConfigService for ConfigStreams {
         &self,
         request: Request<Streaming<proto::GatewayMessage>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
-        let token = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                Status::unauthenticated("missing enrollment token (authorization: Bearer tge_…)")
-            })?
-            .to_owned();
-        let region = match fleet::region_for_token(&self.pool, &token).await {
-            Ok(region) => region,
-            Err(StoreError::NotFound) => {
-                return Err(Status::unauthenticated(
-                    "unknown or revoked enrollment token",
-                ));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "enrollment check failed");
-                return Err(Status::unavailable("control plane database unavailable"));
-            }
-        };
+        let gateway = self.auth.authenticate(request.metadata()).await?;
+        let region = gateway.region.clone();
         let mut inbound = request.into_inner();
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
             Ok(Ok(Some(proto::GatewayMessage {
@@ -91,7 +71,7 @@ impl ConfigService for ConfigStreams {
         };
         if hello.region != region {
             return Err(Status::permission_denied(format!(
-                "this enrollment token is for region {region:?}, not {:?}",
+                "this credential is for region {region:?}, not {:?}",
                 hello.region
             )));
         }
@@ -99,6 +79,12 @@ impl ConfigService for ConfigStreams {
             return Err(Status::invalid_argument(
                 "gateway_id must be 1-128 characters of [A-Za-z0-9._:-]",
             ));
+        }
+        if hello.gateway_id != gateway.gateway_id {
+            return Err(Status::permission_denied(format!(
+                "this credential is for gateway {:?}, not {:?}",
+                gateway.gateway_id, hello.gateway_id
+            )));
         }
         let session = Session {
             pool: self.pool.clone(),
@@ -116,17 +102,24 @@ impl ConfigService for ConfigStreams {
             session.applied,
         )
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "recording a gateway failed");
-            Status::unavailable("control plane database unavailable")
+        .map_err(|e| match e {
+            StoreError::Conflict { .. } => Status::permission_denied(format!(
+                "gateway id {:?} belongs to another region",
+                session.id
+            )),
+            e => {
+                tracing::error!(error = %e, "recording a gateway failed");
+                Status::unavailable("control plane database unavailable")
+            }
         })?;
         tracing::info!(gateway = %session.id, %region, build = %hello.build, applied = session.applied, "gateway connected");
         metrics::gauge!("tollgate_gateways_connected", "region" => region.clone()).increment(1.0);
 
         let (tx, rx) = mpsc::channel(2);
         let updates = self.latest.subscribe(&region);
+        let revoked = self.auth.revoked(&gateway);
         tokio::spawn(async move {
-            session.run(inbound, updates, tx).await;
+            session.run(inbound, updates, revoked, tx).await;
             metrics::gauge!("tollgate_gateways_connected", "region" => region).decrement(1.0);
         });
         let out =
@@ -135,6 +128,23 @@ impl ConfigService for ConfigStreams {
                 |mut rx| async move { rx.recv().await.map(|m| (m, rx)) },
             );
         Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn enroll(
+        &self,
+        request: Request<proto::EnrollRequest>,
+    ) -> Result<Response<proto::GatewayCredential>, Status> {
+        self.auth
+            .enroll(request.metadata(), request.get_ref())
+            .await
+            .map(Response::new)
+    }
+
+    async fn renew(
+        &self,
+        request: Request<proto::RenewRequest>,
+    ) -> Result<Response<proto::GatewayCredential>, Status> {
+        self.auth.renew(request.metadata()).await.map(Response::new)
     }
 }
 
@@ -150,8 +160,10 @@ impl Session {
         mut self,
         mut inbound: Streaming<proto::GatewayMessage>,
         mut updates: tokio::sync::watch::Receiver<Option<Arc<super::publish::Signed>>>,
+        revoked: impl std::future::Future<Output = ()> + Send,
         tx: mpsc::Sender<Result<proto::ControlMessage, Status>>,
     ) {
+        tokio::pin!(revoked);
         // Highest version sent (or already running there): nothing at or below it is sent.
         let mut sent = self.applied;
         let mut nonce = 0u64;
@@ -187,6 +199,11 @@ impl Session {
                 },
                 _ = heartbeat.tick() => self.record(None).await,
                 () = tx.closed() => break,
+                () = &mut revoked => {
+                    tracing::warn!(gateway = %self.id, "credential revoked or expired: ending the config stream");
+                    let _ = tx.send(Err(Status::unauthenticated("credential revoked or expired"))).await;
+                    break;
+                }
             }
         }
         if let Err(e) = fleet::disconnected(&self.pool, &self.id, self.session).await {

@@ -51,7 +51,7 @@ pub async fn crossed(pool: &Pool, touched: &Touched) -> Result<Vec<Crossing>, St
               OR (b.scope_kind = 'key' AND k.public_id = ANY($4))
          ), s AS (
            SELECT b.*, (
-             SELECT coalesce(sum(d.cost_micros), 0) FROM usage_daily d
+             SELECT least(coalesce(sum(d.cost_micros), 0), 9223372036854775807) FROM usage_daily d
              WHERE d.org_id = b.org_id AND d.bucket >= b.period_start
                AND (b.scope_kind = 'org' OR (b.scope_kind = 'team' AND d.team_id = b.scope_id)
                     OR (b.scope_kind = 'project' AND d.project_id = b.scope_id)

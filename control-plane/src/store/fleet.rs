@@ -78,17 +78,6 @@ pub async fn revoke_token(
     )
 }
 
-/// The region a live token enrolls into.
-pub async fn region_for_token(pool: &Pool, token: &str) -> Result<String, StoreError> {
-    Ok(sqlx::query_scalar(
-        "UPDATE enrollment_tokens SET last_used_at = now()
-         WHERE token_sha256 = $1 AND revoked_at IS NULL RETURNING region_id",
-    )
-    .bind(Sha256::digest(token.as_bytes()).to_vec())
-    .fetch_one(pool)
-    .await?)
-}
-
 /// One row of the fleet view.
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct GatewayStatus {
@@ -109,6 +98,9 @@ pub struct GatewayStatus {
     pub last_nack_error: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_nack_at: Option<OffsetDateTime>,
+    /// Usage events of this gateway that ingest refused and quarantined (within the
+    /// request log's retention).
+    pub quarantined_events: i64,
 }
 
 pub async fn list_gateways(
@@ -119,7 +111,8 @@ pub async fn list_gateways(
         "SELECT g.id, g.region_id, g.build, g.replica, g.connected, g.connected_since, g.last_seen,
                 g.applied_version,
                 coalesce((SELECT max(version) FROM config_versions v WHERE v.region_id = g.region_id), 0) AS latest_version,
-                g.last_nack_version, g.last_nack_error, g.last_nack_at
+                g.last_nack_version, g.last_nack_error, g.last_nack_at,
+                (SELECT count(*) FROM usage_quarantine q WHERE q.gateway_id = g.id) AS quarantined_events
            FROM gateways g
           WHERE ($1::text IS NULL OR g.region_id = $1)
           ORDER BY g.region_id, g.id",
@@ -130,6 +123,8 @@ pub async fn list_gateways(
 }
 
 /// A stream opened: the gateway is connected through `replica` in session `session`.
+/// [`StoreError::Conflict`] when the id is another region's gateway (a region's token
+/// never takes over another region's row).
 pub async fn connected(
     pool: &Pool,
     id: &str,
@@ -139,11 +134,12 @@ pub async fn connected(
     session: Uuid,
     applied_version: u64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    let done = sqlx::query(
         "INSERT INTO gateways (id, region_id, build, replica, session_id, connected, connected_since, last_seen, applied_version)
          VALUES ($1, $2, $3, $4, $5, true, now(), now(), $6)
          ON CONFLICT (id) DO UPDATE SET region_id = $2, build = $3, replica = $4, session_id = $5,
-           connected = true, connected_since = now(), last_seen = now(), applied_version = $6",
+           connected = true, connected_since = now(), last_seen = now(), applied_version = $6
+         WHERE gateways.region_id = $2",
     )
     .bind(id)
     .bind(region_id)
@@ -153,6 +149,11 @@ pub async fn connected(
     .bind(i64::try_from(applied_version).unwrap_or(i64::MAX))
     .execute(pool)
     .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::Conflict {
+            constraint: "gateway_region".into(),
+        });
+    }
     Ok(())
 }
 

@@ -5,7 +5,13 @@
 //!
 //! Invariants: a rollup row only ever grows by what the same statement inserted into
 //! the log (replays insert nothing, so they add nothing), and each batch touches each
-//! rollup row once, whatever its size (no per-request UPDATE).
+//! rollup row once, whatever its size (no per-request UPDATE). Sums saturate at
+//! `i64::MAX` instead of failing: ingest bounds each event, so only a flood of them
+//! could get there, and a sum that cannot be stored must never make a batch unstorable
+//! (its gateway would retry it forever). What ingest checks events against
+//! ([`facts`]) and what it refused ([`quarantine`]) are here too.
+
+use std::collections::HashMap;
 
 use sqlx::Row;
 use time::{Date, OffsetDateTime};
@@ -55,6 +61,42 @@ impl EventColumns {
     pub fn is_empty(&self) -> bool {
         self.event_id.is_empty()
     }
+
+    /// Keeps the events whose `keep` entry is true, in order.
+    pub fn retain(&mut self, keep: &[bool]) {
+        fn only<T>(v: &mut Vec<T>, keep: &[bool]) {
+            let mut i = 0;
+            v.retain(|_| {
+                i += 1;
+                keep.get(i - 1).copied().unwrap_or(false)
+            });
+        }
+        only(&mut self.started_at, keep);
+        only(&mut self.event_id, keep);
+        only(&mut self.org_id, keep);
+        only(&mut self.team_id, keep);
+        only(&mut self.project_id, keep);
+        only(&mut self.key_id, keep);
+        only(&mut self.model, keep);
+        only(&mut self.deployment_id, keep);
+        only(&mut self.endpoint, keep);
+        only(&mut self.status, keep);
+        only(&mut self.http_status, keep);
+        only(&mut self.error_code, keep);
+        only(&mut self.streamed, keep);
+        only(&mut self.ttfb_ms, keep);
+        only(&mut self.latency_ms, keep);
+        only(&mut self.prompt_tokens, keep);
+        only(&mut self.completion_tokens, keep);
+        only(&mut self.cache_read_tokens, keep);
+        only(&mut self.cache_write_tokens, keep);
+        only(&mut self.cost_micros, keep);
+        only(&mut self.reserved_micros, keep);
+        only(&mut self.price_table_version, keep);
+        only(&mut self.request_id, keep);
+        only(&mut self.trace_id, keep);
+        only(&mut self.attempts, keep);
+    }
 }
 
 /// The scopes a batch's newly stored events spent in: whose budgets to check.
@@ -80,14 +122,22 @@ pub struct Ingested {
     pub touched: Touched,
 }
 
-/// Rows of both rollups, with the statement that adds a batch to them.
-const ROLLUP_SUMS: &str =
-    "requests = r.requests + excluded.requests, errors = r.errors + excluded.errors,
-    prompt_tokens = r.prompt_tokens + excluded.prompt_tokens,
-    completion_tokens = r.completion_tokens + excluded.completion_tokens,
-    cache_read_tokens = r.cache_read_tokens + excluded.cache_read_tokens,
-    cache_write_tokens = r.cache_write_tokens + excluded.cache_write_tokens,
-    cost_micros = r.cost_micros + excluded.cost_micros";
+/// Rows of both rollups, with the statement that adds a batch to them; each sum
+/// saturates at `i64::MAX` (added as numeric, clamped, then stored as bigint).
+const ROLLUP_SUMS: &str = "requests = least(r.requests::numeric + excluded.requests, 9223372036854775807)::bigint,
+    errors = least(r.errors::numeric + excluded.errors, 9223372036854775807)::bigint,
+    prompt_tokens = least(r.prompt_tokens::numeric + excluded.prompt_tokens, 9223372036854775807)::bigint,
+    completion_tokens = least(r.completion_tokens::numeric + excluded.completion_tokens, 9223372036854775807)::bigint,
+    cache_read_tokens = least(r.cache_read_tokens::numeric + excluded.cache_read_tokens, 9223372036854775807)::bigint,
+    cache_write_tokens = least(r.cache_write_tokens::numeric + excluded.cache_write_tokens, 9223372036854775807)::bigint,
+    cost_micros = least(r.cost_micros::numeric + excluded.cost_micros, 9223372036854775807)::bigint";
+
+/// `sum(column)` of bigints (numeric in Postgres), saturated back into a bigint.
+macro_rules! sat_sum {
+    ($col:literal) => {
+        concat!("least(sum(", $col, "), 9223372036854775807)::bigint")
+    };
+}
 
 /// One statement: insert the events (a replayed one conflicts on its primary key and is
 /// skipped), aggregate only the rows actually inserted per hour and per day, and add the
@@ -121,9 +171,8 @@ static INGEST_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
          ), hourly AS (
            SELECT date_trunc('hour', started_at, 'UTC') AS bucket, org_id, team_id, project_id, key_id, model,
                   count(*) AS requests, count(*) FILTER (WHERE status <> 1) AS errors,
-                  sum(prompt_tokens)::bigint AS prompt_tokens, sum(completion_tokens)::bigint AS completion_tokens,
-                  sum(cache_read_tokens)::bigint AS cache_read_tokens,
-                  sum(cache_write_tokens)::bigint AS cache_write_tokens, sum(cost_micros)::bigint AS cost_micros
+                  {prompt} AS prompt_tokens, {completion} AS completion_tokens,
+                  {cache_read} AS cache_read_tokens, {cache_write} AS cache_write_tokens, {cost} AS cost_micros
            FROM inserted
            WHERE org_id IS NOT NULL AND team_id IS NOT NULL AND key_id IS NOT NULL
            GROUP BY 1, 2, 3, 4, 5, 6
@@ -135,9 +184,8 @@ static INGEST_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
          ), daily_added AS (
            INSERT INTO usage_daily AS r (bucket, org_id, team_id, project_id, key_id, model, requests, errors,
              prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens, cost_micros)
-           SELECT date_trunc('day', bucket, 'UTC'), org_id, team_id, project_id, key_id, model, sum(requests)::bigint,
-                  sum(errors)::bigint, sum(prompt_tokens)::bigint, sum(completion_tokens)::bigint,
-                  sum(cache_read_tokens)::bigint, sum(cache_write_tokens)::bigint, sum(cost_micros)::bigint
+           SELECT date_trunc('day', bucket, 'UTC'), org_id, team_id, project_id, key_id, model, {requests},
+                  {errors}, {prompt}, {completion}, {cache_read}, {cache_write}, {cost}
            FROM hourly GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 2, 1, 3, 4, 5, 6
            ON CONFLICT (org_id, bucket, team_id, project_id, key_id, model) DO UPDATE SET {ROLLUP_SUMS}
          )
@@ -145,7 +193,14 @@ static INGEST_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                 (SELECT coalesce(array_agg(DISTINCT org_id), '{{}}') FROM hourly) AS orgs,
                 (SELECT coalesce(array_agg(DISTINCT team_id), '{{}}') FROM hourly) AS teams,
                 (SELECT coalesce(array_agg(DISTINCT project_id) FILTER (WHERE project_id IS NOT NULL), '{{}}') FROM hourly) AS projects,
-                (SELECT coalesce(array_agg(DISTINCT key_id), '{{}}') FROM hourly) AS keys"
+                (SELECT coalesce(array_agg(DISTINCT key_id), '{{}}') FROM hourly) AS keys",
+        requests = sat_sum!("requests"),
+        errors = sat_sum!("errors"),
+        prompt = sat_sum!("prompt_tokens"),
+        completion = sat_sum!("completion_tokens"),
+        cache_read = sat_sum!("cache_read_tokens"),
+        cache_write = sat_sum!("cache_write_tokens"),
+        cost = sat_sum!("cost_micros"),
     )
 });
 
@@ -223,6 +278,106 @@ pub async fn ingest(
     }
 }
 
+/// Where a key belongs, as ingest checks an event's claims against it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct KeyScope {
+    pub public_id: String,
+    pub org_id: Uuid,
+    pub team_id: Uuid,
+    pub project_id: Option<Uuid>,
+}
+
+/// A deployment of the reporting region and its own prices (micro-USD per million
+/// tokens; `None` where the price table applies).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeploymentPrices {
+    pub id: Uuid,
+    pub upstream_model: String,
+    pub input_price: Option<i64>,
+    pub output_price: Option<i64>,
+    pub cached_input_price: Option<i64>,
+    pub cache_write_price: Option<i64>,
+}
+
+/// What the control plane knows that a batch's events are checked against.
+#[derive(Debug, Default, Clone)]
+pub struct Facts {
+    /// The keys the batch names, by public id (any status: a call on a key revoked
+    /// while it ran is still billed).
+    pub keys: HashMap<String, KeyScope>,
+    /// Every deployment of the region.
+    pub deployments: HashMap<Uuid, DeploymentPrices>,
+}
+
+/// The keys `public_ids` and the deployments of `region_id`. Every org is served in
+/// every region (the snapshot builder sends each region every org), so a key's org is
+/// always one of the region's; what ties an event to its region is the deployment.
+pub async fn facts(
+    pool: &Pool,
+    region_id: &str,
+    public_ids: &[String],
+) -> Result<Facts, StoreError> {
+    let keys: Vec<KeyScope> = sqlx::query_as(
+        "SELECT public_id, org_id, team_id, project_id FROM api_keys WHERE public_id = ANY($1)",
+    )
+    .bind(public_ids)
+    .fetch_all(pool)
+    .await?;
+    let deployments: Vec<DeploymentPrices> = sqlx::query_as(
+        "SELECT id, upstream_model, input_price, output_price, cached_input_price, cache_write_price
+           FROM deployments WHERE region_id = $1",
+    )
+    .bind(region_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(Facts {
+        keys: keys.into_iter().map(|k| (k.public_id.clone(), k)).collect(),
+        deployments: deployments.into_iter().map(|d| (d.id, d)).collect(),
+    })
+}
+
+/// An event ingest refused: why, and the event as sent (JSON, no NUL anywhere).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quarantined {
+    /// As sent (possibly not a UUID: that may be why it was refused).
+    pub event_id: String,
+    /// A fixed code, e.g. `unknown_key`.
+    pub reason: &'static str,
+    pub detail: String,
+    pub event: serde_json::Value,
+}
+
+/// Keeps refused events of `gateway_id` (in `region_id`); a replayed refusal is kept
+/// once. How many were new.
+pub async fn quarantine(
+    pool: &Pool,
+    region_id: &str,
+    gateway_id: &str,
+    events: &[Quarantined],
+) -> Result<u64, StoreError> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    let reasons: Vec<&str> = events.iter().map(|e| e.reason).collect();
+    let details: Vec<&str> = events.iter().map(|e| e.detail.as_str()).collect();
+    let bodies: Vec<String> = events.iter().map(|e| e.event.to_string()).collect();
+    let done = sqlx::query(
+        "INSERT INTO usage_quarantine (gateway_id, event_id, region_id, reason, detail, event)
+         SELECT $1, e, $2, r, d, j::jsonb FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) AS t(e, r, d, j)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(gateway_id)
+    .bind(region_id)
+    .bind(&ids)
+    .bind(&reasons)
+    .bind(&details)
+    .bind(&bodies)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// One budget period asked about by `Spent`.
 #[derive(Debug, Clone, Copy)]
 pub struct PeriodRef {
@@ -245,7 +400,7 @@ pub async fn spent(pool: &Pool, periods: &[PeriodRef]) -> Result<Vec<i64>, Store
     let since: Vec<OffsetDateTime> = periods.iter().map(|p| p.since).collect();
     let first_day: Vec<OffsetDateTime> = periods.iter().map(|p| p.first_day).collect();
     let rows: Vec<(i64,)> = sqlx::query_as(
-        "SELECT coalesce(s.spent, 0)::bigint
+        "SELECT least(coalesce(s.spent, 0), 9223372036854775807)::bigint
          FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS q(budget_id, since, first_day, ord)
          LEFT JOIN budgets b ON b.id = q.budget_id
          LEFT JOIN api_keys k ON b.scope_kind = 'key' AND k.id = b.scope_id AND k.org_id = b.org_id
@@ -376,10 +531,9 @@ pub async fn usage(
         "SELECT bucket, \"group\", requests, errors, prompt_tokens, completion_tokens, cache_read_tokens,
                 cache_write_tokens, cost_micros
          FROM (
-           SELECT bucket, {group} AS \"group\", sum(requests)::bigint AS requests, sum(errors)::bigint AS errors,
-                  sum(prompt_tokens)::bigint AS prompt_tokens, sum(completion_tokens)::bigint AS completion_tokens,
-                  sum(cache_read_tokens)::bigint AS cache_read_tokens,
-                  sum(cache_write_tokens)::bigint AS cache_write_tokens, sum(cost_micros)::bigint AS cost_micros
+           SELECT bucket, {group} AS \"group\", {requests} AS requests, {errors} AS errors,
+                  {prompt} AS prompt_tokens, {completion} AS completion_tokens,
+                  {cache_read} AS cache_read_tokens, {cache_write} AS cache_write_tokens, {cost} AS cost_micros
            FROM {table}
            WHERE org_id = $1 AND bucket >= $2 AND bucket < $3
              AND ($4 OR team_id = ANY($5)
@@ -389,7 +543,14 @@ pub async fn usage(
          ) u
          WHERE $7::timestamptz IS NULL OR (bucket, coalesce(\"group\", '')) > ($7, $8)
          ORDER BY bucket, coalesce(\"group\", '')
-         LIMIT $9"
+         LIMIT $9",
+        requests = sat_sum!("requests"),
+        errors = sat_sum!("errors"),
+        prompt = sat_sum!("prompt_tokens"),
+        completion = sat_sum!("completion_tokens"),
+        cache_read = sat_sum!("cache_read_tokens"),
+        cache_write = sat_sum!("cache_write_tokens"),
+        cost = sat_sum!("cost_micros"),
     );
     let (all, teams, owner) = visible.binds();
     let (after_bucket, after_group) = match &query.after {
@@ -514,6 +675,11 @@ pub async fn drop_partitions_before(pool: &Pool, cutoff: Date) -> Result<Vec<Str
         dropped.push(name);
     }
     sqlx::query("DELETE FROM usage_events_default WHERE started_at < $1")
+        .bind(cutoff.midnight().assume_utc())
+        .execute(pool)
+        .await?;
+    // Refused events are kept as long as the log they were refused from.
+    sqlx::query("DELETE FROM usage_quarantine WHERE received_at < $1")
         .bind(cutoff.midnight().assume_utc())
         .execute(pool)
         .await?;

@@ -1,38 +1,344 @@
 //! `TelemetryService.Report`: a gateway's stream of usage batches, answered with the
 //! highest batch committed.
 //!
-//! Batches on one stream are taken one at a time, in order. Each is checked whole
-//! ([`Batch::try_from`]) before anything is written, then stored with its rollups in one
-//! statement ([`usage::ingest`]); only after the commit is its `seq` acknowledged. A
-//! malformed batch ends the stream with `INVALID_ARGUMENT` and stores nothing; a
-//! database failure ends it with `UNAVAILABLE` (the gateway keeps the batch and retries).
+//! Batches on one stream are taken one at a time, in order. A batch is refused whole
+//! (`INVALID_ARGUMENT`, nothing stored) only for what is wrong with the batch itself (too
+//! many events, a malformed gateway id). Each event is then checked on its own against
+//! what the control plane knows ([`check`]): well formed; its key exists, in the org,
+//! team and project the event names; its deployment (if any) is one of the reporting
+//! region's; its time is within the clock skew of now and not older than the request
+//! log's retention; its token counts are what one call can use; its cost is bounded by
+//! what was reserved plus a margin, or — when nothing was reserved (no budget applied) —
+//! by its tokens at the region's highest prices. An event that fails is quarantined
+//! (`usage_quarantine`, with the reason) and counted (`tollgate_usage_events_quarantined_total`
+//! and the gateway's row in the fleet view); the rest of the batch is stored with its
+//! rollups in one statement ([`usage::ingest`]), and only then is the batch's `seq`
+//! acknowledged — so a forged or broken event never holds up the batch behind it. A
+//! database failure ends the stream with `UNAVAILABLE` (the gateway keeps the batch and
+//! retries; both the quarantine and the log are idempotent per event). Everything is
+//! recorded as the gateway and region of the stream's credential, never as what the
+//! batch claims; the stream ends with `UNAUTHENTICATED` once that credential stops
+//! counting.
 
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::Stream;
+use serde_json::json;
 use time::OffsetDateTime;
+use tollgate_data_plane::prices::PriceTable;
 use tollgate_proto::telemetry as proto;
 use tonic::{Status, Streaming};
 use uuid::Uuid;
 
 use super::alerts::Touches;
 use crate::store::Pool;
-use crate::store::usage::{self, EventColumns};
+use crate::store::usage::{self, EventColumns, Facts, Quarantined};
 
 /// Most events one batch may carry (a gateway splits bigger backlogs).
 pub const MAX_EVENTS: usize = 10_000;
 /// Free-text fields are cut to this many characters (they come from clients, e.g. the
 /// model name, and must never make a batch unstorable).
 const TEXT_CHARS: usize = 256;
+/// How far in the future (by the control plane's clock) a call may say it started.
+pub const MAX_CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
+/// Most tokens of one kind (prompt, completion, cache read, cache write) one call may
+/// report: 10× the largest context window offered today (1-2 M tokens), room for `n`
+/// answers of a long output too.
+pub const MAX_TOKENS: i64 = 20_000_000;
+/// Added to every cost bound (micro-USD, one cent): rounding and per-call minimums.
+pub const MARGIN_MICROS: i64 = 10_000;
+/// Price (micro-USD per million tokens) assumed for a deployment whose model has no price
+/// anywhere — far above any real price, so it only ever loosens a bound.
+pub const FALLBACK_PRICE: i64 = 1_000_000_000;
 
-/// A batch checked whole and laid out for the store.
+/// A batch checked whole and laid out for the store: the well-formed events in columns,
+/// the refused ones aside.
 #[derive(Debug)]
 pub struct Batch {
     pub seq: u64,
     pub gateway_id: String,
     pub events: EventColumns,
+    pub refused: Vec<Quarantined>,
+}
+
+/// Why an event was refused; [`Rejection::code`] is what the quarantine and the metric
+/// record.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Rejection {
+    #[error("malformed: {0}")]
+    Malformed(String),
+    #[error("key {key:?} is not a key of this control plane")]
+    UnknownKey { key: String },
+    #[error("key {key:?} belongs to another org, team or project than the event names")]
+    KeyScope { key: String },
+    #[error("deployment {deployment:?} is not a deployment of region {region:?}")]
+    DeploymentRegion { deployment: String, region: String },
+    #[error("started {ahead_ms} ms ahead of the control plane's clock (at most {} s of skew)", MAX_CLOCK_SKEW.whole_seconds())]
+    Future { ahead_ms: i128 },
+    #[error(
+        "started {days} days ago, before the {retention_days}-day retention of the request log"
+    )]
+    TooOld { days: i64, retention_days: u32 },
+    #[error("{field} = {value} is more than one call uses (at most {MAX_TOKENS})")]
+    Tokens { field: &'static str, value: i64 },
+    #[error(
+        "reserved_micros = {reserved} is more than any call in this region can reserve ({ceiling})"
+    )]
+    Reserved { reserved: i64, ceiling: i64 },
+    #[error(
+        "cost_micros = {cost} is above what was reserved ({reserved}) plus the margin (bound {bound})"
+    )]
+    CostAboveReserved {
+        cost: i64,
+        reserved: i64,
+        bound: i64,
+    },
+    #[error(
+        "cost_micros = {cost} is above what its tokens cost at the region's highest prices (bound {bound})"
+    )]
+    CostAboveTokens { cost: i64, bound: i64 },
+}
+
+impl Rejection {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::UnknownKey { .. } => "unknown_key",
+            Self::KeyScope { .. } => "key_scope",
+            Self::DeploymentRegion { .. } => "deployment_region",
+            Self::Future { .. } => "future",
+            Self::TooOld { .. } => "too_old",
+            Self::Tokens { .. } => "tokens",
+            Self::Reserved { .. } => "reserved",
+            Self::CostAboveReserved { .. } => "cost_above_reserved",
+            Self::CostAboveTokens { .. } => "cost_above_tokens",
+        }
+    }
+}
+
+/// The highest prices of the region's deployments (micro-USD per million tokens): what a
+/// call that reserved nothing can cost at most per token. Input covers prompt, cache
+/// read and cache write tokens alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ceiling {
+    pub input: i64,
+    pub output: i64,
+}
+
+impl Ceiling {
+    /// Over every deployment of the region: its own prices, else the price table's for
+    /// its upstream model, else [`FALLBACK_PRICE`].
+    pub fn of(facts: &Facts, table: Option<&PriceTable>) -> Self {
+        if facts.deployments.is_empty() {
+            // Nothing known to price by (a region whose deployments were all removed
+            // while calls were in flight): the loosest bound, never a refusal.
+            return Self {
+                input: FALLBACK_PRICE,
+                output: FALLBACK_PRICE,
+            };
+        }
+        let mut ceiling = Self::default();
+        for d in facts.deployments.values() {
+            let (input, output) = match (d.input_price, d.output_price) {
+                (Some(input), Some(output)) => (
+                    input
+                        .max(d.cached_input_price.unwrap_or(input))
+                        .max(d.cache_write_price.unwrap_or(input)),
+                    output,
+                ),
+                _ => table
+                    .and_then(|t| t.lookup(&d.upstream_model))
+                    .map_or((FALLBACK_PRICE, FALLBACK_PRICE), |p| {
+                        (p.input.max(p.cached_input).max(p.cache_write), p.output)
+                    }),
+            };
+            ceiling.input = ceiling.input.max(input);
+            ceiling.output = ceiling.output.max(output);
+        }
+        ceiling
+    }
+}
+
+/// What events are checked against besides the facts: the time window and the prices.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub now: OffsetDateTime,
+    pub retention_days: u32,
+    pub ceiling: Ceiling,
+}
+
+fn clamp_i64(v: i128) -> i64 {
+    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
+}
+
+impl Bounds {
+    /// Micro-USD that `tokens_in` input and `tokens_out` output tokens can cost at the
+    /// region's highest prices, doubled (a fallback to a pricier deployment, a price
+    /// change in flight), plus the margin.
+    fn token_cost(&self, tokens_in: i64, tokens_out: i64) -> i64 {
+        let micros = (i128::from(tokens_in) * i128::from(self.ceiling.input)
+            + i128::from(tokens_out) * i128::from(self.ceiling.output))
+            / 1_000_000;
+        clamp_i64(2 * micros + i128::from(MARGIN_MICROS))
+    }
+}
+
+/// Checks event `i` of `c` against what the control plane knows.
+pub fn check(
+    c: &EventColumns,
+    i: usize,
+    facts: &Facts,
+    region: &str,
+    b: &Bounds,
+) -> Result<(), Rejection> {
+    let ahead = c.started_at[i] - b.now;
+    if ahead > MAX_CLOCK_SKEW {
+        return Err(Rejection::Future {
+            ahead_ms: ahead.whole_milliseconds(),
+        });
+    }
+    let age = b.now - c.started_at[i];
+    if age > time::Duration::days(i64::from(b.retention_days)) {
+        return Err(Rejection::TooOld {
+            days: age.whole_days(),
+            retention_days: b.retention_days,
+        });
+    }
+    let (prompt, completion, cache_read, cache_write) = (
+        c.prompt_tokens[i],
+        c.completion_tokens[i],
+        c.cache_read_tokens[i],
+        c.cache_write_tokens[i],
+    );
+    for (field, value) in [
+        ("prompt_tokens", prompt),
+        ("completion_tokens", completion),
+        ("cache_read_tokens", cache_read),
+        ("cache_write_tokens", cache_write),
+    ] {
+        if !(0..=MAX_TOKENS).contains(&value) {
+            return Err(Rejection::Tokens { field, value });
+        }
+    }
+    // A call refused before its key was known is logged but rolled up nowhere.
+    let Some(key) = &c.key_id[i] else {
+        return Ok(());
+    };
+    let Some(scope) = facts.keys.get(key) else {
+        return Err(Rejection::UnknownKey { key: key.clone() });
+    };
+    if c.org_id[i] != Some(scope.org_id)
+        || c.team_id[i] != Some(scope.team_id)
+        || c.project_id[i] != scope.project_id
+    {
+        return Err(Rejection::KeyScope { key: key.clone() });
+    }
+    let deployment = &c.deployment_id[i];
+    if !deployment.is_empty()
+        && !Uuid::parse_str(deployment).is_ok_and(|id| facts.deployments.contains_key(&id))
+    {
+        return Err(Rejection::DeploymentRegion {
+            deployment: deployment.clone(),
+            region: region.to_owned(),
+        });
+    }
+    let (cost, reserved) = (c.cost_micros[i], c.reserved_micros[i]);
+    // A reservation is the worst case of a call: no call reserves more than its tokens
+    // can ever cost at the region's highest prices.
+    let ceiling = b.token_cost(MAX_TOKENS * 3, MAX_TOKENS);
+    if reserved > ceiling {
+        return Err(Rejection::Reserved { reserved, ceiling });
+    }
+    if reserved > 0 {
+        // A call settles at what the provider billed, or at the reservation when that is
+        // unknown; the margin covers a prompt estimate that fell short.
+        let bound = clamp_i64(i128::from(reserved) * 3 / 2 + i128::from(MARGIN_MICROS));
+        if cost > bound {
+            return Err(Rejection::CostAboveReserved {
+                cost,
+                reserved,
+                bound,
+            });
+        }
+    } else {
+        let bound = b.token_cost(prompt + cache_read + cache_write, completion);
+        if cost > bound {
+            return Err(Rejection::CostAboveTokens { cost, bound });
+        }
+    }
+    Ok(())
+}
+
+/// A stored copy of a refused event, as sent (strings cut and cleaned as for the log).
+fn raw_json(e: &proto::UsageEvent) -> serde_json::Value {
+    json!({
+        "event_id": text(e.event_id.clone()), "gateway_id": text(e.gateway_id.clone()),
+        "region": text(e.region.clone()), "org_id": text(e.org_id.clone()),
+        "team_id": text(e.team_id.clone()), "project_id": text(e.project_id.clone()),
+        "key_id": text(e.key_id.clone()), "model": text(e.model.clone()),
+        "deployment_id": text(e.deployment_id.clone()), "endpoint": text(e.endpoint.clone()),
+        "status": e.status, "http_status": e.http_status, "error_code": text(e.error_code.clone()),
+        "streamed": e.streamed, "started_at_unix_ms": e.started_at_unix_ms, "ttfb_ms": e.ttfb_ms,
+        "latency_ms": e.latency_ms, "prompt_tokens": e.prompt_tokens,
+        "completion_tokens": e.completion_tokens, "cache_read_tokens": e.cache_read_tokens,
+        "cache_write_tokens": e.cache_write_tokens, "cost_micros": e.cost_micros,
+        "reserved_micros": e.reserved_micros, "price_table_version": text(e.price_table_version.clone()),
+        "request_id": text(e.request_id.clone()), "trace_id": text(e.trace_id.clone()),
+        "attempts": e.attempts,
+    })
+}
+
+/// Event `i` of `c` as JSON, for the quarantine.
+fn column_json(c: &EventColumns, i: usize) -> serde_json::Value {
+    let id = |v: &Option<Uuid>| v.map(|u| u.to_string()).unwrap_or_default();
+    json!({
+        "event_id": c.event_id[i].to_string(), "org_id": id(&c.org_id[i]),
+        "team_id": id(&c.team_id[i]), "project_id": id(&c.project_id[i]),
+        "key_id": c.key_id[i].clone().unwrap_or_default(), "model": c.model[i],
+        "deployment_id": c.deployment_id[i], "endpoint": c.endpoint[i], "status": c.status[i],
+        "http_status": c.http_status[i], "error_code": c.error_code[i], "streamed": c.streamed[i],
+        "started_at_unix_ms": c.started_at[i].unix_timestamp_nanos() / 1_000_000,
+        "ttfb_ms": c.ttfb_ms[i], "latency_ms": c.latency_ms[i], "prompt_tokens": c.prompt_tokens[i],
+        "completion_tokens": c.completion_tokens[i], "cache_read_tokens": c.cache_read_tokens[i],
+        "cache_write_tokens": c.cache_write_tokens[i], "cost_micros": c.cost_micros[i],
+        "reserved_micros": c.reserved_micros[i], "price_table_version": c.price_table_version[i],
+        "request_id": c.request_id[i], "trace_id": c.trace_id[i], "attempts": c.attempts[i],
+    })
+}
+
+impl Batch {
+    /// Public ids of the keys the well-formed events name, each once.
+    pub fn key_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.events.key_id.iter().flatten().cloned().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Moves every event that fails [`check`] to `refused`.
+    pub fn screen(&mut self, facts: &Facts, region: &str, bounds: &Bounds) {
+        let keep: Vec<bool> = (0..self.events.len())
+            .map(|i| match check(&self.events, i, facts, region, bounds) {
+                Ok(()) => true,
+                Err(rejection) => {
+                    self.refused.push(Quarantined {
+                        event_id: self.events.event_id[i].to_string(),
+                        reason: rejection.code(),
+                        detail: rejection.to_string(),
+                        event: column_json(&self.events, i),
+                    });
+                    false
+                }
+            })
+            .collect();
+        if keep.iter().any(|k| !k) {
+            self.events.retain(&keep);
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -101,9 +407,95 @@ fn saturating_i32(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
 }
 
+/// One event laid out for the store, or why it cannot be.
+fn parse(index: usize, e: &proto::UsageEvent) -> Result<(), BatchError> {
+    let event_id = uuid(index, "event_id", &e.event_id)?;
+    if event_id.is_none() {
+        return Err(BatchError::Id {
+            index,
+            field: "event_id",
+            value: String::new(),
+        });
+    }
+    let org_id = uuid(index, "org_id", &e.org_id)?;
+    let team_id = uuid(index, "team_id", &e.team_id)?;
+    uuid(index, "project_id", &e.project_id)?;
+    if !e.key_id.is_empty() && !valid_public_id(&e.key_id) {
+        return Err(BatchError::KeyId {
+            index,
+            value: e.key_id.chars().take(64).collect(),
+        });
+    }
+    let key = !e.key_id.is_empty();
+    if org_id.is_some() != team_id.is_some() || org_id.is_some() != key {
+        return Err(BatchError::PartialScope { index });
+    }
+    if started_at(e.started_at_unix_ms).is_none() {
+        return Err(BatchError::StartedAt {
+            index,
+            value: e.started_at_unix_ms,
+        });
+    }
+    if e.cost_micros < 0 {
+        return Err(BatchError::Negative {
+            index,
+            field: "cost_micros",
+        });
+    }
+    if e.reserved_micros < 0 {
+        return Err(BatchError::Negative {
+            index,
+            field: "reserved_micros",
+        });
+    }
+    Ok(())
+}
+
+fn started_at(unix_ms: i64) -> Option<OffsetDateTime> {
+    (unix_ms > 0)
+        .then(|| OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000).ok())
+        .flatten()
+}
+
+fn push(c: &mut EventColumns, e: proto::UsageEvent) {
+    let id = |v: &str| Uuid::parse_str(v).ok();
+    c.started_at
+        .push(started_at(e.started_at_unix_ms).unwrap_or(OffsetDateTime::UNIX_EPOCH));
+    c.event_id.push(id(&e.event_id).unwrap_or_default());
+    c.org_id.push(id(&e.org_id));
+    c.team_id.push(id(&e.team_id));
+    c.project_id.push(id(&e.project_id));
+    c.key_id.push((!e.key_id.is_empty()).then_some(e.key_id));
+    c.model.push(text(e.model));
+    c.deployment_id.push(text(e.deployment_id));
+    c.endpoint.push(text(e.endpoint));
+    c.status
+        .push(i16::try_from(e.status).unwrap_or(proto::CallStatus::Unspecified as i16));
+    c.http_status.push(saturating_i32(e.http_status));
+    c.error_code.push(text(e.error_code));
+    c.streamed.push(e.streamed);
+    c.ttfb_ms.push(saturating_i32(e.ttfb_ms));
+    c.latency_ms.push(saturating_i32(e.latency_ms));
+    c.prompt_tokens.push(saturating_i64(e.prompt_tokens));
+    c.completion_tokens
+        .push(saturating_i64(e.completion_tokens));
+    c.cache_read_tokens
+        .push(saturating_i64(e.cache_read_tokens));
+    c.cache_write_tokens
+        .push(saturating_i64(e.cache_write_tokens));
+    c.cost_micros.push(e.cost_micros);
+    c.reserved_micros.push(e.reserved_micros);
+    c.price_table_version.push(text(e.price_table_version));
+    c.request_id.push(text(e.request_id));
+    c.trace_id.push(text(e.trace_id));
+    c.attempts.push(saturating_i32(e.attempts));
+}
+
 impl TryFrom<proto::UsageBatch> for Batch {
     type Error = BatchError;
 
+    /// Refuses the batch only for what is wrong with the batch itself; a malformed event
+    /// goes to `refused`.
     fn try_from(batch: proto::UsageBatch) -> Result<Self, Self::Error> {
         if batch.events.len() > MAX_EVENTS {
             return Err(BatchError::TooLarge(batch.events.len()));
@@ -111,115 +503,98 @@ impl TryFrom<proto::UsageBatch> for Batch {
         if !valid_gateway_id(&batch.gateway_id) {
             return Err(BatchError::GatewayId);
         }
-        let mut c = EventColumns::default();
+        let mut events = EventColumns::default();
+        let mut refused = Vec::new();
         for (index, e) in batch.events.into_iter().enumerate() {
-            let event_id = uuid(index, "event_id", &e.event_id)?.ok_or(BatchError::Id {
-                index,
-                field: "event_id",
-                value: String::new(),
-            })?;
-            let org_id = uuid(index, "org_id", &e.org_id)?;
-            let team_id = uuid(index, "team_id", &e.team_id)?;
-            let project_id = uuid(index, "project_id", &e.project_id)?;
-            let key_id = (!e.key_id.is_empty()).then_some(e.key_id);
-            if let Some(key) = key_id.as_deref().filter(|k| !valid_public_id(k)) {
-                return Err(BatchError::KeyId {
-                    index,
-                    value: key.chars().take(64).collect(),
-                });
+            match parse(index, &e) {
+                Ok(()) => push(&mut events, e),
+                Err(error) => refused.push(Quarantined {
+                    event_id: text(e.event_id.clone()),
+                    reason: Rejection::Malformed(String::new()).code(),
+                    detail: text(Rejection::Malformed(error.to_string()).to_string()),
+                    event: raw_json(&e),
+                }),
             }
-            if org_id.is_some() != team_id.is_some() || org_id.is_some() != key_id.is_some() {
-                return Err(BatchError::PartialScope { index });
-            }
-            let started_at = (e.started_at_unix_ms > 0)
-                .then(|| {
-                    OffsetDateTime::from_unix_timestamp_nanos(
-                        i128::from(e.started_at_unix_ms) * 1_000_000,
-                    )
-                    .ok()
-                })
-                .flatten()
-                .ok_or(BatchError::StartedAt {
-                    index,
-                    value: e.started_at_unix_ms,
-                })?;
-            if e.cost_micros < 0 {
-                return Err(BatchError::Negative {
-                    index,
-                    field: "cost_micros",
-                });
-            }
-            if e.reserved_micros < 0 {
-                return Err(BatchError::Negative {
-                    index,
-                    field: "reserved_micros",
-                });
-            }
-            c.started_at.push(started_at);
-            c.event_id.push(event_id);
-            c.org_id.push(org_id);
-            c.team_id.push(team_id);
-            c.project_id.push(project_id);
-            c.key_id.push(key_id);
-            c.model.push(text(e.model));
-            c.deployment_id.push(text(e.deployment_id));
-            c.endpoint.push(text(e.endpoint));
-            c.status
-                .push(i16::try_from(e.status).unwrap_or(proto::CallStatus::Unspecified as i16));
-            c.http_status.push(saturating_i32(e.http_status));
-            c.error_code.push(text(e.error_code));
-            c.streamed.push(e.streamed);
-            c.ttfb_ms.push(saturating_i32(e.ttfb_ms));
-            c.latency_ms.push(saturating_i32(e.latency_ms));
-            c.prompt_tokens.push(saturating_i64(e.prompt_tokens));
-            c.completion_tokens
-                .push(saturating_i64(e.completion_tokens));
-            c.cache_read_tokens
-                .push(saturating_i64(e.cache_read_tokens));
-            c.cache_write_tokens
-                .push(saturating_i64(e.cache_write_tokens));
-            c.cost_micros.push(e.cost_micros);
-            c.reserved_micros.push(e.reserved_micros);
-            c.price_table_version.push(text(e.price_table_version));
-            c.request_id.push(text(e.request_id));
-            c.trace_id.push(text(e.trace_id));
-            c.attempts.push(saturating_i32(e.attempts));
         }
         Ok(Self {
             seq: batch.seq,
             gateway_id: batch.gateway_id,
-            events: c,
+            events,
+            refused,
         })
     }
 }
 
 pub type ReportStream = Pin<Box<dyn Stream<Item = Result<proto::ReportAck, Status>> + Send>>;
 
-/// One gateway stream, authenticated as a gateway of `region`.
+/// Resolves when the stream's credential stops counting.
+pub type Revoked = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Who is reporting (from the stream's credential) and what ingest needs.
+pub struct Context {
+    pub pool: Pool,
+    pub region: String,
+    pub gateway_id: String,
+    pub touches: Arc<Touches>,
+    pub prices: Option<Arc<PriceTable>>,
+    pub retention_days: u32,
+}
+
+/// One gateway stream.
 struct Session {
-    pool: Pool,
-    region: String,
-    touches: Arc<Touches>,
+    cx: Context,
     inbound: Streaming<proto::UsageBatch>,
+    revoked: Revoked,
     /// Every batch up to this one is stored.
     committed: u64,
     ended: bool,
 }
 
+fn unavailable(gateway: &str, e: &crate::store::StoreError) -> Status {
+    tracing::error!(gateway, error = %e, "storing a usage batch failed");
+    Status::unavailable("control plane database unavailable")
+}
+
 impl Session {
     async fn commit(&mut self, batch: proto::UsageBatch) -> Result<(), Status> {
-        let batch = Batch::try_from(batch).map_err(|e| {
+        let cx = &self.cx;
+        let mut batch = Batch::try_from(batch).map_err(|e| {
             metrics::counter!("tollgate_usage_batches_refused_total").increment(1);
-            tracing::warn!(region = %self.region, error = %e, "refused a usage batch");
+            tracing::warn!(region = %cx.region, gateway = %cx.gateway_id, error = %e, "refused a usage batch");
             Status::invalid_argument(e.to_string())
         })?;
+        if batch.gateway_id != cx.gateway_id {
+            // Spooled under another name (the operator renamed the gateway): recorded as
+            // the credential's gateway all the same.
+            tracing::debug!(claimed = %batch.gateway_id, gateway = %cx.gateway_id, "batch names another gateway id");
+        }
         let started = Instant::now();
-        let ingested = usage::ingest(&self.pool, &self.region, &batch.gateway_id, &batch.events)
+        let facts = usage::facts(&cx.pool, &cx.region, &batch.key_ids())
             .await
-            .map_err(|e| {
-                tracing::error!(gateway = %batch.gateway_id, error = %e, "storing a usage batch failed");
-                Status::unavailable("control plane database unavailable")
-            })?;
+            .map_err(|e| unavailable(&cx.gateway_id, &e))?;
+        let bounds = Bounds {
+            now: OffsetDateTime::now_utc(),
+            retention_days: cx.retention_days,
+            ceiling: Ceiling::of(&facts, cx.prices.as_deref()),
+        };
+        batch.screen(&facts, &cx.region, &bounds);
+        if !batch.refused.is_empty() {
+            let mut reasons: BTreeMap<&'static str, u64> = BTreeMap::new();
+            for q in &batch.refused {
+                *reasons.entry(q.reason).or_default() += 1;
+            }
+            for (reason, count) in &reasons {
+                metrics::counter!("tollgate_usage_events_quarantined_total", "reason" => *reason)
+                    .increment(*count);
+            }
+            let new = usage::quarantine(&cx.pool, &cx.region, &cx.gateway_id, &batch.refused)
+                .await
+                .map_err(|e| unavailable(&cx.gateway_id, &e))?;
+            tracing::warn!(gateway = %cx.gateway_id, region = %cx.region, seq = batch.seq, refused = batch.refused.len(), new, ?reasons, "usage events quarantined");
+        }
+        let ingested = usage::ingest(&cx.pool, &cx.region, &cx.gateway_id, &batch.events)
+            .await
+            .map_err(|e| unavailable(&cx.gateway_id, &e))?;
         metrics::histogram!("tollgate_usage_batch_commit_seconds")
             .record(started.elapsed().as_secs_f64());
         metrics::counter!("tollgate_usage_events_ingested_total").increment(ingested.inserted);
@@ -228,28 +603,27 @@ impl Session {
             .saturating_sub(ingested.inserted);
         if replayed > 0 {
             metrics::counter!("tollgate_usage_events_duplicate_total").increment(replayed);
-            tracing::debug!(gateway = %batch.gateway_id, seq = batch.seq, replayed, "replayed usage events skipped");
+            tracing::debug!(gateway = %cx.gateway_id, seq = batch.seq, replayed, "replayed usage events skipped");
         }
         self.committed = self.committed.max(batch.seq);
         if !ingested.touched.is_empty() {
-            self.touches.add(ingested.touched);
+            self.cx.touches.add(ingested.touched);
         }
         Ok(())
     }
 }
 
-/// Acks each batch of `inbound` once committed; ends at the first bad batch or failure.
+/// Acks each batch of `inbound` once committed; ends at the first bad batch or failure,
+/// or when `revoked` resolves.
 pub fn report(
-    pool: Pool,
-    region: String,
-    touches: Arc<Touches>,
+    cx: Context,
+    revoked: Revoked,
     inbound: Streaming<proto::UsageBatch>,
 ) -> ReportStream {
     let session = Session {
-        pool,
-        region,
-        touches,
+        cx,
         inbound,
+        revoked,
         committed: 0,
         ended: false,
     };
@@ -259,7 +633,15 @@ pub fn report(
             if session.ended {
                 return None;
             }
-            match session.inbound.message().await {
+            let next = tokio::select! {
+                () = &mut session.revoked => {
+                    tracing::warn!(gateway = %session.cx.gateway_id, "credential revoked or expired: ending the usage stream");
+                    session.ended = true;
+                    return Some((Err(Status::unauthenticated("credential revoked or expired")), session));
+                }
+                next = session.inbound.message() => next,
+            };
+            match next {
                 Ok(Some(batch)) => {
                     let answer = match session.commit(batch).await {
                         Ok(()) => Ok(proto::ReportAck {
@@ -274,7 +656,7 @@ pub fn report(
                 }
                 Ok(None) => None,
                 Err(status) => {
-                    tracing::debug!(region = %session.region, %status, "usage stream ended");
+                    tracing::debug!(region = %session.cx.region, %status, "usage stream ended");
                     None
                 }
             }
@@ -285,13 +667,16 @@ pub fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::usage::{DeploymentPrices, KeyScope};
+
+    const KEY: &str = "abcdEFGH1234";
 
     fn event(id: &str) -> proto::UsageEvent {
         proto::UsageEvent {
             event_id: id.to_owned(),
             org_id: Uuid::now_v7().to_string(),
             team_id: Uuid::now_v7().to_string(),
-            key_id: "abcdEFGH1234".into(),
+            key_id: KEY.into(),
             model: "gpt".into(),
             started_at_unix_ms: 1_700_000_000_000,
             cost_micros: 5,
@@ -318,6 +703,7 @@ mod tests {
         let b = Batch::try_from(batch(vec![event(&id), anonymous])).unwrap();
         assert_eq!(b.seq, 7);
         assert_eq!(b.events.len(), 2);
+        assert!(b.refused.is_empty());
         assert_eq!(b.events.event_id[0].to_string(), id);
         assert_eq!(b.events.org_id[1], None);
         assert_eq!(b.events.model[1].chars().count(), TEXT_CHARS);
@@ -330,41 +716,249 @@ mod tests {
     }
 
     #[test]
-    fn bad_batches_are_refused_whole_with_the_reason() {
+    fn malformed_events_are_set_aside_with_the_reason_and_the_rest_kept() {
         let good = || event(&Uuid::now_v7().to_string());
-        let refused = |events: Vec<proto::UsageEvent>| Batch::try_from(batch(events)).unwrap_err();
-        assert_eq!(
-            refused(vec![good(), event("nope")]),
-            BatchError::Id {
-                index: 1,
-                field: "event_id",
-                value: "nope".into()
-            }
+        let mut half = good();
+        half.team_id.clear();
+        let mut bad_key = good();
+        bad_key.key_id = "tg_bad!".into();
+        let mut epoch = good();
+        epoch.started_at_unix_ms = 0;
+        let mut negative = good();
+        negative.cost_micros = -1;
+        let mut nul = event("no\0pe");
+        nul.model = "\0".into();
+        let b = Batch::try_from(batch(vec![
+            good(),
+            event("nope"),
+            half,
+            bad_key,
+            epoch,
+            negative,
+            nul,
+            good(),
+        ]))
+        .unwrap();
+        assert_eq!(b.events.len(), 2, "the well-formed ones");
+        let details: Vec<&str> = b.refused.iter().map(|q| q.detail.as_str()).collect();
+        assert_eq!(b.refused.len(), 6, "{details:?}");
+        assert!(b.refused.iter().all(|q| q.reason == "malformed"));
+        assert!(
+            details[0].contains("event 1: event_id \"nope\""),
+            "{details:?}"
         );
-        let mut e = good();
-        e.team_id.clear();
-        assert_eq!(refused(vec![e]), BatchError::PartialScope { index: 0 });
-        let mut e = good();
-        e.key_id = "tg_bad!".into();
-        assert!(matches!(
-            refused(vec![e]),
-            BatchError::KeyId { index: 0, .. }
-        ));
-        let mut e = good();
-        e.started_at_unix_ms = 0;
-        assert!(matches!(refused(vec![e]), BatchError::StartedAt { .. }));
-        let mut e = good();
-        e.cost_micros = -1;
-        assert!(matches!(refused(vec![e]), BatchError::Negative { .. }));
+        assert!(details[1].contains("set together"), "{details:?}");
+        assert!(details[2].contains("key_id"), "{details:?}");
+        assert!(details[3].contains("started_at_unix_ms"), "{details:?}");
+        assert!(
+            details[4].contains("cost_micros is negative"),
+            "{details:?}"
+        );
+        assert_eq!(b.refused[0].event["event_id"], "nope");
+        // Postgres takes neither NUL in text nor \u0000 in jsonb.
+        assert!(!b.refused[5].event_id.contains('\0'));
+        assert!(!b.refused[5].event.to_string().contains("\\u0000"));
+    }
+
+    #[test]
+    fn only_what_is_wrong_with_the_batch_itself_refuses_it() {
         assert_eq!(
-            refused(vec![proto::UsageEvent::default(); MAX_EVENTS + 1]),
+            Batch::try_from(batch(vec![proto::UsageEvent::default(); MAX_EVENTS + 1])).unwrap_err(),
             BatchError::TooLarge(MAX_EVENTS + 1)
         );
-        let mut no_gateway = batch(vec![good()]);
+        let mut no_gateway = batch(vec![event(&Uuid::now_v7().to_string())]);
         no_gateway.gateway_id.clear();
         assert_eq!(
             Batch::try_from(no_gateway).unwrap_err(),
             BatchError::GatewayId
         );
+    }
+
+    /// One well-formed event of `KEY` in `org`/`team`, now, and the facts that know it.
+    fn setup() -> (proto::UsageEvent, Facts, Bounds) {
+        let (org, team) = (Uuid::now_v7(), Uuid::now_v7());
+        let deployment = Uuid::now_v7();
+        let now = OffsetDateTime::now_utc();
+        let e = proto::UsageEvent {
+            event_id: Uuid::now_v7().to_string(),
+            org_id: org.to_string(),
+            team_id: team.to_string(),
+            key_id: KEY.into(),
+            deployment_id: deployment.to_string(),
+            started_at_unix_ms: i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap(),
+            prompt_tokens: 1_000,
+            completion_tokens: 500,
+            cost_micros: 2_000,
+            reserved_micros: 10_000,
+            ..Default::default()
+        };
+        let mut facts = Facts::default();
+        facts.keys.insert(
+            KEY.into(),
+            KeyScope {
+                public_id: KEY.into(),
+                org_id: org,
+                team_id: team,
+                project_id: None,
+            },
+        );
+        facts.deployments.insert(
+            deployment,
+            DeploymentPrices {
+                id: deployment,
+                upstream_model: "gpt-4o".into(),
+                // $2.50 / $10 per million tokens.
+                input_price: Some(2_500_000),
+                output_price: Some(10_000_000),
+                cached_input_price: None,
+                cache_write_price: None,
+            },
+        );
+        let ceiling = Ceiling::of(&facts, None);
+        assert_eq!(
+            ceiling,
+            Ceiling {
+                input: 2_500_000,
+                output: 10_000_000
+            }
+        );
+        let bounds = Bounds {
+            now,
+            retention_days: 90,
+            ceiling,
+        };
+        (e, facts, bounds)
+    }
+
+    fn verdict(e: proto::UsageEvent, facts: &Facts, bounds: &Bounds) -> Result<(), Rejection> {
+        let b = Batch::try_from(batch(vec![e])).unwrap();
+        assert!(b.refused.is_empty(), "{:?}", b.refused);
+        check(&b.events, 0, facts, "eu", bounds)
+    }
+
+    #[test]
+    fn events_are_checked_against_what_the_control_plane_knows() {
+        let (e, facts, b) = setup();
+        assert_eq!(verdict(e.clone(), &facts, &b), Ok(()));
+
+        let mut unknown = e.clone();
+        unknown.key_id = "zzzzZZZZ9999".into();
+        assert_eq!(
+            verdict(unknown, &facts, &b).unwrap_err().code(),
+            "unknown_key"
+        );
+        for field in ["org", "team", "project"] {
+            let mut other = e.clone();
+            let id = Uuid::now_v7().to_string();
+            match field {
+                "org" => other.org_id = id,
+                "team" => other.team_id = id,
+                _ => other.project_id = id,
+            }
+            assert_eq!(
+                verdict(other, &facts, &b).unwrap_err().code(),
+                "key_scope",
+                "{field}"
+            );
+        }
+        let mut elsewhere = e.clone();
+        elsewhere.deployment_id = Uuid::now_v7().to_string();
+        assert_eq!(
+            verdict(elsewhere, &facts, &b).unwrap_err().code(),
+            "deployment_region"
+        );
+        let mut not_routed = e.clone();
+        not_routed.deployment_id.clear();
+        assert_eq!(verdict(not_routed, &facts, &b), Ok(()));
+    }
+
+    #[test]
+    fn times_outside_the_window_are_refused() {
+        let (e, facts, b) = setup();
+        let mut skewed = e.clone();
+        skewed.started_at_unix_ms += 60_000;
+        assert_eq!(
+            verdict(skewed, &facts, &b),
+            Ok(()),
+            "a minute of skew is fine"
+        );
+        let mut future = e.clone();
+        future.started_at_unix_ms += 3_600_000;
+        assert_eq!(verdict(future, &facts, &b).unwrap_err().code(), "future");
+        let mut old = e.clone();
+        old.started_at_unix_ms -= 89 * 86_400_000;
+        assert_eq!(verdict(old.clone(), &facts, &b), Ok(()));
+        old.started_at_unix_ms -= 2 * 86_400_000;
+        assert_eq!(verdict(old, &facts, &b).unwrap_err().code(), "too_old");
+    }
+
+    #[test]
+    fn costs_are_bounded_by_the_reservation_or_by_the_tokens() {
+        let (e, facts, b) = setup();
+        // Reserved 10_000: up to 15_000 + the one-cent margin.
+        let mut at_bound = e.clone();
+        at_bound.cost_micros = 25_000;
+        assert_eq!(verdict(at_bound.clone(), &facts, &b), Ok(()));
+        at_bound.cost_micros = 25_001;
+        assert_eq!(
+            verdict(at_bound, &facts, &b).unwrap_err(),
+            Rejection::CostAboveReserved {
+                cost: 25_001,
+                reserved: 10_000,
+                bound: 25_000
+            }
+        );
+        let mut max = e.clone();
+        max.cost_micros = i64::MAX;
+        assert_eq!(
+            verdict(max, &facts, &b).unwrap_err().code(),
+            "cost_above_reserved"
+        );
+        let mut huge_reservation = e.clone();
+        huge_reservation.reserved_micros = i64::MAX;
+        huge_reservation.cost_micros = i64::MAX;
+        assert_eq!(
+            verdict(huge_reservation, &facts, &b).unwrap_err().code(),
+            "reserved"
+        );
+
+        // Nothing reserved (no budget applied): 1000 in × $2.50 + 500 out × $10 = 7_500
+        // µ$, doubled, plus the margin.
+        let mut unreserved = e.clone();
+        unreserved.reserved_micros = 0;
+        unreserved.cost_micros = 25_000;
+        assert_eq!(verdict(unreserved.clone(), &facts, &b), Ok(()));
+        unreserved.cost_micros = 25_001;
+        assert_eq!(
+            verdict(unreserved, &facts, &b).unwrap_err(),
+            Rejection::CostAboveTokens {
+                cost: 25_001,
+                bound: 25_000
+            }
+        );
+        let mut tokens = e.clone();
+        tokens.completion_tokens = u64::MAX;
+        assert_eq!(verdict(tokens, &facts, &b).unwrap_err().code(), "tokens");
+    }
+
+    #[test]
+    fn screening_keeps_the_good_events_in_order() {
+        let (e, facts, b) = setup();
+        let mut forged = e.clone();
+        forged.event_id = Uuid::now_v7().to_string();
+        forged.cost_micros = i64::MAX;
+        let mut second = e.clone();
+        second.event_id = Uuid::now_v7().to_string();
+        second.cost_micros = 7;
+        let mut batch =
+            Batch::try_from(batch(vec![e.clone(), forged.clone(), second.clone()])).unwrap();
+        batch.screen(&facts, "eu", &b);
+        assert_eq!(batch.events.len(), 2);
+        assert_eq!(batch.events.cost_micros, [2_000, 7]);
+        assert_eq!(batch.events.event_id[1].to_string(), second.event_id);
+        assert_eq!(batch.refused.len(), 1);
+        assert_eq!(batch.refused[0].event_id, forged.event_id);
+        assert_eq!(batch.refused[0].reason, "cost_above_reserved");
+        assert_eq!(batch.refused[0].event["cost_micros"], i64::MAX);
     }
 }

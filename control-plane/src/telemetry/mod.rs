@@ -7,8 +7,10 @@
 //! - [`alerts`]: budget thresholds checked for the scopes each batch spent in;
 //! - [`webhook`]: alert delivery (signed, retried with backoff, logged).
 //!
-//! Gateways authenticate both RPCs with their region's enrollment token, as on the config
-//! stream. Nothing here decides what an admin may see: the usage and alert APIs do.
+//! Gateways authenticate both RPCs with the credential they enrolled for, as on the
+//! config stream ([`crate::push::identity`]): usage is recorded as the gateway and region
+//! that credential names, never as what a batch claims. Nothing here decides what an
+//! admin may see: the usage and alert APIs do.
 
 pub mod alerts;
 pub mod destination;
@@ -21,15 +23,16 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tollgate_data_plane::prices::PriceTable;
 use tollgate_proto::telemetry as proto;
 use tollgate_proto::telemetry::telemetry_service_server::{
     TelemetryService, TelemetryServiceServer,
 };
-use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::config::TelemetrySettings;
-use crate::store::{Pool, StoreError, fleet};
+use crate::push::identity::GatewayAuth;
+use crate::store::Pool;
 use alerts::Touches;
 
 /// Largest message accepted: a batch of [`ingest::MAX_EVENTS`] events with long free-text
@@ -37,13 +40,23 @@ use alerts::Touches;
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 
 /// The telemetry gRPC service, ready for the gRPC server.
-pub type Service = TelemetryServiceServer<Telemetry>;
+pub type Service = TelemetryServiceServer<Rpc>;
 
 /// Ingest and `Spent` for the gRPC server, sharing the alert checker's queue.
 #[derive(Clone)]
 pub struct Telemetry {
     pool: Pool,
     touches: Arc<Touches>,
+    /// What ingest bounds a call's cost with where a deployment sets no prices.
+    prices: Option<Arc<PriceTable>>,
+    retention_days: u32,
+}
+
+/// [`Telemetry`] behind gateway authentication.
+#[derive(Clone)]
+pub struct Rpc {
+    telemetry: Telemetry,
+    auth: Arc<GatewayAuth>,
 }
 
 impl Telemetry {
@@ -71,48 +84,51 @@ impl Telemetry {
         if let Some(deliverer) = webhook::Deliverer::new(pool.clone(), settings) {
             tokio::spawn(deliverer.run(deliveries, shutdown));
         }
-        Self { pool, touches }
-    }
-
-    pub fn service(&self) -> Service {
-        TelemetryServiceServer::new(self.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES)
-    }
-}
-
-/// The region whose enrollment token (`authorization: Bearer tge_…`) the call carries.
-pub async fn region_of(pool: &Pool, metadata: &MetadataMap) -> Result<String, Status> {
-    let token = metadata
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            Status::unauthenticated("missing enrollment token (authorization: Bearer tge_…)")
-        })?;
-    match fleet::region_for_token(pool, token).await {
-        Ok(region) => Ok(region),
-        Err(StoreError::NotFound) => Err(Status::unauthenticated(
-            "unknown or revoked enrollment token",
-        )),
-        Err(e) => {
-            tracing::error!(error = %e, "enrollment check failed");
-            Err(Status::unavailable("control plane database unavailable"))
+        // Compiled in and unit-tested, so this only fails in a broken build; ingest then
+        // bounds deployments without their own prices by its fallback price.
+        let prices = PriceTable::built_in()
+            .inspect_err(|e| tracing::error!(error = %e, "the built-in price table does not parse"))
+            .ok()
+            .map(Arc::new);
+        Self {
+            pool,
+            touches,
+            prices,
+            retention_days: settings.retention_days,
         }
+    }
+
+    /// The gRPC service, taking only callers `auth` vouches for.
+    pub fn service(&self, auth: Arc<GatewayAuth>) -> Service {
+        TelemetryServiceServer::new(Rpc {
+            telemetry: self.clone(),
+            auth,
+        })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
     }
 }
 
 #[tonic::async_trait]
-impl TelemetryService for Telemetry {
+impl TelemetryService for Rpc {
     type ReportStream = ingest::ReportStream;
 
     async fn report(
         &self,
         request: Request<Streaming<proto::UsageBatch>>,
     ) -> Result<Response<Self::ReportStream>, Status> {
-        let region = region_of(&self.pool, request.metadata()).await?;
+        let gateway = self.auth.authenticate(request.metadata()).await?;
+        let revoked = Box::pin(self.auth.revoked(&gateway));
+        let t = &self.telemetry;
         Ok(Response::new(ingest::report(
-            self.pool.clone(),
-            region,
-            self.touches.clone(),
+            ingest::Context {
+                pool: t.pool.clone(),
+                region: gateway.region,
+                gateway_id: gateway.gateway_id,
+                touches: t.touches.clone(),
+                prices: t.prices.clone(),
+                retention_days: t.retention_days,
+            },
+            revoked,
             request.into_inner(),
         )))
     }
@@ -121,8 +137,9 @@ impl TelemetryService for Telemetry {
         &self,
         request: Request<proto::SpentRequest>,
     ) -> Result<Response<proto::SpentReply>, Status> {
-        region_of(&self.pool, request.metadata()).await?;
-        spent::answer(&self.pool, request.get_ref())
+        let gateway = self.auth.authenticate(request.metadata()).await?;
+        tracing::debug!(gateway = %gateway.gateway_id, region = %gateway.region, "spent asked");
+        spent::answer(&self.telemetry.pool, request.get_ref())
             .await
             .map(Response::new)
     }

@@ -4,14 +4,15 @@
 //! Hello (with the version running now) → for every `SignedSnapshot`: verify, decode,
 //! validate, refuse anything not newer, swap atomically, write last-known-good, Ack; any
 //! refusal is a Nack with the reason and the version kept. Reconnects with jittered
-//! exponential backoff; HTTP/2 keepalive pings find a dead stream within ~20 s.
+//! exponential backoff; HTTP/2 keepalive pings find a dead stream within ~20 s. The
+//! stream presents the gateway's enrolled credential ([`crate::identity`]); a stream
+//! refused or ended as `UNAUTHENTICATED` makes the enroller get a new one.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::RngExt;
-use secrecy::ExposeSecret;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tollgate_proto::config as proto;
@@ -24,6 +25,7 @@ use super::now_ms;
 use super::signed::{Acceptance, write_last_known_good};
 use super::{Credentials, Snapshot};
 use crate::config::ControlSettings;
+use crate::identity::Credential;
 use crate::prices::PriceTable;
 
 /// Snapshots of 100k keys are tens of MB; the default 4 MiB limit would refuse them.
@@ -100,7 +102,7 @@ pub fn endpoint(settings: &ControlSettings) -> Result<Endpoint, ClientError> {
 
 pub struct ConfigClient {
     endpoint: Endpoint,
-    token: String,
+    credential: Credential,
     gateway_id: String,
     build: String,
     last_known_good: PathBuf,
@@ -121,13 +123,14 @@ impl ConfigClient {
     pub fn new(
         settings: &ControlSettings,
         gateway_id: String,
+        credential: Credential,
         checker: Arc<Checker>,
         live: Arc<Live>,
     ) -> Result<Self, ClientError> {
         let endpoint = endpoint(settings)?;
         Ok(Self {
             endpoint,
-            token: settings.enrollment_token.expose_secret().to_owned(),
+            credential,
             gateway_id,
             build: concat!("tollgate-gateway/", env!("CARGO_PKG_VERSION")).to_owned(),
             last_known_good: settings.last_known_good.clone(),
@@ -187,15 +190,14 @@ impl ConfigClient {
                 rx,
                 |mut rx| async move { rx.recv().await.map(|m| (m, rx)) },
             );
-        let mut request = tonic::Request::new(outbound);
-        let bearer = format!("Bearer {}", self.token)
-            .parse()
-            .map_err(|_| "the enrollment token has characters a header cannot carry".to_owned())?;
-        request.metadata_mut().insert("authorization", bearer);
+        let request = self.credential.authorize(outbound).await?;
         let mut inbound = client
             .stream(request)
             .await
             .map_err(|status| {
+                if status.code() == tonic::Code::Unauthenticated {
+                    self.credential.refused();
+                }
                 format!(
                     "control plane refused the stream: {:?}: {}",
                     status.code(),
@@ -221,7 +223,12 @@ impl ConfigClient {
                 })) => signed,
                 Ok(Some(_)) => continue,
                 Ok(None) => return Ok(()),
-                Err(status) => return Err(format!("stream ended: {status}")),
+                Err(status) => {
+                    if status.code() == tonic::Code::Unauthenticated {
+                        self.credential.refused();
+                    }
+                    return Err(format!("stream ended: {status}"));
+                }
             };
             let answer = self.apply(signed).await;
             if tx.send(answer).await.is_err() {

@@ -2,6 +2,7 @@
 //! them from the spool once acknowledged. A window of batches is in flight at once;
 //! after a reconnect everything still in the spool is sent again (ingest is idempotent
 //! on event ids, so a batch the control plane stored before the break counts once).
+//! Both RPCs present the gateway's enrolled credential ([`crate::identity`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use tollgate_proto::telemetry::{BudgetPeriodRef, SpentRequest, UsageBatch};
 use tonic::transport::Endpoint;
 
 use super::spool::Spool;
+use crate::identity::Credential;
 use crate::ledger::{BudgetLine, SettleError, SpendSource};
 use crate::money::Micros;
 
@@ -22,33 +24,24 @@ const WINDOW: u64 = 16;
 
 pub struct Shipper {
     endpoint: Endpoint,
-    token: String,
+    credential: Credential,
     spool: Arc<Spool>,
     /// Poked by the spooler after each append.
     wake: Arc<Notify>,
     reconnect_max: Duration,
 }
 
-fn authorized<T>(message: T, token: &str) -> Result<tonic::Request<T>, String> {
-    let mut request = tonic::Request::new(message);
-    let bearer = format!("Bearer {token}")
-        .parse()
-        .map_err(|_| "the enrollment token has characters a header cannot carry".to_owned())?;
-    request.metadata_mut().insert("authorization", bearer);
-    Ok(request)
-}
-
 impl Shipper {
     pub fn new(
         endpoint: Endpoint,
-        token: String,
+        credential: Credential,
         spool: Arc<Spool>,
         wake: Arc<Notify>,
         reconnect_max: Duration,
     ) -> Self {
         Self {
             endpoint,
-            token,
+            credential,
             spool,
             wake,
             reconnect_max,
@@ -92,9 +85,12 @@ impl Shipper {
                 |mut rx| async move { rx.recv().await.map(|b| (b, rx)) },
             );
         let mut inbound = client
-            .report(authorized(outbound, &self.token)?)
+            .report(self.credential.authorize(outbound).await?)
             .await
             .map_err(|s| {
+                if s.code() == tonic::Code::Unauthenticated {
+                    self.credential.refused();
+                }
                 format!(
                     "control plane refused the link: {:?}: {}",
                     s.code(),
@@ -140,7 +136,12 @@ impl Shipper {
                     }
                     Ok(None) if progressed => return Ok(()),
                     Ok(None) => return Err("the control plane closed the link".into()),
-                    Err(status) => return Err(format!("link ended: {status}")),
+                    Err(status) => {
+                        if status.code() == tonic::Code::Unauthenticated {
+                            self.credential.refused();
+                        }
+                        return Err(format!("link ended: {status}"));
+                    }
                 },
             }
         }
@@ -151,7 +152,7 @@ impl Shipper {
 /// Redis counters after Redis lost them.
 pub struct ControlSpend {
     pub endpoint: Endpoint,
-    pub token: String,
+    pub credential: Credential,
 }
 
 impl SpendSource for ControlSpend {
@@ -172,7 +173,12 @@ impl SpendSource for ControlSpend {
                 .collect(),
         };
         let reply = TelemetryServiceClient::new(channel)
-            .spent(authorized(request, &self.token).map_err(unavailable)?)
+            .spent(
+                self.credential
+                    .authorize(request)
+                    .await
+                    .map_err(unavailable)?,
+            )
             .await
             .map_err(|s| unavailable(s.message().to_owned()))?
             .into_inner();

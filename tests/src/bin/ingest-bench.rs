@@ -22,7 +22,7 @@ use clap::Parser;
 use serde_json::{Value, json};
 use tollgate_proto::telemetry as proto;
 use tollgate_proto::telemetry::telemetry_service_client::TelemetryServiceClient;
-use tollgate_tests::control::{ControlPlane, cli};
+use tollgate_tests::control::{ControlPlane, cli, enroll};
 use tollgate_tests::env::TestDb;
 
 #[derive(Debug, Parser)]
@@ -104,7 +104,9 @@ fn make_batch(
                 team_id: world.team.clone(),
                 key_id: world.keys[rng.below(world.keys.len())].clone(),
                 model: world.models[rng.below(world.models.len())].clone(),
-                deployment_id: "00000000-0000-7000-8000-000000000004".into(),
+                // Not routed to a deployment (the bench has none): ingest's checks skip nothing
+                // else.
+                deployment_id: String::new(),
                 endpoint: "/v1/chat/completions".into(),
                 status: proto::CallStatus::Ok as i32,
                 http_status: 200,
@@ -183,6 +185,18 @@ async fn case(args: &Args, streams: usize) -> anyhow::Result<()> {
         json!({"scope_kind": "team", "scope_id": team, "amount_micros": i64::MAX / 200, "period": "month"}),
     )
     .await?;
+    // Ingest checks every event's key against the control plane's: the bench's keys
+    // must exist, in its team.
+    sqlx::query(
+        "INSERT INTO api_keys (id, public_id, display_prefix, secret_hmac, org_id, team_id)
+         SELECT md5('bench' || i)::uuid, 'benchkey' || lpad(i::text, 8, '0'), 'tg_bench', decode(repeat('00', 32), 'hex'), $1, $2
+         FROM generate_series(0, $3 - 1) AS i",
+    )
+    .bind(uuid::Uuid::parse_str(&org)?)
+    .bind(uuid::Uuid::parse_str(&team)?)
+    .bind(i32::try_from(args.keys)?)
+    .execute(&db.pool().await?)
+    .await?;
     let world = std::sync::Arc::new(World {
         org,
         team,
@@ -191,13 +205,20 @@ async fn case(args: &Args, streams: usize) -> anyhow::Result<()> {
     });
 
     let mut clients = Vec::new();
-    for _ in 0..streams {
-        clients.push(TelemetryServiceClient::connect(format!("http://{grpc}")).await?);
+    for i in 0..streams {
+        // Each stream is a gateway of its own, with the credential it enrolled for.
+        let credential = enroll(&grpc, &token, &format!("bench-gw-{i}"), "eu")
+            .await?
+            .credential;
+        clients.push((
+            TelemetryServiceClient::connect(format!("http://{grpc}")).await?,
+            credential,
+        ));
     }
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for (i, mut client) in clients.into_iter().enumerate() {
-        let (world, token) = (world.clone(), token.clone());
+    for (i, (mut client, token)) in clients.into_iter().enumerate() {
+        let world = world.clone();
         let (batches, size) = (args.batches, args.batch_size);
         tasks.push(tokio::spawn(async move {
             let gateway = format!("bench-gw-{i}");

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tollgate_control_plane::push::build::World;
 use tollgate_control_plane::push::publish::{Latest, Publisher};
 use tollgate_data_plane::config::ControlSettings;
+use tollgate_data_plane::identity::Enroller;
 use tollgate_data_plane::prices::PriceTable;
 use tollgate_data_plane::snapshot::live::Live;
 use tollgate_data_plane::snapshot::remote::{Checker, ConfigClient};
@@ -249,7 +250,22 @@ async fn propagation() -> anyhow::Result<()> {
             region: "eu".into(),
         });
         let live = Arc::new(Live::detached(Snapshot::empty()));
-        let client = ConfigClient::new(&settings, format!("bench-{i}"), checker, live.clone())?;
+        // Each gateway enrolls for its own credential, as a real one does.
+        let (enroller, credential) = Enroller::new(
+            tollgate_data_plane::snapshot::remote::endpoint(&settings)?,
+            token.clone(),
+            format!("bench-{i}"),
+            "eu".into(),
+            Duration::from_secs(1),
+        );
+        tokio::spawn(enroller.run(stop.clone()));
+        let client = ConfigClient::new(
+            &settings,
+            format!("bench-{i}"),
+            credential,
+            checker,
+            live.clone(),
+        )?;
         tokio::spawn(client.run(stop.clone()));
         lives.push(live);
     }
