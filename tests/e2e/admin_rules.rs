@@ -265,6 +265,7 @@ fn case(
         ("DELETE", "/orgs/{org_id}/webhooks/{webhook_id}") => (Action::AdminOrg, None),
         // Someone else's token: platform admins only.
         ("POST", "/tokens/{token_id}/revoke") => (Action::ManagePlatform, None),
+        ("DELETE", "/gateways/credentials/{credential_id}") => (Action::ManagePlatform, None),
         (_, p)
             if ["/regions", "/providers", "/models", "/deployments"]
                 .iter()
@@ -292,6 +293,7 @@ fn case(
         "{provider_id}",
         "{model_id}",
         "{deployment_id}",
+        "{credential_id}",
     ] {
         concrete = concrete.replace(name, "01900000-0000-7000-8000-000000000000");
     }
