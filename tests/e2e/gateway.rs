@@ -363,6 +363,12 @@ async fn a_budget_is_a_hard_limit_under_concurrency() {
                 let body: Value = response.json().await.unwrap();
                 assert_eq!(body["error"]["code"], "insufficient_quota");
                 assert_eq!(body["error"]["type"], "insufficient_quota");
+                // The budget is named as its owner knows it, never by its id.
+                let message = body["error"]["message"].as_str().unwrap();
+                assert!(
+                    message.contains("team search: $0.0000") && message.contains("left this month"),
+                    "{message}"
+                );
             }
             other => panic!("unexpected status {other}"),
         }

@@ -15,8 +15,8 @@ use crate::pipeline::authenticate::AuthError;
 use crate::pipeline::authorize::AuthzError;
 use crate::pipeline::limit::{LimitError, RateInfo};
 use crate::pipeline::request::RequestError;
+use crate::pipeline::reserve::{BudgetError, EstimateError};
 use crate::pipeline::route::RouteError;
-use crate::pipeline::reserve::EstimateError;
 use crate::providers::{Fault, ProviderError, TimeoutPhase};
 
 #[derive(Debug, Clone)]
@@ -238,6 +238,20 @@ impl From<RouteError> for GatewayError {
     fn from(e: RouteError) -> Self {
         match e {
             RouteError::ConfigStale(staleness) => Self::config_stale(staleness),
+        }
+    }
+}
+
+impl From<BudgetError> for GatewayError {
+    fn from(e: BudgetError) -> Self {
+        match e {
+            BudgetError::Insufficient { .. } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "insufficient_quota",
+                Some("insufficient_quota"),
+                format!("You exceeded your current quota: {e}."),
+            ),
+            BudgetError::Ledger(e) => e.into(),
         }
     }
 }

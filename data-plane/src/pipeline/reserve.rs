@@ -304,12 +304,72 @@ pub fn max_prices(model: &Model) -> Prices {
         })
 }
 
+/// A refusal names the budget as its owner knows it ("team search: $0.41 left this
+/// month"), never by id.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum BudgetError {
+    #[error("{scope}: {remaining} left {period}, the call may cost up to {needed}")]
+    Insufficient {
+        scope: String,
+        period: &'static str,
+        remaining: Micros,
+        needed: Micros,
+    },
+    #[error(transparent)]
+    Ledger(ReserveError),
+}
+
+/// What a budget is called in a refusal: its scope's kind and name, and its period.
+fn budget_label(b: &Budget, caller: &Caller<'_>) -> (String, &'static str) {
+    // A name where the scope has one, else its id (a standalone config may name none).
+    let named = |name: &str, id: &str| {
+        if name.is_empty() {
+            id.to_owned()
+        } else {
+            name.to_owned()
+        }
+    };
+    let scope = match b.scope {
+        ScopeKind::Key => format!(
+            "key {}",
+            named(&caller.key.name, &caller.key.display_prefix)
+        ),
+        ScopeKind::Project => format!(
+            "project {}",
+            caller
+                .project
+                .map_or(b.scope_id.clone(), |p| named(&p.name, &p.id))
+        ),
+        ScopeKind::Team => format!("team {}", named(&caller.team.name, &caller.team.id)),
+        ScopeKind::Org => format!("org {}", named(&caller.org.name, &caller.org.id)),
+    };
+    let period = match b.period {
+        Period::Day => "today",
+        Period::Week => "this week",
+        Period::Month => "this month",
+        Period::Total => "in total",
+    };
+    (scope, period)
+}
+
 /// Every budget on the caller's key, project, team and org, in the period `now` is in.
 pub fn budget_lines(
     snapshot: &Snapshot,
     caller: &Caller<'_>,
     now: OffsetDateTime,
 ) -> Vec<BudgetLine> {
+    let mut lines = Vec::new();
+    for (kind, id) in scopes(caller) {
+        let Some(budgets) = snapshot.budgets.get(&(kind, id.to_owned())) else {
+            continue;
+        };
+        lines.extend(budgets.iter().map(|b| line(b, now)));
+    }
+    lines
+}
+
+/// The scopes a caller's budgets may hang on.
+fn scopes<'c>(caller: &'c Caller<'_>) -> Vec<(ScopeKind, &'c str)> {
     let mut scopes = vec![
         (ScopeKind::Key, caller.key.public_id.as_str()),
         (ScopeKind::Team, caller.team.id.as_str()),
@@ -318,14 +378,7 @@ pub fn budget_lines(
     if let Some(project) = caller.project {
         scopes.push((ScopeKind::Project, project.id.as_str()));
     }
-    let mut lines = Vec::new();
-    for (kind, id) in scopes {
-        let Some(budgets) = snapshot.budgets.get(&(kind, id.to_owned())) else {
-            continue;
-        };
-        lines.extend(budgets.iter().map(|b| line(b, now)));
-    }
-    lines
+    scopes
 }
 
 fn line(b: &Budget, now: OffsetDateTime) -> BudgetLine {
@@ -388,18 +441,50 @@ pub fn reserve<'a>(
     grant: &Grant,
     endpoint: Endpoint,
     deadline_ms: i64,
-) -> impl Future<Output = Result<Hold, ReserveError>> + Send + use<'a> {
+) -> impl Future<Output = Result<Hold, BudgetError>> + Send + use<'a> {
     // Everything borrowed from the snapshot is read before the first await, so the
     // future holds only owned data and the ledger.
     let lines = budget_lines(snapshot, caller, OffsetDateTime::now_utc());
-    reserve_lines(
+    let labels: Vec<(String, String, &'static str)> = scopes(caller)
+        .into_iter()
+        .filter_map(|(kind, id)| snapshot.budgets.get(&(kind, id.to_owned())))
+        .flatten()
+        .map(|b| {
+            let (scope, period) = budget_label(b, caller);
+            (b.id.clone(), scope, period)
+        })
+        .collect();
+    let reserving = reserve_lines(
         ledger,
         lines,
         grant.estimate,
         max_prices(&grant.model),
         endpoint,
         deadline_ms,
-    )
+    );
+    async move {
+        reserving.await.map_err(|e| match e {
+            ReserveError::Insufficient {
+                budget_id,
+                remaining,
+                needed,
+            } => {
+                let (scope, period) = labels
+                    .iter()
+                    .find(|(id, _, _)| *id == budget_id)
+                    .map_or((format!("budget {budget_id}"), "now"), |(_, s, p)| {
+                        (s.clone(), *p)
+                    });
+                BudgetError::Insufficient {
+                    scope,
+                    period,
+                    remaining,
+                    needed,
+                }
+            }
+            other => BudgetError::Ledger(other),
+        })
+    }
 }
 
 async fn reserve_lines(
