@@ -176,6 +176,15 @@ fn clamp_i64(v: i128) -> i64 {
 }
 
 impl Bounds {
+    /// The bounds as of now, by the control plane's clock.
+    pub fn now(retention_days: u32, ceiling: Ceiling) -> Self {
+        Self {
+            now: OffsetDateTime::now_utc(),
+            retention_days,
+            ceiling,
+        }
+    }
+
     /// Micro-USD that `tokens_in` input and `tokens_out` output tokens can cost at the
     /// region's highest prices, doubled (a fallback to a pricier deployment, a price
     /// change in flight), plus the margin.
@@ -572,11 +581,7 @@ impl Session {
         let facts = usage::facts(&cx.pool, &cx.region, &batch.key_ids())
             .await
             .map_err(|e| unavailable(&cx.gateway_id, &e))?;
-        let bounds = Bounds {
-            now: OffsetDateTime::now_utc(),
-            retention_days: cx.retention_days,
-            ceiling: Ceiling::of(&facts, cx.prices.as_deref()),
-        };
+        let bounds = Bounds::now(cx.retention_days, Ceiling::of(&facts, cx.prices.as_deref()));
         batch.screen(&facts, &cx.region, &bounds);
         if !batch.refused.is_empty() {
             let mut reasons: BTreeMap<&'static str, u64> = BTreeMap::new();
