@@ -146,7 +146,9 @@ impl Default for TelemetrySettings {
 pub struct ControlSettings {
     /// `https://host:8401` (TLS) or `http://…` (plaintext, loopback/tests only).
     pub url: String,
-    /// The region's enrollment token (`tge_…`). Prefer TOLLGATE_CONTROL__ENROLLMENT_TOKEN.
+    /// The region's enrollment token (`tge_…`), exchanged at start for a short-lived
+    /// credential of this gateway id (kept in memory, renewed while running). Prefer
+    /// TOLLGATE_CONTROL__ENROLLMENT_TOKEN.
     pub enrollment_token: SecretString,
     /// Key id → base64 Ed25519 public key. Snapshots signed by anything else are refused;
     /// list two while rotating the signing key.

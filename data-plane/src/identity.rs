@@ -42,6 +42,17 @@ impl Credential {
         }
     }
 
+    /// As [`Self::authorize`] with the credential held now, without waiting for one (for
+    /// callers that must not wait, such as the ledger's upkeep loop).
+    pub fn authorize_now<T>(&self, message: T) -> Result<tonic::Request<T>, String> {
+        let now = self
+            .current
+            .borrow()
+            .clone()
+            .ok_or_else(|| "not enrolled with the control plane (yet)".to_owned())?;
+        authorized(message, &now)
+    }
+
     /// Tells the enroller that the control plane refused the credential (an
     /// `UNAUTHENTICATED` answer), so it gets a new one instead of waiting for the
     /// renewal time.
@@ -205,5 +216,60 @@ impl Enroller {
                 () = shutdown.cancelled() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enroller() -> (Enroller, Credential) {
+        Enroller::new(
+            Endpoint::from_static("http://127.0.0.1:9"),
+            "tge_x".into(),
+            "gw".into(),
+            "eu".into(),
+            Duration::from_millis(100),
+        )
+    }
+
+    #[tokio::test]
+    async fn callers_wait_for_a_credential_and_the_upkeep_loop_never_does() {
+        let (enroller, credential) = enroller();
+        let err = credential.authorize_now(()).unwrap_err();
+        assert!(err.contains("not enrolled"), "{err}");
+        let waiting = tokio::spawn({
+            let credential = credential.clone();
+            async move { credential.authorize(()).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "no credential yet");
+        enroller.current.send_replace(Some(Arc::from("tgc_abc")));
+        let request = waiting.await.unwrap().unwrap();
+        assert_eq!(
+            request.metadata().get("authorization").unwrap(),
+            "Bearer tgc_abc"
+        );
+        assert_eq!(
+            credential
+                .authorize_now(())
+                .unwrap()
+                .metadata()
+                .get("authorization")
+                .unwrap(),
+            "Bearer tgc_abc"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_control_plane_is_retried_and_shutdown_ends_it() {
+        let (enroller, credential) = enroller();
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(enroller.run(shutdown.clone()));
+        // Several attempts (100 ms backoff cap), none of which gets a credential.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(credential.authorize_now(()).is_err());
+        shutdown.cancel();
+        run.await.unwrap();
     }
 }

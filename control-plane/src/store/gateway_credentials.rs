@@ -114,10 +114,11 @@ pub async fn issue(
             constraint: "gateway_region".into(),
         });
     }
+    // Every enrollment sweeps the long-expired ones of any gateway (pods come and go
+    // under new ids; their rows must not pile up).
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM gateway_credentials WHERE gateway_id = $1 AND expires_at < now() - interval '{KEEP_EXPIRED}'"
+        "DELETE FROM gateway_credentials WHERE expires_at < now() - interval '{KEEP_EXPIRED}'"
     )))
-    .bind(gateway_id)
     .execute(&mut *tx)
     .await?;
     let secret: [u8; 32] = rand::rng().random();
