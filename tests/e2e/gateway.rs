@@ -665,16 +665,16 @@ async fn a_retry_after_a_timeout_is_reserved_again_or_not_made() {
     let event = gateway.usage_events(1).await.remove(0);
     let reserved = event["reserved_micros"].as_i64().unwrap();
     let worst = reserved / 2;
-    // Prompt and output at the pricier deployment's prices (the reservation used them).
     let prompt = event["prompt_tokens"].as_i64().unwrap();
-    let actual = 2 * prompt + 4 * event["completion_tokens"].as_i64().unwrap();
-    assert!(worst >= 2 * prompt + 4 * 100, "{event}");
+    assert!(worst >= 4 * 100, "{event}");
     assert_eq!(event["attempts"], 2, "{event}");
-    assert_eq!(
-        event["cost_micros"].as_i64().unwrap(),
-        worst + actual,
-        "{event}"
-    );
+    // Charged: the timed-out attempt's worst case (its tokens recorded as that worst
+    // case: the whole ceiling) plus the serving attempt's own usage, at the pricier
+    // deployment's prices (which the reservation already used).
+    assert_eq!(event["completion_tokens"], 100 + 8, "{event}");
+    let cost = event["cost_micros"].as_i64().unwrap();
+    assert!(cost > worst && cost <= reserved, "{event}");
+    assert!(prompt > 0, "{event}");
 
     let sent_before = mock.requests().len();
     let response = call(&poor).await.unwrap();

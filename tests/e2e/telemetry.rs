@@ -64,14 +64,27 @@ async fn until_usage(plane: &Plane, requests: i64) -> i64 {
     }
 }
 
-/// What the gateway settled: its usage log (one line per call).
-async fn settled(gateway: &GatewayProcess, calls: usize) -> (usize, i64) {
-    let events = gateway.usage_events(calls).await;
-    let cost = events
-        .iter()
-        .map(|e| e["cost_micros"].as_i64().unwrap())
-        .sum();
-    (events.len(), cost)
+/// What the gateway settled for `org`: its usage log (one line per call), once it holds
+/// `calls` of them. A call whose client left mid-stream settles when the provider's
+/// stream ends (the gateway reads it to the end for its usage), so that can take a while.
+async fn settled(gateway: &GatewayProcess, org: &str, calls: usize) -> (usize, i64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let events: Vec<Value> = gateway
+            .usage_events(calls)
+            .await
+            .into_iter()
+            .filter(|e| e["org_id"] == org)
+            .collect();
+        if events.len() >= calls || Instant::now() > deadline {
+            let cost = events
+                .iter()
+                .map(|e| e["cost_micros"].as_i64().unwrap())
+                .sum();
+            return (events.len(), cost);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A stream read for a few chunks and then dropped: the client went away.
@@ -183,7 +196,7 @@ async fn a_gateway_killed_with_sigkill_delivers_what_it_had_spooled() {
     // With the control plane down, usage can only go to the spool.
     plane.cp.kill().await;
     let calls = 1 + mixed_calls(&gateway, &key, 20).await;
-    let (logged, _) = settled(&gateway, calls).await;
+    let (logged, _) = settled(&gateway, &plane.org, calls).await;
     assert!(logged >= calls);
     // The usage log is written just before the spool; give the fsync a moment.
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -198,8 +198,6 @@ async fn run(
         Answer::Json(reply) => {
             if let Some(usage) = reply.usage {
                 guard.usage(usage);
-            } else {
-                guard.streamed(answer_chars(&reply.body));
             }
             Success::Json {
                 body: reply.body,
@@ -268,25 +266,6 @@ fn decorate(headers: &mut HeaderMap, meta: &Meta) {
     rate_headers(headers, &meta.rate);
 }
 
-/// Characters of generated text in a JSON answer, for estimating unreported usage.
-fn answer_chars(body: &Value) -> usize {
-    body.get("choices")
-        .and_then(Value::as_array)
-        .map_or(0, |choices| {
-            choices
-                .iter()
-                .map(|c| {
-                    let content = c
-                        .pointer("/message/content")
-                        .and_then(Value::as_str)
-                        .map_or(0, str::len);
-                    let text = c.get("text").and_then(Value::as_str).map_or(0, str::len);
-                    content + text
-                })
-                .sum()
-        })
-}
-
 /// The W3C trace id of an incoming `traceparent`, if well-formed.
 pub(super) fn trace_id(headers: &HeaderMap) -> Option<String> {
     let value = headers.get("traceparent")?.to_str().ok()?;
@@ -337,7 +316,6 @@ impl Drop for StreamState {
                     if let Some(usage) = chunk.usage {
                         guard.usage(usage);
                     }
-                    guard.streamed(chunk.text_chars);
                 }
                 drop(guard);
             }
@@ -391,8 +369,7 @@ fn sse_body(
                         if let Some(usage) = chunk.usage {
                             guard.usage(usage);
                         }
-                        guard.streamed(chunk.text_chars);
-                        if chunk.usage_only && !s.include_usage {
+                            if chunk.usage_only && !s.include_usage {
                             continue;
                         }
                         guard.first_byte();

@@ -30,10 +30,6 @@ use crate::ledger::{Ledger, Ledgers, Reservation, ReserveRequest};
 use crate::money::{self, Micros, Prices, Usage};
 use crate::providers::JsonRequest;
 
-/// Rough characters per token, for the event's token counts when a provider reports no
-/// usage at all (the cost is then the worst case, whatever the count).
-const CHARS_PER_TOKEN: usize = 4;
-
 /// The guard's answer to the forwarder before a retry (see [`CallGuard::before_retry`]).
 pub struct RetryCover<'a> {
     pub guard: &'a mut CallGuard,
@@ -65,8 +61,9 @@ pub struct CallGuard {
     estimate: Estimate,
     /// One attempt's worst case at the reserved output ceiling (also without budgets).
     worst_case: Micros,
+    /// The output tokens that worst case pays for (every answer at the ceiling).
+    worst_output_tokens: u64,
     usage: Option<Usage>,
-    streamed_chars: usize,
     first_byte: Option<Instant>,
     /// Set once the response has been handed over completely.
     finished: bool,
@@ -96,8 +93,8 @@ impl CallGuard {
             prices: Prices::default(),
             estimate: Estimate::default(),
             worst_case: Micros::ZERO,
+            worst_output_tokens: 0,
             usage: None,
-            streamed_chars: 0,
             first_byte: None,
             finished: false,
             unknown_bills: 0,
@@ -137,6 +134,10 @@ impl CallGuard {
     pub fn hold(&mut self, hold: &mut Hold) {
         self.estimate = hold.estimate;
         self.worst_case = hold.worst_case;
+        self.worst_output_tokens = hold
+            .ceiling
+            .unwrap_or(0)
+            .saturating_mul(hold.estimate.choices);
         self.prices = hold.prices;
         self.deadline_ms = hold.deadline_ms;
         self.reservations.extend(hold.reservation.take());
@@ -216,10 +217,6 @@ impl CallGuard {
         }
     }
 
-    pub fn streamed(&mut self, chars: usize) {
-        self.streamed_chars += chars;
-    }
-
     /// The response was delivered in full with this HTTP status.
     pub fn finish(&mut self, http_status: u16) {
         self.event.http_status = u32::from(http_status);
@@ -250,17 +247,24 @@ impl CallGuard {
             .first()
             .map_or(self.worst_case, |r| r.amount);
         let unknown = Micros(per_attempt.0.saturating_mul(i64::from(self.unknown_bills)));
+        // ... and is recorded as the tokens that worst case pays for, so the event's
+        // tokens and cost tell the same story.
+        let n = u64::from(self.unknown_bills);
+        let unknown_usage = Usage {
+            input: self.estimate.prompt_tokens.saturating_mul(n),
+            output: self.worst_output_tokens.saturating_mul(n),
+            ..Usage::default()
+        };
         match self.usage {
-            Some(usage) => (usage, money::cost(&usage, &self.prices) + unknown),
-            None => {
-                let seen = Usage {
-                    input: self.estimate.prompt_tokens,
-                    output: (self.streamed_chars.div_ceil(CHARS_PER_TOKEN) as u64)
-                        .min(self.estimate.max_output_tokens),
-                    ..Usage::default()
+            Some(usage) => {
+                let total = Usage {
+                    input: usage.input.saturating_add(unknown_usage.input),
+                    output: usage.output.saturating_add(unknown_usage.output),
+                    ..usage
                 };
-                (seen, unknown)
+                (total, money::cost(&usage, &self.prices) + unknown)
             }
+            None => (unknown_usage, unknown),
         }
     }
 
