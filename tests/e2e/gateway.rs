@@ -684,3 +684,50 @@ async fn a_retry_after_a_timeout_is_reserved_again_or_not_made() {
     assert_eq!(event["cost_micros"], event["reserved_micros"], "{event}");
     assert!(event["cost_micros"].as_i64().unwrap() > 0, "{event}");
 }
+
+/// A provider refusing Tollgate's own credential is Tollgate's fault, not the tenant's:
+/// the call fails over, the deployment cools down at once, and where nothing else is
+/// left the client gets a 502 that says so — never the provider's 401.
+#[tokio::test]
+async fn an_upstream_401_is_a_502_that_fails_over_and_cools_the_deployment_down() {
+    let mock = MockUpstream::start().await.unwrap();
+    let m = mock.url();
+    let key = TestKey::new();
+    let config = format!(
+        "[routing]\nmax_attempts = 2\nbackoff_base_ms = 1\ncooldown_failures = 100\ncooldown_ms = 60000\n\
+         [[models]]\nname = \"m\"\n{}{}[[models]]\nname = \"only\"\n{}\
+         [[orgs]]\nid = \"acme\"\n[[teams]]\nid = \"t\"\norg = \"acme\"\n{}",
+        deployment("revoked", "m", "x+status=401", &m, "weight = 1000"),
+        deployment("good", "m", "ok", &m, "weight = 1"),
+        deployment("alone", "only", "x+status=403", &m, ""),
+        key.entry("t", "")
+    );
+    let gateway = GatewayProcess::start(&config, &[]).await.unwrap();
+    let call = |model: &str| {
+        http()
+            .post(format!("{}/chat/completions", gateway.v1()))
+            .bearer_auth(&key.full)
+            .json(&hello(model))
+            .send()
+    };
+    for _ in 0..3 {
+        let response = call("m").await.unwrap();
+        assert_eq!(response.status(), 200, "{}", gateway.stderr());
+        assert_eq!(response.headers()["x-tollgate-deployment"], "good");
+    }
+    let to_revoked = mock
+        .requests()
+        .iter()
+        .filter(|r| r.json()["model"] == "x+status=401")
+        .count();
+    assert!(
+        to_revoked <= 1,
+        "cooled down after the first refusal, yet tried {to_revoked} times"
+    );
+
+    let response = call("only").await.unwrap();
+    assert_eq!(response.status(), 502);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upstream_auth_failed", "{body}");
+    assert_eq!(body["error"]["type"], "server_error", "{body}");
+}

@@ -25,13 +25,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderValue, Method, StatusCode, header};
-use tollgate_proto::telemetry::UsageEvent;
 use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::gateway::Gateway;
 use crate::pipeline::authenticate::precheck;
-use crate::pipeline::settle::CallGuard;
 use crate::providers::Endpoint;
 use crate::snapshot::now_ms;
 use error::GatewayError;
@@ -104,25 +102,7 @@ async fn admit(State(gw): State<Arc<Gateway>>, request: Request, next: Next) -> 
         .get::<RequestId>()
         .map(|id| id.0.clone())
         .unwrap_or_default();
-    let event = UsageEvent {
-        event_id: uuid::Uuid::now_v7().to_string(),
-        gateway_id: gw.gateway_id.clone(),
-        region: gw.region.clone(),
-        endpoint: endpoint.path().to_owned(),
-        started_at_unix_ms: now_ms(),
-        price_table_version: gw.prices.version.clone(),
-        request_id,
-        trace_id: crate::otel::trace_id(&tracing::Span::current())
-            .or_else(|| proxy::trace_id(request.headers()))
-            .unwrap_or_default(),
-        ..UsageEvent::default()
-    };
-    let mut guard = CallGuard::new(
-        gw.ledger.clone(),
-        gw.tasks.clone(),
-        gw.emitter.clone(),
-        event,
-    );
+    let mut guard = proxy::call_guard(&gw, endpoint, &request_id, request.headers());
     guard.fail(error.status.as_u16(), error.code_str());
     drop(guard);
     let mut response = error.into_response();

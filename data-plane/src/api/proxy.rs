@@ -78,13 +78,14 @@ struct Meta {
     clamped: Option<u64>,
 }
 
-async fn handle(
-    gw: Arc<Gateway>,
+/// The guard of one call, from its first moment: its usage event as far as the request
+/// line and headers tell (the admission check and the pipeline both start here).
+pub(super) fn call_guard(
+    gw: &Gateway,
     endpoint: Endpoint,
-    id: RequestId,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+    request_id: &str,
+    headers: &HeaderMap,
+) -> CallGuard {
     let event = UsageEvent {
         event_id: uuid::Uuid::now_v7().to_string(),
         gateway_id: gw.gateway_id.clone(),
@@ -92,19 +93,29 @@ async fn handle(
         endpoint: endpoint.path().to_owned(),
         started_at_unix_ms: now_ms(),
         price_table_version: gw.prices.version.clone(),
-        request_id: id.0.clone(),
+        request_id: request_id.to_owned(),
         // The trace this call belongs to: the client's, or the one the gateway started.
         trace_id: crate::otel::trace_id(&tracing::Span::current())
-            .or_else(|| trace_id(&headers))
+            .or_else(|| trace_id(headers))
             .unwrap_or_default(),
         ..UsageEvent::default()
     };
-    let mut guard = CallGuard::new(
+    CallGuard::new(
         gw.ledger.clone(),
         gw.tasks.clone(),
         gw.emitter.clone(),
         event,
-    );
+    )
+}
+
+async fn handle(
+    gw: Arc<Gateway>,
+    endpoint: Endpoint,
+    id: RequestId,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let mut guard = call_guard(&gw, endpoint, &id.0, &headers);
     match run(&gw, endpoint, &id, &headers, body, &mut guard).await {
         Ok(Success::Json { body, meta }) => {
             guard.first_byte();
