@@ -474,28 +474,21 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
             let metrics_listener = tokio::net::TcpListener::bind(metrics_addr)
                 .await
                 .with_context(|| format!("binding server.metrics_listen {metrics_addr}"))?;
-            let bound = metrics_listener.local_addr()?;
-            tracing::info!(addr = %bound, "metrics listening");
+            // Logged, not printed: stdout carries one line, the API's address (a reader
+            // of just that line may close the pipe; a second line would then fail).
+            tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
             let stop = stop_metrics.clone();
-            Some((
-                bound,
-                tokio::spawn(tollgate_serve::serve(
-                    metrics_listener,
-                    api::metrics_router(gateway.clone()),
-                    limits,
-                    async move { stop.cancelled().await },
-                )),
-            ))
+            Some(tokio::spawn(tollgate_serve::serve(
+                metrics_listener,
+                api::metrics_router(gateway.clone()),
+                limits,
+                async move { stop.cancelled().await },
+            )))
         }
         None => None,
     };
     tracing::info!(%addr, config_version = version, "gateway ready");
     report(&format!("tollgate-gateway listening on http://{addr}"));
-    if let Some((bound, _)) = &metrics_server {
-        report(&format!(
-            "tollgate-gateway metrics on http://{bound}/metrics"
-        ));
-    }
 
     tollgate_serve::serve(
         listener,
@@ -505,7 +498,7 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     )
     .await;
     stop_metrics.cancel();
-    if let Some((_, server)) = metrics_server {
+    if let Some(server) = metrics_server {
         let _ = server.await;
     }
 

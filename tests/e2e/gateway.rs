@@ -582,7 +582,12 @@ async fn shutdown_finishes_and_settles_calls_in_flight() {
             .send()
             .await
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Stop once the call is really in flight (reached the upstream), not after a guess:
+    // a request still in the socket buffer at SIGTERM is not in flight yet.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while mock.requests().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut gateway = gateway;
     let status = gateway.stop().await.unwrap();
     assert!(status.success());
