@@ -73,7 +73,7 @@ Settings (all optional except auth.key_pepper):
 
 Standalone mode: the same file holds the config a control plane would push:
   [[orgs]] id, name, limits = { rpm, tpm, max_concurrent }
-  [[teams]] id, org, name, allowed_models = [..], limits
+  [[teams]] id, org, name, allowed_models = [..] (absent: every model; []: none), limits
   [[projects]] id, team, name, allowed_models, limits
   [[keys]] public_id, display_prefix, secret_hmac (hex), team, project, status, expires_at,
            allowed_models, limits, name          <- printed by `tollgate-gateway keys new`

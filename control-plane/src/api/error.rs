@@ -40,7 +40,7 @@ impl ApiError {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "Unauthenticated",
-            "send an admin API token as 'Authorization: Bearer tga_…'",
+            "send a valid admin API token as 'Authorization: Bearer tga_…' (tokens expire and can be revoked)",
         )
     }
 

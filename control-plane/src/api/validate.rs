@@ -371,7 +371,52 @@ impl Checks {
 
 #[cfg(test)]
 mod tests {
-    use super::Checks;
+    use super::{Checks, parse};
+
+    #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Sample {
+        id: uuid::Uuid,
+        name: String,
+        #[serde(default)]
+        tags: Option<Vec<String>>,
+        count: Option<u32>,
+    }
+
+    #[test]
+    fn a_body_answers_with_every_bad_field_at_once() {
+        let err = parse::<Sample>(serde_json::json!({
+            "name": 5, "tags": [1], "count": "x", "extra": true
+        }))
+        .unwrap_err();
+        let mut fields: Vec<(String, String)> = err
+            .errors
+            .into_iter()
+            .map(|e| (e.field, e.message))
+            .collect();
+        fields.sort();
+        let names: Vec<&str> = fields.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            names,
+            ["count", "extra", "id", "name", "tags"],
+            "{fields:?}"
+        );
+        assert!(fields[0].1.contains("whole number"), "{fields:?}");
+        assert!(fields[4].1.contains("list of strings"), "{fields:?}");
+        // What the schema cannot see, serde reports with its path.
+        let err = parse::<Sample>(serde_json::json!({
+            "id": "01900000-0000-7000-8000-000000000000", "name": "n", "count": -1
+        }))
+        .unwrap_err();
+        assert_eq!(err.errors[0].field, "count");
+        assert!(
+            parse::<Sample>(serde_json::json!({
+                "id": "01900000-0000-7000-8000-000000000000", "name": "n", "tags": null
+            }))
+            .is_ok()
+        );
+    }
 
     fn fields(checks: Checks) -> Vec<String> {
         checks.0.into_iter().map(|e| e.field).collect()

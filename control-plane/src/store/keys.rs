@@ -19,7 +19,7 @@ pub struct Key {
     pub project_id: Option<Uuid>,
     pub owner_user_id: Option<Uuid>,
     pub name: String,
-    /// Models (names or aliases) this may call: `null` = not set (every model), `[]` = none.
+    /// Models (names or aliases) this key may call: `null` = not set (as its project and team), `[]` = none.
     pub allowed_models: Option<Vec<String>>,
     /// `active` or `revoked`.
     pub status: String,

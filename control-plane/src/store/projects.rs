@@ -13,7 +13,7 @@ pub struct Project {
     pub team_id: Uuid,
     pub slug: String,
     pub name: String,
-    /// Models (names or aliases) this may call: `null` = not set (every model), `[]` = none.
+    /// Models (names or aliases) this project may call: `null` = not set (as its team), `[]` = none.
     pub allowed_models: Option<Vec<String>>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

@@ -12,7 +12,7 @@ pub struct Team {
     pub org_id: Uuid,
     pub slug: String,
     pub name: String,
-    /// Models (names or aliases) this may call: `null` = not set (every model), `[]` = none.
+    /// Models (names or aliases) this team may call: `null` = not set (every model), `[]` = none.
     pub allowed_models: Option<Vec<String>>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

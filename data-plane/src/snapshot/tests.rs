@@ -433,3 +433,29 @@ fn an_empty_mode_list_serves_every_endpoint() {
     let snapshot = build(GOOD, &[("OPENAI_API_KEY", "sk-x")]).unwrap();
     assert_eq!(snapshot.model("gpt-4o").unwrap().modes, Modes::ALL);
 }
+
+#[test]
+fn allow_lists_tell_not_set_from_empty_and_aliases_stand_for_their_model() {
+    // GOOD's team lists "gpt-4o"; its project sets nothing; an empty key list allows none.
+    let text = GOOD.replace(
+        "project = \"ranker\"\nexpires_at",
+        "project = \"ranker\"\nallowed_models = []\nexpires_at",
+    );
+    let snapshot = build(&text, &[("OPENAI_API_KEY", "sk-x")]).unwrap();
+    let model = snapshot.model("gpt-4o").unwrap();
+    assert!(snapshot.teams["search"].allowed_models.permits(model));
+    assert_eq!(snapshot.projects["ranker"].allowed_models, AllowList::All);
+    assert_eq!(
+        snapshot.keys["AbC123"].allowed_models,
+        AllowList::Only(HashSet::new())
+    );
+    assert!(!snapshot.keys["AbC123"].allowed_models.permits(model));
+    let by_alias = AllowList::Only(["gpt-4o-2024-08-06".to_owned()].into());
+    assert!(by_alias.permits(model), "an alias entry allows its model");
+    // Snapshots from control planes older than `allowed_models_set`: empty = not set.
+    assert_eq!(AllowList::from_wire(vec![], false), AllowList::All);
+    assert_eq!(
+        AllowList::from_wire(vec![], true),
+        AllowList::Only(HashSet::new())
+    );
+}
