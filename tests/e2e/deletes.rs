@@ -520,3 +520,67 @@ async fn webhooks_cannot_reach_inside_and_their_urls_stay_secret() {
     let accepted = tokio::time::timeout(Duration::from_millis(200), receiver.accept()).await;
     assert!(accepted.is_err(), "the receiver was reached");
 }
+
+/// What seeded API fuzzing (deploy/local/api-tests) found once it reached past the 404s.
+#[tokio::test]
+async fn fuzzing_findings_answer_as_documented() {
+    let db = TestDb::create().await.unwrap();
+    let cp = ControlPlane::start(&db).await.unwrap();
+    // A NUL in a text filter cannot reach Postgres: 422, not 500.
+    let audit = send(
+        Method::GET,
+        &cp.api("/audit?object_type=a%00b"),
+        &cp.admin_token,
+        None,
+    )
+    .await;
+    assert_eq!(audit.status(), 422, "{}", audit.text().await.unwrap());
+
+    // A retried key create answers the key without its secret, as documented.
+    let org: Value = send(
+        Method::POST,
+        &cp.api("/orgs"),
+        &cp.admin_token,
+        Some(json!({"slug": "acme", "name": "Acme"})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let org = org["id"].as_str().unwrap();
+    let team: Value = send(
+        Method::POST,
+        &cp.api(&format!("/orgs/{org}/teams")),
+        &cp.admin_token,
+        Some(json!({"slug": "t", "name": "T"})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let create = || {
+        http()
+            .post(cp.api(&format!("/orgs/{org}/keys")))
+            .bearer_auth(&cp.admin_token)
+            .header("idempotency-key", "k-1")
+            .json(&json!({"team_id": team["id"]}))
+            .send()
+    };
+    let first: Value = create().await.unwrap().json().await.unwrap();
+    assert!(first["key"].as_str().unwrap().starts_with("tg_"));
+    let retry = create().await.unwrap();
+    assert_eq!(retry.status(), 201);
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry["id"], first["id"]);
+    assert!(retry.get("key").is_none(), "{retry}");
+    let doc: Value = http()
+        .get(format!("{}/api/openapi.json", cp.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let schema = doc["components"]["schemas"]["CreatedKey"].to_string();
+    assert!(!schema.contains(r#""required":["key"]"#), "{schema}");
+}

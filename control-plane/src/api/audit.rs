@@ -48,6 +48,11 @@ async fn list_audit(
             message: "must be between 1 and 500".into(),
         }]));
     }
+    // Postgres text cannot hold NUL: a 422 here, not a failed query.
+    super::validate::Checks::default()
+        .text("action", q.action.as_deref().unwrap_or_default())
+        .text("object_type", q.object_type.as_deref().unwrap_or_default())
+        .done()?;
     let orgs = match q.org_id {
         Some(org) => {
             require(&principal, Permission::ReadOrg(org))?;

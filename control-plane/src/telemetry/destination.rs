@@ -26,7 +26,7 @@ pub enum DestinationError {
     #[error("not an http(s) URL with a host")]
     NotUrl,
     #[error(
-        "{host} resolves to {addr}, a {range} address; webhooks are only delivered to public addresses"
+        "{host} ({addr}) is a {range} address; webhooks are only delivered to public addresses"
     )]
     Forbidden {
         host: String,
