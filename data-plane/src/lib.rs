@@ -21,6 +21,8 @@
 
 pub mod api;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod ledger;
 pub mod money;
