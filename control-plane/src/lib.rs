@@ -13,6 +13,8 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod push;
 pub mod store;
 pub mod telemetry;

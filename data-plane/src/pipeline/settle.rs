@@ -279,7 +279,7 @@ impl Drop for CallGuard {
     fn drop(&mut self) {
         let (usage, cost) = self.outcome();
         if let Some(permit) = self._permit.as_mut() {
-            permit.actual_tokens(usage.prompt_total() + usage.output);
+            permit.actual_tokens(usage.total());
         }
         let event = &mut self.event;
         if !self.finished {
