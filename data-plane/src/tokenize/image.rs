@@ -202,6 +202,7 @@ const GPT_4O_ONLY: &[ImageRule] = &[ImageRule::GPT_4O];
 ///   forum (a 128 × 64 image with five words of text: gpt-4o-mini 2845 low and 8512 high,
 ///   i.e. 2833 and 2833 + 5667; o3 86 and 236, i.e. 75 and 75 + 150; gpt-4.1 the same as
 ///   gpt-4o; o1 below o3, so 75 + 150 bounds it; the patch models 26 and 33).
+///
 /// Where a figure is not confirmed, the larger candidate is used.
 const OPENAI_RULES: &[(&str, &[ImageRule])] = &[
     (
