@@ -161,7 +161,7 @@ pub fn estimate(
         Endpoint::Embeddings => (model.encoding.embedding_prompt(&req.body), "input", "input"),
     };
     if let Some(limit) = model.context_window {
-        let counted = over_families(model, |f| prompt.counted(f));
+        let counted = prompt.text + prompt.image_tokens(&model.image_rules);
         if counted > u64::from(limit) {
             return Err(EstimateError::ContextTooLong {
                 param,
@@ -187,16 +187,17 @@ pub fn estimate(
     Ok(estimate)
 }
 
-/// The prompt as the family among the model's deployments that counts the most.
+/// The prompt as the model's deployments count it at most: text by the family that
+/// counts the most, images by the costliest rule. (The two maxima may come from
+/// different deployments of a mixed model: more than any one bills, still a bound.)
 fn prompt_tokens(model: &Model, prompt: &Prompt) -> u64 {
-    over_families(model, |f| prompt.tokens(f))
-}
-
-fn over_families(model: &Model, count: impl Fn(Family) -> u64) -> u64 {
-    if model.families.is_empty() {
-        return count(Family::OpenAi);
-    }
-    model.families.iter().map(|f| count(*f)).max().unwrap_or(0)
+    let text = if model.families.is_empty() {
+        prompt.text_tokens(Family::OpenAi)
+    } else {
+        let text = model.families.iter().map(|f| prompt.text_tokens(*f));
+        text.max().unwrap_or(0)
+    };
+    text + prompt.image_tokens(&model.image_rules)
 }
 
 fn check_endpoint(model: &Model, endpoint: Endpoint) -> Result<(), EstimateError> {
@@ -561,7 +562,8 @@ mod tests {
     use crate::snapshot::{Credentials, MAX_N};
 
     /// gpt-4o as OpenAI publishes it (128k context, 16,384 output tokens, $2.50/$10 per
-    /// 1M), a Claude model, a chat-only model that refuses n > 1, and an embedding model.
+    /// 1M), a Claude model, a chat-only model that refuses n > 1, an embedding model, and
+    /// a model served by gpt-4o and gpt-4o-mini.
     const CATALOG: &str = r#"
 [[orgs]]
 id = "acme"
@@ -580,6 +582,8 @@ modes = ["chat"]
 [[models]]
 name = "embed"
 modes = ["embeddings"]
+[[models]]
+name = "vision"
 [[deployments]]
 id = "oai"
 model = "gpt-4o"
@@ -603,6 +607,18 @@ model = "embed"
 provider = "openai"
 base_url = "https://api.openai.com/v1"
 upstream_model = "text-embedding-3-small"
+[[deployments]]
+id = "v-4o"
+model = "vision"
+provider = "openai"
+base_url = "https://api.openai.com/v1"
+upstream_model = "gpt-4o"
+[[deployments]]
+id = "v-mini"
+model = "vision"
+provider = "openai"
+base_url = "https://api.openai.com/v1"
+upstream_model = "gpt-4o-mini"
 "#;
 
     fn grant(model: &str) -> Arc<Model> {
@@ -826,6 +842,13 @@ upstream_model = "text-embedding-3-small"
         assert_eq!(high.prompt_tokens, 7 + 765);
         let low = estimate(&g, &with_image("low"), Endpoint::Chat).unwrap();
         assert_eq!(low.prompt_tokens, 7 + 85);
+        // A model that may go to gpt-4o-mini reserves its rule: 2833 + 4 × 5667 for the
+        // 1024 × 1024 image in high detail, 2833 in low (not gpt-4o's 765 and 85).
+        let vision = grant("vision");
+        let high = estimate(&vision, &with_image("high"), Endpoint::Chat).unwrap();
+        assert_eq!(high.prompt_tokens, 7 + 25501);
+        let low = estimate(&vision, &with_image("low"), Endpoint::Chat).unwrap();
+        assert_eq!(low.prompt_tokens, 7 + 2833);
     }
 
     #[test]

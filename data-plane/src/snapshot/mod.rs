@@ -23,7 +23,8 @@ use tollgate_proto::config as proto;
 use crate::config::CredentialSettings;
 use crate::money::{Micros, Prices};
 use crate::prices::PriceTable;
-use crate::tokenize::{Encoding, Family};
+use crate::tokenize::image::ImageRule;
+use crate::tokenize::{self, Encoding, Family};
 
 /// Where deployment credentials come from, and which sources a reference may name.
 /// The environment is captured once (tests pass a map), so that resolving never reads or
@@ -376,6 +377,9 @@ pub struct Model {
     /// How its providers count prompts, derived from its deployments: the estimate
     /// follows the family that counts the most.
     pub families: Vec<Family>,
+    /// How its deployments' upstream models bill images: the estimate follows the rule
+    /// that bills the most.
+    pub image_rules: Vec<ImageRule>,
     /// Never empty (validated).
     pub deployments: Vec<Arc<Deployment>>,
 }
@@ -730,6 +734,14 @@ impl Snapshot {
                 .collect();
             families.sort_unstable();
             families.dedup();
+            let mut image_rules: Vec<ImageRule> = Vec::new();
+            for d in &deployments {
+                for rule in tokenize::image_rules(d.provider, &d.upstream_model) {
+                    if !image_rules.contains(rule) {
+                        image_rules.push(*rule);
+                    }
+                }
+            }
             let model = Arc::new(Model {
                 name: m.name.clone(),
                 aliases: m.aliases.clone(),
@@ -741,6 +753,7 @@ impl Snapshot {
                 modes,
                 max_n,
                 families,
+                image_rules,
                 deployments,
             });
             for name in std::iter::once(&m.name).chain(&m.aliases) {

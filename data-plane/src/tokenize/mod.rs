@@ -4,9 +4,10 @@
 //! A request is read once into a [`Prompt`]: text tokens (OpenAI's documented accounting
 //! for chat, a few tokens of framing per message, plus every other billed input part:
 //! tools, legacy functions, response-format schemas, predictions, tool calls and their
-//! results) and its images. [`Prompt::tokens`] then prices it for a provider [`Family`]:
-//! images by that provider's published rule, text scaled by a safety factor where the
-//! provider's tokenizer counts more than tiktoken. The settlement later uses the
+//! results) and its images. It is then priced per deployment: text for the provider's
+//! [`Family`], scaled by a safety factor where its tokenizer counts more than tiktoken
+//! ([`Prompt::text_tokens`]), and images by the published rule of the deployment's
+//! upstream model ([`image_rules`], [`Prompt::image_tokens`]). The settlement later uses the
 //! provider's own numbers, so an estimate only decides how much is reserved (an upper
 //! bound), never what is charged.
 
@@ -15,7 +16,7 @@ pub mod image;
 use serde_json::{Map, Value};
 use tiktoken_rs::CoreBPE;
 
-use self::image::Image;
+use self::image::{Image, ImageRule};
 use crate::snapshot::ProviderKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +43,8 @@ const CHAT_INPUT_FIELDS: &[&str] = &[
     "prediction",
 ];
 
-/// Who counts the prompt upstream. Decides the image rule and the text safety factor.
+/// Who counts the prompt upstream. Decides the text safety factor, and the image rule
+/// outside OpenAI's (whose rule depends on the model: [`image_rules`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Family {
     /// OpenAI's models (and anything else served through the OpenAI API): tiktoken is
@@ -84,17 +86,23 @@ impl Family {
             Self::Gemini => (12, 10),
         }
     }
+}
 
-    fn image_tokens(self, image: &Image) -> u64 {
-        match self {
-            Self::OpenAi => image.openai_tokens(),
-            Self::Anthropic => image.anthropic_tokens(),
-            Self::Gemini => image.gemini_tokens(),
+/// The rules a deployment's images are billed by: its family's, and for OpenAI's family
+/// the upstream model's entry in OpenAI's table (several when the table could not tell
+/// them apart; the estimate takes the largest).
+pub fn image_rules(provider: ProviderKind, upstream_model: &str) -> &'static [ImageRule] {
+    match Family::of(provider, upstream_model) {
+        Family::Anthropic => &[ImageRule::Anthropic],
+        Family::Gemini => &[ImageRule::Gemini],
+        Family::OpenAi => {
+            let name = upstream_model.to_ascii_lowercase();
+            ImageRule::openai(name.rsplit('/').next().unwrap_or(&name))
         }
     }
 }
 
-/// A request's prompt, read once, priced per family.
+/// A request's prompt, read once, priced per deployment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Prompt {
     /// Text, structure and framing, in tokens of the model's tiktoken encoding.
@@ -103,20 +111,22 @@ pub struct Prompt {
 }
 
 impl Prompt {
-    /// Prompt tokens `family` bills at most: images by its rule, text by its factor.
-    pub fn tokens(&self, family: Family) -> u64 {
+    /// Text tokens `family` bills at most: the count scaled by its safety factor. (The
+    /// unscaled [`Prompt::text`] is what is checked against a context window, so that no
+    /// prompt the provider would take is refused for our margin.)
+    pub fn text_tokens(&self, family: Family) -> u64 {
         let (num, den) = family.text_factor();
-        self.text.saturating_mul(num).div_ceil(den) + self.image_tokens(family)
+        self.text.saturating_mul(num).div_ceil(den)
     }
 
-    /// Tokens as counted, without the safety factor: what is checked against a context
-    /// window, so that no prompt the provider would take is refused for our margin.
-    pub fn counted(&self, family: Family) -> u64 {
-        self.text + self.image_tokens(family)
-    }
-
-    fn image_tokens(&self, family: Family) -> u64 {
-        self.images.iter().map(|i| family.image_tokens(i)).sum()
+    /// Image tokens billed at most under the costliest of `rules` (a model's
+    /// deployments' rules); none given means gpt-4o's.
+    pub fn image_tokens(&self, rules: &[ImageRule]) -> u64 {
+        let billed = |rule: &ImageRule| self.images.iter().map(|i| rule.tokens(i)).sum();
+        if rules.is_empty() {
+            return billed(&ImageRule::GPT_4O);
+        }
+        rules.iter().map(billed).max().unwrap_or(0)
     }
 }
 
@@ -322,11 +332,50 @@ mod tests {
         ]}]}));
         let prompt = Encoding::O200k.chat_prompt(&req);
         assert_eq!(prompt.images.len(), 2);
-        // 3 + 3 + "user" + "hello world" = 9 text; low = 85; unknown size = 1445 (OpenAI).
-        assert_eq!(prompt.tokens(Family::OpenAi), 9 + 85 + 1445);
+        // 3 + 3 + "user" + "hello world" = 9 text; low = 85; unknown size = 1445 (gpt-4o).
+        assert_eq!(prompt.text_tokens(Family::OpenAi), 9);
+        let gpt_4o = image_rules(ProviderKind::OpenAi, "gpt-4o");
+        assert_eq!(prompt.image_tokens(gpt_4o), 85 + 1445);
+        assert_eq!(prompt.image_tokens(&[]), 85 + 1445, "no rule: gpt-4o's");
         // Anthropic: no detail, unknown size = its 1600 cap, each; text × 1.3 rounded up.
-        assert_eq!(prompt.tokens(Family::Anthropic), 12 + 1600 * 2);
-        assert_eq!(prompt.counted(Family::Anthropic), 9 + 1600 * 2);
+        assert_eq!(prompt.text_tokens(Family::Anthropic), 12);
+        let claude = image_rules(ProviderKind::Anthropic, "claude-sonnet-4-5");
+        assert_eq!(prompt.image_tokens(claude), 1600 * 2);
+    }
+
+    #[test]
+    fn image_rules_follow_each_deployments_upstream_model() {
+        use ProviderKind::*;
+        let mini = image_rules(OpenAi, "gpt-4o-mini");
+        let patches = image_rules(AzureOpenAi, "gpt-4.1-nano");
+        assert_eq!(image_rules(OpenAiCompatible, "openai/gpt-4o-mini"), mini);
+        assert_eq!(image_rules(OpenAi, "GPT-4o-Mini-2024-07-18"), mini);
+        assert_eq!(image_rules(AzureOpenAi, "prod-4o"), &[ImageRule::GPT_4O]);
+        assert_eq!(
+            image_rules(OpenAiCompatible, "google/gemini-2.5-pro"),
+            &[ImageRule::Gemini]
+        );
+        // A model served by gpt-4o and gpt-4o-mini deployments reserves for the mini,
+        // per request: one low image and one of unknown size.
+        let prompt = Prompt {
+            text: 0,
+            images: vec![
+                Image {
+                    size: Some((1024, 1024)),
+                    detail: image::Detail::Low,
+                },
+                Image {
+                    size: None,
+                    detail: image::Detail::High,
+                },
+            ],
+        };
+        let both: Vec<ImageRule> = [ImageRule::GPT_4O].iter().chain(mini).copied().collect();
+        assert_eq!(prompt.image_tokens(&both), 2833 + (2833 + 8 * 5667));
+        // The nano's patches (1536 × 2.46 for the unknown one) are less than that.
+        let all: Vec<ImageRule> = both.iter().chain(patches).copied().collect();
+        assert_eq!(prompt.image_tokens(&all), 2833 + (2833 + 8 * 5667));
+        assert_eq!(prompt.image_tokens(patches), 2520 + 3779);
     }
 
     #[test]
@@ -335,9 +384,9 @@ mod tests {
             text: 1000,
             images: Vec::new(),
         };
-        assert_eq!(prompt.tokens(Family::OpenAi), 1000);
-        assert_eq!(prompt.tokens(Family::Anthropic), 1300);
-        assert_eq!(prompt.tokens(Family::Gemini), 1200);
+        assert_eq!(prompt.text_tokens(Family::OpenAi), 1000);
+        assert_eq!(prompt.text_tokens(Family::Anthropic), 1300);
+        assert_eq!(prompt.text_tokens(Family::Gemini), 1200);
     }
 
     #[test]
