@@ -74,9 +74,17 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// Prompt tokens as OpenAI reports them (cached ones included).
+    /// Prompt tokens as OpenAI reports them (cached ones included). Saturates: the
+    /// counts come from the provider's answer, and a hostile one must not panic us.
     pub fn prompt_total(&self) -> u64 {
-        self.input + self.cache_read + self.cache_write
+        self.input
+            .saturating_add(self.cache_read)
+            .saturating_add(self.cache_write)
+    }
+
+    /// Every token of the call, prompt and output (saturating, as above).
+    pub fn total(&self) -> u64 {
+        self.prompt_total().saturating_add(self.output)
     }
 }
 
@@ -167,6 +175,15 @@ mod tests {
     fn huge_numbers_saturate_instead_of_wrapping() {
         assert_eq!(tokens_cost(u64::MAX, i64::MAX), Micros(i64::MAX));
         assert_eq!(Micros(i64::MAX) + Micros(1), Micros(i64::MAX));
+        // Found by fuzzing (`response_json`): an upstream's usage near u64::MAX.
+        let usage = Usage {
+            input: u64::MAX,
+            output: 5,
+            cache_read: 1,
+            cache_write: 1,
+        };
+        assert_eq!(usage.prompt_total(), u64::MAX);
+        assert_eq!(usage.total(), u64::MAX);
     }
 
     #[test]

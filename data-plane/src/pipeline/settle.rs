@@ -147,7 +147,7 @@ impl Drop for CallGuard {
             Micros::ZERO
         };
         if let Some(permit) = self._permit.as_mut() {
-            permit.actual_tokens(usage.prompt_total() + usage.output);
+            permit.actual_tokens(usage.total());
         }
         let event = &mut self.event;
         if !self.finished {

@@ -642,7 +642,7 @@ fn openai_usage_json(usage: &Usage) -> Value {
     json!({
         "prompt_tokens": prompt,
         "completion_tokens": usage.output,
-        "total_tokens": prompt + usage.output,
+        "total_tokens": usage.total(),
         "prompt_tokens_details": { "cached_tokens": usage.cache_read },
     })
 }
@@ -1483,5 +1483,33 @@ mod tests {
             chunks.last(),
             Some(Err(ProviderError::InStream(_)))
         ));
+    }
+
+    #[test]
+    fn usage_near_u64_max_saturates_instead_of_panicking() {
+        // Found by fuzzing (`response_json`, `stream_anthropic`): a provider's token
+        // counts are its to choose, and adding them up overflowed.
+        let message =
+            json!({"content": [], "usage": {"input_tokens": u64::MAX, "output_tokens": 5}});
+        let reply = response_body(&message).unwrap();
+        assert_eq!(reply.body["usage"]["total_tokens"], u64::MAX);
+
+        let mut translator = StreamTranslator::new();
+        let event = |data: Value| SseEvent {
+            event: "message".into(),
+            data: data.to_string(),
+        };
+        translator
+            .on_event(&event(json!({"type": "message_start", "message": {"usage": {"input_tokens": u64::MAX, "cache_read_input_tokens": 7}}})))
+            .unwrap();
+        translator
+            .on_event(&event(
+                json!({"type": "message_delta", "delta": {}, "usage": {"output_tokens": u64::MAX}}),
+            ))
+            .unwrap();
+        let last = translator
+            .on_event(&event(json!({"type": "message_stop"})))
+            .unwrap();
+        assert_eq!(last[0].usage.unwrap().total(), u64::MAX);
     }
 }

@@ -102,7 +102,8 @@ impl Spool {
                 std::fs::remove_file(&path)?;
                 continue;
             };
-            next_seq = next_seq.max(last.seq + 1);
+            // Saturating: the file may be damaged, and its numbers must not panic us.
+            next_seq = next_seq.max(last.seq.saturating_add(1));
             bytes_total += complete as u64;
             segments.push_back(Segment {
                 path,
@@ -136,8 +137,8 @@ impl Spool {
         let pending = state
             .segments
             .iter()
-            .map(|s| s.last_seq - s.first_seq + 1)
-            .sum::<u64>();
+            .map(|s| s.last_seq.saturating_sub(s.first_seq).saturating_add(1))
+            .fold(0, u64::saturating_add);
         metrics::gauge!("tollgate_telemetry_spool_batches").set(pending as f64);
     }
 
@@ -185,7 +186,7 @@ impl Spool {
             segment.bytes += record_len;
         }
         state.bytes += record_len;
-        state.next_seq = seq + 1;
+        state.next_seq = seq.saturating_add(1);
         drop(state);
         self.report();
         Ok(seq)
@@ -318,5 +319,25 @@ mod tests {
         }
         assert!(refused > 0);
         assert!(spool.bytes() <= 200);
+    }
+
+    #[test]
+    fn damaged_sequence_numbers_do_not_panic_on_open() {
+        // Found by fuzzing (`spool`): records out of order, and a seq of u64::MAX.
+        let record = |seq: u64| {
+            let body = UsageBatch {
+                seq,
+                ..Default::default()
+            }
+            .encode_to_vec();
+            [&(body.len() as u32).to_le_bytes()[..], &body].concat()
+        };
+        for records in [[record(5), record(1)], [record(1), record(u64::MAX)]] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(segment_path(dir.path(), 1), records.concat()).unwrap();
+            let spool = Spool::open(dir.path(), 1 << 20, "gw").unwrap();
+            assert_eq!(spool.read_after(0, 10).unwrap().len(), 2);
+            assert!(spool.append(vec![event("a")]).unwrap() >= 2);
+        }
     }
 }
