@@ -240,10 +240,10 @@ pub fn key(data: &[u8]) {
     let Some((&selector, value)) = data.split_first() else {
         return;
     };
-    if let Ok(text) = std::str::from_utf8(value) {
-        if let Some(presented) = tollgate_keys::parse(text) {
-            let _ = tollgate_keys::verify(PEPPER, presented.secret, &[0; 32]);
-        }
+    if let Ok(text) = std::str::from_utf8(value)
+        && let Some(presented) = tollgate_keys::parse(text)
+    {
+        let _ = tollgate_keys::verify(PEPPER, presented.secret, &[0; 32]);
     }
     let Ok(value) = HeaderValue::from_bytes(value) else {
         return;
