@@ -207,7 +207,7 @@ mod tests {
     fn huge_numbers_saturate_instead_of_wrapping() {
         assert_eq!(tokens_cost(u64::MAX, i64::MAX), Micros(i64::MAX));
         assert_eq!(Micros(i64::MAX) + Micros(1), Micros(i64::MAX));
-        // Found by fuzzing (`response_json`): an upstream's usage near u64::MAX.
+        // An upstream's usage near u64::MAX (fuzz/corpus/response_json/crash-usage-overflow).
         let usage = Usage {
             input: u64::MAX,
             output: 5,

@@ -1485,8 +1485,8 @@ mod tests {
 
     #[test]
     fn usage_near_u64_max_saturates_instead_of_panicking() {
-        // Found by fuzzing (`response_json`, `stream_anthropic`): a provider's token
-        // counts are its to choose, and adding them up overflowed.
+        // Crash inputs of the `response_json` and `stream_anthropic` fuzz targets: a
+        // provider's token counts are its to choose, and adding them up overflowed.
         let message =
             json!({"content": [], "usage": {"input_tokens": u64::MAX, "output_tokens": 5}});
         let reply = response_body(&message).unwrap();

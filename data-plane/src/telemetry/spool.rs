@@ -390,7 +390,7 @@ mod tests {
 
     #[test]
     fn damaged_sequence_numbers_do_not_panic_on_open() {
-        // Found by fuzzing (`spool`): records out of order, and a seq of u64::MAX.
+        // Crash inputs of the `spool` fuzz target: records out of order, a seq of u64::MAX.
         let record = |seq: u64| {
             let body = UsageBatch {
                 seq,
