@@ -736,3 +736,36 @@ async fn an_upstream_401_is_a_502_that_fails_over_and_cools_the_deployment_down(
     assert_eq!(body["error"]["code"], "upstream_auth_failed", "{body}");
     assert_eq!(body["error"]["type"], "server_error", "{body}");
 }
+
+/// A client that gives up on a JSON call does not end it: the provider answers (and
+/// bills) anyway, so the gateway takes the answer and settles with its usage.
+#[tokio::test]
+async fn a_client_that_gives_up_on_a_json_call_is_settled_at_the_providers_usage() {
+    let mock = MockUpstream::start().await.unwrap();
+    let key = TestKey::new();
+    let config = format!(
+        "[[models]]\nname = \"slow\"\ndefault_max_output_tokens = 100\n{}\n[[orgs]]\nid = \"acme\"\n[[teams]]\nid = \"t\"\norg = \"acme\"\n{}\
+         [[budgets]]\nscope = \"team:t\"\namount_usd = \"1.00\"\nperiod = \"day\"\n",
+        deployment("slow", "slow", "x+ttfb=800", &mock.url(), ""),
+        key.entry("t", "")
+    );
+    let gateway = GatewayProcess::start(&config, &[]).await.unwrap();
+    let gave_up = http()
+        .post(format!("{}/chat/completions", gateway.v1()))
+        .bearer_auth(&key.full)
+        .json(&hello("slow"))
+        .timeout(Duration::from_millis(200))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client was meant to give up first");
+
+    let events = gateway.usage_events(1).await;
+    assert_eq!(events.len(), 1, "{}", gateway.stderr());
+    let event = &events[0];
+    assert_eq!(event["status"], "CALL_STATUS_CLIENT_DISCONNECTED", "{event}");
+    assert_eq!(event["completion_tokens"], 8, "the whole answer was read: {event}");
+    let cost = event["cost_micros"].as_i64().unwrap();
+    let prompt = event["prompt_tokens"].as_i64().unwrap();
+    assert_eq!(cost, prompt + 2 * 8, "{event}");
+    assert!(cost < event["reserved_micros"].as_i64().unwrap(), "{event}");
+}

@@ -116,7 +116,32 @@ async fn handle(
     body: Body,
 ) -> Response {
     let mut guard = call_guard(&gw, endpoint, &id.0, &headers);
-    match run(&gw, endpoint, &id, &headers, body, &mut guard).await {
+    // The call runs on the gateway's task tracker, not in this handler: a client that
+    // hangs up drops the handler, but the call goes on to the provider's answer (which
+    // the provider bills anyway) and settles with its usage. Shutdown drains the tracker.
+    let call = {
+        let gw = gw.clone();
+        let id = id.clone();
+        async move {
+            let result = run(&gw, endpoint, &id, &headers, body, &mut guard).await;
+            (guard, result)
+        }
+        .instrument(tracing::Span::current())
+    };
+    let (mut guard, result) = match gw.tasks.spawn(call).await {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::error!(request_id = %id.0, error = %e, "the call's task failed");
+            return GatewayError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                Some("internal_error"),
+                "The gateway failed while handling this call.",
+            )
+            .into_response();
+        }
+    };
+    match result {
         Ok(Success::Json { body, meta }) => {
             guard.first_byte();
             guard.finish(200);
