@@ -762,8 +762,14 @@ async fn a_client_that_gives_up_on_a_json_call_is_settled_at_the_providers_usage
     let events = gateway.usage_events(1).await;
     assert_eq!(events.len(), 1, "{}", gateway.stderr());
     let event = &events[0];
-    assert_eq!(event["status"], "CALL_STATUS_CLIENT_DISCONNECTED", "{event}");
-    assert_eq!(event["completion_tokens"], 8, "the whole answer was read: {event}");
+    assert_eq!(
+        event["status"], "CALL_STATUS_CLIENT_DISCONNECTED",
+        "{event}"
+    );
+    assert_eq!(
+        event["completion_tokens"], 8,
+        "the whole answer was read: {event}"
+    );
     let cost = event["cost_micros"].as_i64().unwrap();
     let prompt = event["prompt_tokens"].as_i64().unwrap();
     assert_eq!(cost, prompt + 2 * 8, "{event}");
