@@ -81,11 +81,6 @@ impl GatewayError {
         )
     }
 
-    /// Did the failure come from an upstream (as opposed to the caller or Tollgate)?
-    pub fn upstream(&self) -> bool {
-        self.fault == Fault::Upstream
-    }
-
     pub fn code_str(&self) -> &'static str {
         self.code.unwrap_or(self.kind)
     }

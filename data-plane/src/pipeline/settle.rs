@@ -241,12 +241,13 @@ impl CallGuard {
         if !self.sent {
             return (Usage::default(), Micros::ZERO);
         }
-        // Each attempt whose bill is unknown may have cost one whole worst case.
-        let per_attempt = self
-            .reservations
-            .first()
-            .map_or(self.worst_case, |r| r.amount);
-        let unknown = Micros(per_attempt.0.saturating_mul(i64::from(self.unknown_bills)));
+        // Each attempt whose bill is unknown may have cost one whole worst case (what
+        // one reservation holds, or would hold where no budget applies).
+        let unknown = Micros(
+            self.worst_case
+                .0
+                .saturating_mul(i64::from(self.unknown_bills)),
+        );
         // ... and is recorded as the tokens that worst case pays for, so the event's
         // tokens and cost tell the same story.
         let n = u64::from(self.unknown_bills);
