@@ -448,14 +448,37 @@ impl Settings {
                 snapshot_table.insert(key, value);
             }
         }
-        let settings: Settings = tollgate_settings::deserialize(table)?;
-        settings.validate()?;
+        // Settings and the standalone sections are read apart but reported together, so
+        // one run names every problem in the file.
+        let settings = tollgate_settings::deserialize::<Settings>(table);
         let snapshot = if snapshot_table.is_empty() {
-            None
+            Ok(None)
         } else {
-            Some(tollgate_settings::deserialize(snapshot_table)?)
+            tollgate_settings::deserialize(snapshot_table).map(Some)
         };
-        Ok(Loaded { settings, snapshot })
+        let mut problems = Vec::new();
+        if let Ok(settings) = &settings
+            && let Err(ConfigError::Invalid(found)) = settings.validate()
+        {
+            problems.extend(found);
+        }
+        for error in [settings.as_ref().err(), snapshot.as_ref().err()]
+            .into_iter()
+            .flatten()
+        {
+            match error {
+                tollgate_settings::SettingsError::Fields(found) => {
+                    problems.extend(found.iter().cloned())
+                }
+                other => problems.push(other.to_string()),
+            }
+        }
+        match (settings, snapshot) {
+            (Ok(settings), Ok(snapshot)) if problems.is_empty() => {
+                Ok(Loaded { settings, snapshot })
+            }
+            _ => Err(ConfigError::Invalid(problems)),
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -638,7 +661,7 @@ mod tests {
 
         let err = Settings::from_sources(Some(PEPPER), env(&[("TOLLGATE_SERVER__LISTEN", "nope")]))
             .unwrap_err();
-        assert!(err.to_string().starts_with("server.listen"), "{err}");
+        assert!(err.to_string().contains("\n  server.listen: "), "{err}");
     }
 
     #[test]

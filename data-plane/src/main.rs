@@ -141,7 +141,19 @@ enum KeysCommand {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+/// Errors end the process with their message alone on stderr (no backtrace: the person
+/// reading it fixes a config, not the code) and exit code 1.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
 
@@ -290,8 +302,19 @@ fn build_snapshot(loaded: Loaded) -> anyhow::Result<(Settings, Snapshot, PriceTa
         .into_proto(&loaded.settings.server.region)
         .map_err(|problems| anyhow::anyhow!("invalid config:\n  {}", problems.join("\n  ")))?;
     let credentials = Credentials::from_env().with_policy(&loaded.settings.credentials);
-    let snapshot = Snapshot::from_proto(wire, &prices, &credentials)?;
+    let snapshot = Snapshot::from_proto(wire, &prices, &credentials)
+        .map_err(|e| anyhow::anyhow!("{}", in_file_terms(&e.to_string())))?;
     Ok((loaded.settings, snapshot, prices))
+}
+
+/// A snapshot problem in the names the standalone file uses: the checks are shared with
+/// pushed snapshots, whose fields are `org_id`, `team_id`, `project_id`; the file says
+/// `org`, `team`, `project`.
+fn in_file_terms(problem: &str) -> String {
+    problem
+        .replace("].org_id:", "].org:")
+        .replace("].team_id:", "].team:")
+        .replace("].project_id:", "].project:")
 }
 
 /// The config source: a control plane (starting from the last-known-good snapshot when

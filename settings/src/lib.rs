@@ -29,6 +29,9 @@ pub enum SettingsError {
     Env { var: String, message: String },
     #[error("{path}: {message}")]
     Field { path: String, message: String },
+    /// Several bad values, each `path: message`, in the order they were found.
+    #[error("{} problems:\n  {}", .0.len(), .0.join("\n  "))]
+    Fields(Vec<String>),
 }
 
 /// The TOML document with the environment laid over it, for the `sections` a binary owns
@@ -72,12 +75,192 @@ pub fn layered(
     Ok(table)
 }
 
-/// Deserializes `table` into `T`, naming the field path of the first bad value.
+/// Deserializes `table` into `T`, naming the field path of every bad value: after each
+/// error the offending value is taken out (its default applies, or the element holding a
+/// missing field is dropped) and the rest is tried again, so one run lists every problem
+/// rather than the first. Paths use the file's own names and indices.
 pub fn deserialize<T: DeserializeOwned>(table: toml::Table) -> Result<T, SettingsError> {
-    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| SettingsError::Field {
-        path: e.path().to_string(),
-        message: e.inner().to_string(),
-    })
+    /// Enough for any real file; a bound so a pathological one cannot loop for long.
+    const MAX_PROBLEMS: usize = 50;
+    let mut table = table;
+    let mut problems: Vec<(String, String)> = Vec::new();
+    // Per array (by its path in the file), the original indices of elements dropped so
+    // far, so later errors in that array still name the file's index.
+    let mut dropped: std::collections::HashMap<String, Vec<usize>> = Default::default();
+    loop {
+        let error = match serde_path_to_error::deserialize(toml::Value::Table(table.clone())) {
+            Ok(value) if problems.is_empty() => return Ok(value),
+            Ok(_) => break,
+            Err(e) => e,
+        };
+        let (segments, path) = file_path(error.path(), &dropped);
+        let message = clean(&error.inner().to_string());
+        // A required field taken out for being bad (or for holding something bad) is then
+        // missing: that is the same problem, already named.
+        let echo = missing_field(&message).is_some_and(|field| {
+            let full = if path.is_empty() {
+                field.to_owned()
+            } else {
+                format!("{path}.{field}")
+            };
+            problems.iter().any(|(p, _)| {
+                p.strip_prefix(full.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+            })
+        });
+        if !echo {
+            problems.push((path, message));
+        }
+        if problems.len() >= MAX_PROBLEMS || !take_out(&mut table, &segments, &mut dropped) {
+            break;
+        }
+    }
+    if let [(path, message)] = problems.as_slice() {
+        return Err(SettingsError::Field {
+            path: path.clone(),
+            message: message.clone(),
+        });
+    }
+    Err(SettingsError::Fields(
+        problems
+            .into_iter()
+            .map(|(path, message)| format!("{path}: {message}"))
+            .collect(),
+    ))
+}
+
+/// One step of a path into the document: a table key or an array index (in the current,
+/// possibly thinned, document).
+#[derive(Debug, Clone)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// The error's path as steps into the current document, and as text with the file's
+/// indices (`keys[3].team`).
+fn file_path(
+    path: &serde_path_to_error::Path,
+    dropped: &std::collections::HashMap<String, Vec<usize>>,
+) -> (Vec<Step>, String) {
+    use serde_path_to_error::Segment;
+    let mut steps = Vec::new();
+    let mut text = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Map { key } => {
+                if !text.is_empty() {
+                    text.push('.');
+                }
+                text.push_str(key);
+                steps.push(Step::Key(key.clone()));
+            }
+            Segment::Seq { index } => {
+                let mut original = *index;
+                if let Some(gone) = dropped.get(&text) {
+                    let mut gone = gone.clone();
+                    gone.sort_unstable();
+                    for g in gone {
+                        if g <= original {
+                            original += 1;
+                        }
+                    }
+                }
+                text.push_str(&format!("[{original}]"));
+                steps.push(Step::Index(*index));
+            }
+            Segment::Enum { .. } | Segment::Unknown => {}
+        }
+    }
+    (steps, text)
+}
+
+/// Removes the value at `steps` (the last step) from `table`; false when there is
+/// nothing left to remove (an error about the document as a whole).
+fn take_out(
+    table: &mut toml::Table,
+    steps: &[Step],
+    dropped: &mut std::collections::HashMap<String, Vec<usize>>,
+) -> bool {
+    let Some((last, parents)) = steps.split_last() else {
+        return false;
+    };
+    let mut at = ValueMut::Table(table);
+    let mut text = String::new();
+    for step in parents {
+        at = match (at, step) {
+            (ValueMut::Table(t), Step::Key(k)) => {
+                if !text.is_empty() {
+                    text.push('.');
+                }
+                text.push_str(k);
+                match t.get_mut(k) {
+                    Some(v) => ValueMut::of(v),
+                    None => return false,
+                }
+            }
+            (ValueMut::Array(a), Step::Index(i)) => {
+                text.push_str(&format!("[{i}]"));
+                match a.get_mut(*i) {
+                    Some(v) => ValueMut::of(v),
+                    None => return false,
+                }
+            }
+            _ => return false,
+        };
+    }
+    match (at, last) {
+        (ValueMut::Table(t), Step::Key(k)) => t.remove(k).is_some(),
+        (ValueMut::Array(a), Step::Index(i)) if *i < a.len() => {
+            a.remove(*i);
+            let gone = dropped.entry(text).or_default();
+            // Record the file's index of what was just dropped.
+            let mut original = *i;
+            let mut earlier = gone.clone();
+            earlier.sort_unstable();
+            for g in earlier {
+                if g <= original {
+                    original += 1;
+                }
+            }
+            gone.push(original);
+            true
+        }
+        _ => false,
+    }
+}
+
+enum ValueMut<'a> {
+    Table(&'a mut toml::Table),
+    Array(&'a mut Vec<toml::Value>),
+    Scalar,
+}
+
+impl<'a> ValueMut<'a> {
+    fn of(value: &'a mut toml::Value) -> Self {
+        match value {
+            toml::Value::Table(t) => Self::Table(t),
+            toml::Value::Array(a) => Self::Array(a),
+            _ => Self::Scalar,
+        }
+    }
+}
+
+/// The field a "missing field `x`" message names.
+fn missing_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+}
+
+/// serde's message without the `in `path`` tail the TOML deserializer appends (the path
+/// is given already).
+fn clean(message: &str) -> String {
+    let message = match message.rfind("\nin `") {
+        Some(at) => &message[..at],
+        None => message,
+    };
+    message.trim().to_owned()
 }
 
 /// An environment value as TOML when it parses as a scalar or array (`8080`, `true`,
@@ -94,6 +277,78 @@ fn env_value(raw: &str) -> toml::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Doc {
+        #[serde(default)]
+        server: Server,
+        #[serde(default)]
+        keys: Vec<Key>,
+    }
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    #[allow(dead_code)]
+    struct Server {
+        port: u16,
+        name: String,
+    }
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Key {
+        id: String,
+        team: String,
+        #[serde(default)]
+        weight: u32,
+    }
+
+    #[test]
+    fn every_bad_value_is_named_with_the_file_path_and_index() {
+        let text = "[server]\nport = \"x\"\nname = 5\n\
+                    [[keys]]\nid = \"a\"\nteam = \"t\"\n\
+                    [[keys]]\nid = \"b\"\n\
+                    [[keys]]\nid = \"c\"\nteam = \"t\"\nweight = -1\n\
+                    [[keys]]\nid = \"d\"\n";
+        let table = layered(Some(text), Vec::new(), &[]).unwrap();
+        let Err(SettingsError::Fields(problems)) = deserialize::<Doc>(table) else {
+            panic!("expected several problems")
+        };
+        let paths: Vec<&str> = problems
+            .iter()
+            .map(|p| p.split(':').next().unwrap_or_default())
+            .collect();
+        // Sections in the table's (alphabetical) order.
+        assert_eq!(
+            paths,
+            [
+                "keys[1]",
+                "keys[2].weight",
+                "keys[3]",
+                "server.name",
+                "server.port"
+            ],
+            "{problems:#?}"
+        );
+        assert!(
+            problems[0].contains("missing field `team`"),
+            "{problems:#?}"
+        );
+        assert!(
+            !problems.iter().any(|p| p.contains("\nin `")),
+            "{problems:#?}"
+        );
+    }
+
+    #[test]
+    fn one_bad_value_is_one_field_error() {
+        let table = layered(Some("[server]\nport = \"x\"\n"), Vec::new(), &[]).unwrap();
+        match deserialize::<Doc>(table) {
+            Err(SettingsError::Field { path, .. }) => assert_eq!(path, "server.port"),
+            other => panic!("{other:?}"),
+        }
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

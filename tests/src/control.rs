@@ -57,6 +57,8 @@ pub struct ControlPlane {
     pub admin_token: String,
     /// `127.0.0.1:<port>` of the config stream, when a signing key was configured.
     pub grpc: Option<String>,
+    /// Holds `stderr.log`: a passing test prints nothing of the server's warnings.
+    logs: tempfile::TempDir,
     child: Child,
 }
 
@@ -79,10 +81,13 @@ impl ControlPlane {
         admin_token: String,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        let logs = tempfile::tempdir()?;
+        let stderr = std::fs::File::create(logs.path().join("stderr.log"))?;
         let mut child = command(db)?
             .arg("serve")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
+            .stderr(stderr)
             .spawn()?;
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
@@ -91,7 +96,10 @@ impl ControlPlane {
             Some(line) if line.contains("listening on ") => {
                 line.rsplit(' ').next().unwrap_or_default().to_owned()
             }
-            other => bail!("control plane did not start: {other:?}"),
+            other => bail!(
+                "control plane did not start: {other:?}\n{}",
+                std::fs::read_to_string(logs.path().join("stderr.log")).unwrap_or_default()
+            ),
         };
         let signs = env.iter().any(|(k, _)| *k == "TOLLGATE_SIGNING__KEY_FILE");
         let grpc = if signs {
@@ -111,8 +119,14 @@ impl ControlPlane {
             url,
             admin_token,
             grpc,
+            logs,
             child,
         })
+    }
+
+    /// What the server logged so far (for a failing test's message).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.logs.path().join("stderr.log")).unwrap_or_default()
     }
 
     /// Kills the server outright (SIGKILL).
