@@ -308,13 +308,14 @@ fn build_snapshot(loaded: Loaded) -> anyhow::Result<(Settings, Snapshot, PriceTa
 }
 
 /// A snapshot problem in the names the standalone file uses: the checks are shared with
-/// pushed snapshots, whose fields are `org_id`, `team_id`, `project_id`; the file says
-/// `org`, `team`, `project`.
+/// pushed snapshots, whose fields are `org_id`, `team_id`, `project_id`,
+/// `credential_ref`; the file says `org`, `team`, `project`, `credential`.
 fn in_file_terms(problem: &str) -> String {
     problem
         .replace("].org_id:", "].org:")
         .replace("].team_id:", "].team:")
         .replace("].project_id:", "].project:")
+        .replace("].credential_ref:", "].credential:")
 }
 
 /// The config source: a control plane (starting from the last-known-good snapshot when

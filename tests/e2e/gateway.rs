@@ -509,9 +509,9 @@ async fn an_invalid_config_is_refused_naming_every_bad_field() {
     };
     let message = error.to_string();
     for field in [
-        "teams[0].org_id",
-        "deployments[0].base_url",
-        "deployments[0].credential_ref",
+        "teams[0].org:",
+        "deployments[0].base_url:",
+        "deployments[0].credential:",
     ] {
         assert!(message.contains(field), "{field} not named in:\n{message}");
     }
@@ -527,14 +527,19 @@ async fn keys_new_prints_a_working_key_and_its_config_entry() {
             .await
             .unwrap();
     assert!(output.status.success());
-    let text = String::from_utf8(output.stdout).unwrap();
-    let full = text
+    // The key on stderr (shown once); stdout is the entry alone, so `>> file` keeps TOML.
+    let shown = String::from_utf8(output.stderr).unwrap();
+    let full = shown
         .lines()
         .map(str::trim)
         .find(|l| l.starts_with("tg_"))
         .unwrap()
         .to_owned();
-    let entry = &text[text.find("[[keys]]").unwrap()..];
+    let entry = String::from_utf8(output.stdout).unwrap();
+    assert!(entry.starts_with("[[keys]]"), "{entry}");
+    assert!(!entry.contains(&full), "the secret went to stdout");
+    entry.parse::<toml::Table>().expect("stdout is TOML");
+    let entry = entry.as_str();
 
     let mock = MockUpstream::start().await.unwrap();
     let config = format!(
