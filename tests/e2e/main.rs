@@ -14,6 +14,7 @@ mod gateway;
 mod hardening;
 mod isolation;
 mod ledger;
+mod messages;
 mod mock_upstream;
 mod shared_budget;
 mod telemetry;

@@ -173,11 +173,18 @@ mod tests {
         let response = anthropic_error(error);
         assert_eq!(response.status(), 429);
         assert_eq!(response.headers()[header::RETRY_AFTER], "3");
-        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
         let body: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["type"], "error");
         assert_eq!(body["error"]["type"], "rate_limit_error");
-        assert!(body["error"]["message"].as_str().unwrap().contains("(tollgate: insufficient_quota)"));
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("(tollgate: insufficient_quota)")
+        );
     }
 
     #[test]

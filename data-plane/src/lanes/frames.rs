@@ -101,7 +101,10 @@ pub fn of_response(
     response: reqwest::Response,
     deadline: Instant,
 ) -> impl Stream<Item = Result<Frame, ProviderError>> + Send {
-    frames(response.bytes_stream().map(|r| r.map_err(Transport)), deadline)
+    frames(
+        response.bytes_stream().map(|r| r.map_err(Transport)),
+        deadline,
+    )
 }
 
 /// reqwest's error as a [`ProviderError`], for [`frames`].
@@ -125,24 +128,36 @@ mod tests {
                 .collect::<Vec<_>>(),
         );
         let deadline = Instant::now() + std::time::Duration::from_secs(30);
-        frames(stream, deadline)
-            .map(Result::unwrap)
-            .collect()
-            .await
+        frames(stream, deadline).map(Result::unwrap).collect().await
     }
 
     #[tokio::test]
     async fn frames_keep_their_bytes_across_any_split() {
-        let frames = split(&["event: a\nda", "ta: {\"x\":1}\n", "\nevent: b\r\ndata: 2\r\n\r\n", ": c"]).await;
+        let frames = split(&[
+            "event: a\nda",
+            "ta: {\"x\":1}\n",
+            "\nevent: b\r\ndata: 2\r\n\r\n",
+            ": c",
+        ])
+        .await;
         assert_eq!(frames.len(), 3);
         assert_eq!(frames[0].raw, "event: a\ndata: {\"x\":1}\n\n");
-        assert_eq!((frames[0].event.as_str(), frames[0].data.as_str()), ("a", "{\"x\":1}"));
+        assert_eq!(
+            (frames[0].event.as_str(), frames[0].data.as_str()),
+            ("a", "{\"x\":1}")
+        );
         assert_eq!(frames[1].raw, "event: b\r\ndata: 2\r\n\r\n");
-        assert_eq!((frames[1].event.as_str(), frames[1].data.as_str()), ("b", "2"));
+        assert_eq!(
+            (frames[1].event.as_str(), frames[1].data.as_str()),
+            ("b", "2")
+        );
         // A trailing comment without its blank line still goes on.
         assert_eq!(frames[2].raw, ": c");
         let joined: Vec<u8> = frames.iter().flat_map(|f| f.raw.to_vec()).collect();
-        assert_eq!(joined, b"event: a\ndata: {\"x\":1}\n\nevent: b\r\ndata: 2\r\n\r\n: c");
+        assert_eq!(
+            joined,
+            b"event: a\ndata: {\"x\":1}\n\nevent: b\r\ndata: 2\r\n\r\n: c"
+        );
     }
 
     #[test]

@@ -137,7 +137,10 @@ mod tests {
             &req(json!({"model": "m", "instructions": "sys", "input": "hi"})),
             Endpoint::Responses,
         );
-        assert_eq!(view["messages"][1], json!({"role": "user", "content": "hi"}));
+        assert_eq!(
+            view["messages"][1],
+            json!({"role": "user", "content": "hi"})
+        );
         let view = prompt_view(
             &req(json!({"model": "m", "input": [
                 {"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
@@ -145,6 +148,11 @@ mod tests {
             Endpoint::Responses,
         );
         assert_eq!(view["messages"].as_array().map(Vec::len), Some(2));
-        assert!(view["messages"][1]["content"].as_str().unwrap().contains("42"));
+        assert!(
+            view["messages"][1]["content"]
+                .as_str()
+                .unwrap()
+                .contains("42")
+        );
     }
 }

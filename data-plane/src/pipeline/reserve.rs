@@ -161,12 +161,16 @@ pub fn estimate(
         Endpoint::Embeddings => (model.encoding.embedding_prompt(&req.body), "input", "input"),
         // The lanes are counted as the chat request they amount to.
         Endpoint::Messages => (
-            model.encoding.chat_prompt(&crate::lanes::prompt_view(req, endpoint)),
+            model
+                .encoding
+                .chat_prompt(&crate::lanes::prompt_view(req, endpoint)),
             "messages",
             "messages",
         ),
         Endpoint::Responses => (
-            model.encoding.chat_prompt(&crate::lanes::prompt_view(req, endpoint)),
+            model
+                .encoding
+                .chat_prompt(&crate::lanes::prompt_view(req, endpoint)),
             "input",
             "input",
         ),

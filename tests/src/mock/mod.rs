@@ -10,7 +10,8 @@
 //!
 //! Every API request is recorded (bounded ring buffer) and counted (`in_flight`,
 //! `max_in_flight`), readable in-process or over `GET /_mock/requests` and
-//! `GET /_mock/stats` when the mock runs as its own process.
+//! `GET /_mock/stats` when the mock runs as its own process; responses are recorded
+//! too, once their bodies end (`GET /_mock/responses`), for byte-exact comparisons.
 
 pub mod anthropic;
 pub mod behavior;
@@ -87,6 +88,15 @@ impl RecordedRequest {
     }
 }
 
+/// One response as the mock sent it, recorded once its body has ended (so a stream's
+/// whole transcript), for byte-exact comparison with what a client received.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecordedResponse {
+    pub path: String,
+    pub status: u16,
+    pub body: String,
+}
+
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Stats {
     /// API requests received since start (or the last reset).
@@ -101,6 +111,7 @@ pub struct Stats {
 pub struct Shared {
     options: MockOptions,
     recorded: Mutex<VecDeque<RecordedRequest>>,
+    responses: Mutex<VecDeque<RecordedResponse>>,
     requests: AtomicU64,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
@@ -113,6 +124,7 @@ impl Shared {
         Arc::new(Self {
             options,
             recorded: Mutex::new(VecDeque::new()),
+            responses: Mutex::new(VecDeque::new()),
             requests: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             max_in_flight: AtomicU64::new(0),
@@ -132,9 +144,33 @@ impl Shared {
         }
     }
 
+    /// Responses whose bodies have ended, oldest first.
+    pub fn responses(&self) -> Vec<RecordedResponse> {
+        self.lock_responses().iter().cloned().collect()
+    }
+
+    fn lock_responses(&self) -> std::sync::MutexGuard<'_, VecDeque<RecordedResponse>> {
+        self.responses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn record_response(&self, response: RecordedResponse) {
+        let capacity = self.options.record_capacity;
+        if capacity == 0 {
+            return;
+        }
+        let mut responses = self.lock_responses();
+        if responses.len() == capacity {
+            responses.pop_front();
+        }
+        responses.push_back(response);
+    }
+
     /// Forgets recorded requests and resets the counters (not requests in flight).
     pub fn reset(&self) {
         self.lock_recorded().clear();
+        self.lock_responses().clear();
         self.requests.store(0, Ordering::Relaxed);
         self.max_in_flight
             .store(self.in_flight.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -249,6 +285,11 @@ impl MockUpstream {
         self.shared.requests()
     }
 
+    /// Responses sent whose bodies have ended, oldest first.
+    pub fn responses(&self) -> Vec<RecordedResponse> {
+        self.shared.responses()
+    }
+
     pub fn stats(&self) -> Stats {
         self.shared.stats()
     }
@@ -293,7 +334,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
             "/_mock/requests",
             get(control_requests).delete(control_reset),
         )
-        .route("/_mock/stats", get(control_stats).delete(control_reset));
+        .route("/_mock/stats", get(control_stats).delete(control_reset))
+        .route("/_mock/responses", get(control_responses));
     api.merge(control).with_state(shared)
 }
 
@@ -326,15 +368,44 @@ async fn record(State(shared): State<Arc<Shared>>, request: Request, next: Next)
             .collect(),
         body: String::from_utf8_lossy(&bytes).into_owned(),
     });
+    let path = parts.uri.path().to_owned();
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
     let (parts, body) = response.into_parts();
+    let mut capture = Capture {
+        shared: shared.clone(),
+        path,
+        status: parts.status.as_u16(),
+        body: Vec::new(),
+    };
     let body = body.into_data_stream().map(move |frame| {
         let _still_in_flight = &guard;
+        if let Ok(bytes) = &frame {
+            capture.body.extend_from_slice(bytes);
+        }
         frame
     });
     Response::from_parts(parts, Body::from_stream(body))
+}
+
+/// A response body as it is sent; recorded when the body is done with (ended, or
+/// dropped by a client that left).
+struct Capture {
+    shared: Arc<Shared>,
+    path: String,
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.shared.record_response(RecordedResponse {
+            path: std::mem::take(&mut self.path),
+            status: self.status,
+            body: String::from_utf8_lossy(&self.body).into_owned(),
+        });
+    }
 }
 
 async fn not_found() -> Response {
@@ -348,6 +419,10 @@ async fn not_found() -> Response {
 
 async fn control_requests(State(shared): State<Arc<Shared>>) -> Json<Vec<RecordedRequest>> {
     Json(shared.requests())
+}
+
+async fn control_responses(State(shared): State<Arc<Shared>>) -> Json<Vec<RecordedResponse>> {
+    Json(shared.responses())
 }
 
 async fn control_stats(State(shared): State<Arc<Shared>>) -> Json<Stats> {

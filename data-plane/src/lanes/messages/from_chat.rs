@@ -55,7 +55,9 @@ pub fn message(reply: &JsonReply, model: &str) -> Result<Chunk, ProviderError> {
             content.push(json!({"type": "text", "text": text}));
         }
     }
-    let calls = choice.pointer("/message/tool_calls").and_then(Value::as_array);
+    let calls = choice
+        .pointer("/message/tool_calls")
+        .and_then(Value::as_array);
     for call in calls.into_iter().flatten() {
         content.push(json!({
             "type": "tool_use",
@@ -172,7 +174,11 @@ impl Translator {
             return Ok(out);
         };
         let delta = choice.get("delta").unwrap_or(&Value::Null);
-        if let Some(text) = delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        if let Some(text) = delta
+            .get("content")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        {
             if self.open != Open::Text {
                 self.open(Open::Text, json!({"type": "text", "text": ""}), &mut out);
             }
@@ -236,7 +242,10 @@ impl Translator {
         );
         delta.usage = self.usage;
         out.push(delta);
-        out.push(Self::frame("message_stop", &json!({"type": "message_stop"})));
+        out.push(Self::frame(
+            "message_stop",
+            &json!({"type": "message_stop"}),
+        ));
         self.ended = true;
         out
     }
@@ -293,7 +302,11 @@ mod tests {
         out.into_iter()
             .map(|c| {
                 let frame = Frame::parse(c.data.clone());
-                (frame.event, serde_json::from_str(&frame.data).unwrap(), c.usage)
+                (
+                    frame.event,
+                    serde_json::from_str(&frame.data).unwrap(),
+                    c.usage,
+                )
             })
             .collect()
     }
@@ -304,7 +317,12 @@ mod tests {
             body: json!({"id": "chatcmpl-1", "choices": [{"message": {"content": "hi",
                 "tool_calls": [{"id": "call_1", "function": {"name": "f", "arguments": "{\"a\":1}"}}]},
                 "finish_reason": "tool_calls"}]}),
-            usage: Some(Usage { input: 5, output: 2, cache_read: 3, cache_write: 0 }),
+            usage: Some(Usage {
+                input: 5,
+                output: 2,
+                cache_read: 3,
+                cache_write: 0,
+            }),
         };
         let chunk = message(&reply, "claude-x").unwrap();
         let body: Value = serde_json::from_slice(&chunk.data).unwrap();
@@ -320,18 +338,39 @@ mod tests {
 
     #[test]
     fn a_text_stream_follows_anthropics_grammar_with_usage_once_at_the_end() {
-        let usage = Usage { input: 4, output: 2, cache_read: 0, cache_write: 0 };
+        let usage = Usage {
+            input: 4,
+            output: 2,
+            cache_read: 0,
+            cache_write: 0,
+        };
         let events = run(vec![
-            chunk(json!({"id": "c1", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}), None),
-            chunk(json!({"id": "c1", "choices": [{"index": 0, "delta": {"content": "he"}}]}), None),
-            chunk(json!({"id": "c1", "choices": [{"index": 0, "delta": {"content": "llo"}, "finish_reason": "length"}]}), None),
+            chunk(
+                json!({"id": "c1", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}),
+                None,
+            ),
+            chunk(
+                json!({"id": "c1", "choices": [{"index": 0, "delta": {"content": "he"}}]}),
+                None,
+            ),
+            chunk(
+                json!({"id": "c1", "choices": [{"index": 0, "delta": {"content": "llo"}, "finish_reason": "length"}]}),
+                None,
+            ),
             chunk(json!({"id": "c1", "choices": [], "usage": {}}), Some(usage)),
         ]);
         let names: Vec<&str> = events.iter().map(|(n, _, _)| n.as_str()).collect();
         assert_eq!(
             names,
-            ["message_start", "content_block_start", "content_block_delta", "content_block_delta",
-             "content_block_stop", "message_delta", "message_stop"]
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
         );
         assert_eq!(events[3].1["delta"]["text"], "llo");
         assert_eq!(events[5].1["delta"]["stop_reason"], "max_tokens");
@@ -343,12 +382,28 @@ mod tests {
     #[test]
     fn tool_calls_stream_as_tool_use_blocks() {
         let events = run(vec![
-            chunk(json!({"id": "c", "choices": [{"index": 0, "delta": {"content": "ok"}}]}), None),
-            chunk(json!({"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_9", "function": {"name": "f", "arguments": ""}}]}}]}), None),
-            chunk(json!({"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{\"a\""}}]}}]}), None),
-            chunk(json!({"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]}, "finish_reason": "tool_calls"}]}), None),
+            chunk(
+                json!({"id": "c", "choices": [{"index": 0, "delta": {"content": "ok"}}]}),
+                None,
+            ),
+            chunk(
+                json!({"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_9", "function": {"name": "f", "arguments": ""}}]}}]}),
+                None,
+            ),
+            chunk(
+                json!({"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{\"a\""}}]}}]}),
+                None,
+            ),
+            chunk(
+                json!({"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]}, "finish_reason": "tool_calls"}]}),
+                None,
+            ),
         ]);
-        let starts: Vec<&Value> = events.iter().filter(|(n, _, _)| n == "content_block_start").map(|(_, v, _)| v).collect();
+        let starts: Vec<&Value> = events
+            .iter()
+            .filter(|(n, _, _)| n == "content_block_start")
+            .map(|(_, v, _)| v)
+            .collect();
         assert_eq!(starts[1]["index"], 1);
         assert_eq!(starts[1]["content_block"]["id"], "call_9");
         let json: String = events
@@ -356,7 +411,17 @@ mod tests {
             .filter_map(|(_, v, _)| v.pointer("/delta/partial_json").and_then(Value::as_str))
             .collect();
         assert_eq!(json, "{\"a\":1}");
-        assert_eq!(events.iter().filter(|(n, _, _)| n == "content_block_stop").count(), 2);
-        assert!(events.iter().any(|(n, v, _)| n == "message_delta" && v["delta"]["stop_reason"] == "tool_use"));
+        assert_eq!(
+            events
+                .iter()
+                .filter(|(n, _, _)| n == "content_block_stop")
+                .count(),
+            2
+        );
+        assert!(
+            events
+                .iter()
+                .any(|(n, v, _)| n == "message_delta" && v["delta"]["stop_reason"] == "tool_use")
+        );
     }
 }

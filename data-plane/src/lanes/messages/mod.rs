@@ -52,7 +52,9 @@ pub fn check(body: &Map<String, Value>, count_only: bool) -> Result<(), RequestE
             Some(Value::String(_) | Value::Array(_)) => {}
             _ => {
                 return Err(invalid(
-                    format!("messages.{i}.content: Input should be a string or a list of content blocks"),
+                    format!(
+                        "messages.{i}.content: Input should be a string or a list of content blocks"
+                    ),
                     "messages",
                 ));
             }
@@ -131,29 +133,64 @@ mod tests {
     #[test]
     fn required_fields_are_named() {
         let user = json!([{"role": "user", "content": "hi"}]);
-        assert_eq!(param(json!({"model": "m", "messages": user}), false), Some("max_tokens"));
+        assert_eq!(
+            param(json!({"model": "m", "messages": user}), false),
+            Some("max_tokens")
+        );
         assert_eq!(param(json!({"model": "m", "messages": user}), true), None);
-        assert_eq!(param(json!({"model": "m", "max_tokens": 1, "messages": []}), false), Some("messages"));
         assert_eq!(
-            param(json!({"model": "m", "max_tokens": 1, "messages": [{"role": "system", "content": "x"}]}), false),
+            param(
+                json!({"model": "m", "max_tokens": 1, "messages": []}),
+                false
+            ),
             Some("messages")
         );
         assert_eq!(
-            param(json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user"}]}), false),
+            param(
+                json!({"model": "m", "max_tokens": 1, "messages": [{"role": "system", "content": "x"}]}),
+                false
+            ),
             Some("messages")
         );
         assert_eq!(
-            param(json!({"model": "m", "max_tokens": 1, "messages": user, "system": 3}), false),
+            param(
+                json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user"}]}),
+                false
+            ),
+            Some("messages")
+        );
+        assert_eq!(
+            param(
+                json!({"model": "m", "max_tokens": 1, "messages": user, "system": 3}),
+                false
+            ),
             Some("system")
         );
-        assert_eq!(param(json!({"model": "m", "max_tokens": 1, "messages": user}), false), None);
+        assert_eq!(
+            param(
+                json!({"model": "m", "max_tokens": 1, "messages": user}),
+                false
+            ),
+            None
+        );
     }
 
     #[test]
     fn usage_is_replaced_field_by_field() {
         let mut usage = Usage::default();
-        update_usage(&mut usage, &json!({"input_tokens": 10, "cache_read_input_tokens": 4, "output_tokens": 1}));
+        update_usage(
+            &mut usage,
+            &json!({"input_tokens": 10, "cache_read_input_tokens": 4, "output_tokens": 1}),
+        );
         update_usage(&mut usage, &json!({"output_tokens": 7}));
-        assert_eq!(usage, Usage { input: 10, output: 7, cache_read: 4, cache_write: 0 });
+        assert_eq!(
+            usage,
+            Usage {
+                input: 10,
+                output: 7,
+                cache_read: 4,
+                cache_write: 0
+            }
+        );
     }
 }

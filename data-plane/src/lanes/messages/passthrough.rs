@@ -48,9 +48,9 @@ pub async fn call(req: &JsonRequest, cx: CallCx<'_>) -> Result<ChunkStream, Prov
             .map_err(|_| ProviderError::Timeout(TimeoutPhase::Completion))?
             .map_err(ProviderError::Transport)?;
         let chunk = json_chunk(bytes)?;
-        return Ok(Box::pin(futures_util::stream::once(std::future::ready(Ok(
-            chunk,
-        )))));
+        return Ok(Box::pin(futures_util::stream::once(std::future::ready(
+            Ok(chunk),
+        ))));
     }
     let frames = Box::pin(frames::of_response(response, deadline));
     // Ends right after `message_stop` (or an error event) is passed on, without waiting
@@ -143,23 +143,39 @@ mod tests {
         let (ping, _) = stream_chunk(frame("ping", r#"{"type":"ping"}"#), &mut usage).unwrap();
         assert_eq!(ping.usage, None);
         let (delta, _) = stream_chunk(
-            frame("message_delta", r#"{"type":"message_delta","delta":{},"usage":{"output_tokens":8}}"#),
+            frame(
+                "message_delta",
+                r#"{"type":"message_delta","delta":{},"usage":{"output_tokens":8}}"#,
+            ),
             &mut usage,
         )
         .unwrap();
         assert_eq!(
             delta.usage,
-            Some(Usage { input: 10, output: 8, cache_read: 20, cache_write: 3 })
+            Some(Usage {
+                input: 10,
+                output: 8,
+                cache_read: 20,
+                cache_write: 3
+            })
         );
-        let (stop, last) = stream_chunk(frame("message_stop", r#"{"type":"message_stop"}"#), &mut usage).unwrap();
+        let (stop, last) = stream_chunk(
+            frame("message_stop", r#"{"type":"message_stop"}"#),
+            &mut usage,
+        )
+        .unwrap();
         assert!(last);
         // Bytes are the frame's own.
-        assert_eq!(stop.data, Frame::encode("message_stop", r#"{"type":"message_stop"}"#));
+        assert_eq!(
+            stop.data,
+            Frame::encode("message_stop", r#"{"type":"message_stop"}"#)
+        );
     }
 
     #[test]
     fn a_json_answer_keeps_its_bytes() {
-        let bytes = Bytes::from_static(br#"{"id":"msg_1",  "usage":{"input_tokens":4,"output_tokens":2}}"#);
+        let bytes =
+            Bytes::from_static(br#"{"id":"msg_1",  "usage":{"input_tokens":4,"output_tokens":2}}"#);
         let chunk = json_chunk(bytes.clone()).unwrap();
         assert_eq!(chunk.data, bytes);
         assert_eq!(chunk.usage.unwrap().input, 4);

@@ -28,7 +28,10 @@ pub fn request(req: &JsonRequest) -> Result<JsonRequest, ProviderError> {
         }
     }
     let mut chat = Map::new();
-    chat.insert("model".into(), body.get("model").cloned().unwrap_or_default());
+    chat.insert(
+        "model".into(),
+        body.get("model").cloned().unwrap_or_default(),
+    );
     let mut messages = Vec::new();
     if let Some(system) = body.get("system").filter(|s| !s.is_null()) {
         messages.push(json!({"role": "system", "content": system_text(system)?}));
@@ -48,7 +51,11 @@ pub fn request(req: &JsonRequest) -> Result<JsonRequest, ProviderError> {
     if let Some(stop) = body.get("stop_sequences").filter(|v| !v.is_null()) {
         chat.insert("stop".into(), stop.clone());
     }
-    if let Some(user) = body.get("metadata").and_then(|m| m.get("user_id")).filter(|v| v.is_string()) {
+    if let Some(user) = body
+        .get("metadata")
+        .and_then(|m| m.get("user_id"))
+        .filter(|v| v.is_string())
+    {
         chat.insert("user".into(), user.clone());
     }
     if let Some(tools) = body.get("tools").filter(|v| !v.is_null()) {
@@ -84,7 +91,10 @@ fn system_text(system: &Value) -> Result<String, ProviderError> {
 }
 
 fn text_of(block: &Value) -> &str {
-    block.get("text").and_then(Value::as_str).unwrap_or_default()
+    block
+        .get("text")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// A user turn: its tool results become `tool` messages (which chat wants right after
@@ -96,7 +106,12 @@ fn user(message: &Value, i: usize, out: &mut Vec<Value>) -> Result<(), ProviderE
             return Ok(());
         }
         Some(Value::Array(blocks)) => blocks,
-        _ => return Err(refuse("messages", format!("messages.{i}.content is missing"))),
+        _ => {
+            return Err(refuse(
+                "messages",
+                format!("messages.{i}.content is missing"),
+            ));
+        }
     };
     let mut parts = Vec::new();
     for block in blocks {
@@ -141,7 +156,12 @@ fn image(block: &Value, i: usize) -> Result<Value, ProviderError> {
         Some("url") => source
             .get("url")
             .and_then(Value::as_str)
-            .ok_or_else(|| refuse("messages", format!("messages.{i}: an image source needs `url`")))?
+            .ok_or_else(|| {
+                refuse(
+                    "messages",
+                    format!("messages.{i}: an image source needs `url`"),
+                )
+            })?
             .to_owned(),
         _ => {
             return Err(refuse(
@@ -159,7 +179,12 @@ fn tool_result(block: &Value, i: usize) -> Result<Value, ProviderError> {
     let id = block
         .get("tool_use_id")
         .and_then(Value::as_str)
-        .ok_or_else(|| refuse("messages", format!("messages.{i}: tool_result needs `tool_use_id`")))?;
+        .ok_or_else(|| {
+            refuse(
+                "messages",
+                format!("messages.{i}: tool_result needs `tool_use_id`"),
+            )
+        })?;
     let mut text = match block.get("content") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
@@ -174,7 +199,12 @@ fn tool_result(block: &Value, i: usize) -> Result<Value, ProviderError> {
             })
             .collect::<Result<Vec<_>, _>>()?
             .join("\n"),
-        Some(_) => return Err(refuse("messages", format!("messages.{i}: bad tool_result content"))),
+        Some(_) => {
+            return Err(refuse(
+                "messages",
+                format!("messages.{i}: bad tool_result content"),
+            ));
+        }
     };
     if block.get("is_error").and_then(Value::as_bool) == Some(true) {
         text = format!("Error: {text}");
@@ -188,7 +218,12 @@ fn assistant(message: &Value, i: usize) -> Result<Value, ProviderError> {
     let blocks = match message.get("content") {
         Some(Value::String(s)) => return Ok(json!({"role": "assistant", "content": s})),
         Some(Value::Array(blocks)) => blocks,
-        _ => return Err(refuse("messages", format!("messages.{i}.content is missing"))),
+        _ => {
+            return Err(refuse(
+                "messages",
+                format!("messages.{i}.content is missing"),
+            ));
+        }
     };
     let mut text = String::new();
     let mut calls = Vec::new();
@@ -258,13 +293,17 @@ fn tool_choice(choice: &Value) -> Result<(Value, Option<bool>), ProviderError> {
         Some("any") => json!("required"),
         Some("none") => json!("none"),
         Some("tool") => {
-            let name = choice
-                .get("name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| refuse("tool_choice", "tool_choice of type `tool` needs a `name`"))?;
+            let name = choice.get("name").and_then(Value::as_str).ok_or_else(|| {
+                refuse("tool_choice", "tool_choice of type `tool` needs a `name`")
+            })?;
             json!({"type": "function", "function": {"name": name}})
         }
-        _ => return Err(refuse("tool_choice", "tool_choice.type must be auto, any, tool or none")),
+        _ => {
+            return Err(refuse(
+                "tool_choice",
+                "tool_choice.type must be auto, any, tool or none",
+            ));
+        }
     };
     Ok((chat, parallel))
 }
@@ -299,8 +338,14 @@ mod tests {
             "temperature": 0.5, "top_k": 3, "stop_sequences": ["x"], "stream": true,
             "metadata": {"user_id": "u1"}}))
         .unwrap();
-        assert_eq!(chat["messages"][0], json!({"role": "system", "content": "a\n\nb"}));
-        assert_eq!(chat["messages"][1], json!({"role": "user", "content": "hi"}));
+        assert_eq!(
+            chat["messages"][0],
+            json!({"role": "system", "content": "a\n\nb"})
+        );
+        assert_eq!(
+            chat["messages"][1],
+            json!({"role": "user", "content": "hi"})
+        );
         assert_eq!(chat["temperature"], 0.5);
         assert_eq!(chat["stop"], json!(["x"]));
         assert_eq!(chat["user"], "u1");
@@ -324,11 +369,20 @@ mod tests {
             "tool_choice": {"type": "any", "disable_parallel_tool_use": true}}))
         .unwrap();
         let messages = chat["messages"].as_array().unwrap();
-        assert_eq!(messages[1]["tool_calls"][0]["function"]["arguments"], "{\"city\":\"Oslo\"}");
+        assert_eq!(
+            messages[1]["tool_calls"][0]["function"]["arguments"],
+            "{\"city\":\"Oslo\"}"
+        );
         assert_eq!(messages[1]["content"], "checking");
-        assert_eq!(messages[2], json!({"role": "tool", "tool_call_id": "toolu_1", "content": "cold"}));
+        assert_eq!(
+            messages[2],
+            json!({"role": "tool", "tool_call_id": "toolu_1", "content": "cold"})
+        );
         assert_eq!(messages[3]["content"][0]["text"], "thanks");
-        assert_eq!(chat["tools"][0]["function"]["parameters"], json!({"type": "object"}));
+        assert_eq!(
+            chat["tools"][0]["function"]["parameters"],
+            json!({"type": "object"})
+        );
         assert_eq!(chat["tool_choice"], "required");
         assert_eq!(chat["parallel_tool_calls"], false);
     }
@@ -339,22 +393,38 @@ mod tests {
             {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}},
             {"type": "image", "source": {"type": "url", "url": "https://x/y.png"}}]}]}))
         .unwrap();
-        assert_eq!(chat["messages"][0]["content"][0]["image_url"]["url"], "data:image/png;base64,AAAA");
-        assert_eq!(chat["messages"][0]["content"][1]["image_url"]["url"], "https://x/y.png");
+        assert_eq!(
+            chat["messages"][0]["content"][0]["image_url"]["url"],
+            "data:image/png;base64,AAAA"
+        );
+        assert_eq!(
+            chat["messages"][0]["content"][1]["image_url"]["url"],
+            "https://x/y.png"
+        );
     }
 
     #[test]
     fn what_chat_cannot_say_is_refused_by_name() {
         let user = json!([{"role": "user", "content": "hi"}]);
-        assert_eq!(refused(json!({"model": "m", "messages": user, "mcp_servers": []})), "mcp_servers");
         assert_eq!(
-            refused(json!({"model": "m", "messages": user, "tools": [{"type": "web_search_20250305", "name": "web_search"}]})),
+            refused(json!({"model": "m", "messages": user, "mcp_servers": []})),
+            "mcp_servers"
+        );
+        assert_eq!(
+            refused(
+                json!({"model": "m", "messages": user, "tools": [{"type": "web_search_20250305", "name": "web_search"}]})
+            ),
             "tools"
         );
         assert_eq!(
-            refused(json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]})),
+            refused(
+                json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]})
+            ),
             "messages"
         );
-        assert_eq!(refused(json!({"model": "m", "messages": user, "tool_choice": {"type": "tool"}})), "tool_choice");
+        assert_eq!(
+            refused(json!({"model": "m", "messages": user, "tool_choice": {"type": "tool"}})),
+            "tool_choice"
+        );
     }
 }
