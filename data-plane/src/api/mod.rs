@@ -20,6 +20,7 @@ mod lane;
 mod messages;
 mod models;
 mod proxy;
+mod responses;
 
 use std::sync::Arc;
 
@@ -51,6 +52,7 @@ pub fn router(gateway: Arc<Gateway>, with_metrics: bool) -> Router {
         .route("/v1/embeddings", post(proxy::embeddings))
         .route("/v1/messages", post(messages::messages))
         .route(messages::COUNT_TOKENS_PATH, post(messages::count_tokens))
+        .route("/v1/responses", post(responses::create))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::show))
         .route("/healthz", get(health::healthz))
@@ -89,6 +91,7 @@ async fn admit(State(gw): State<Arc<Gateway>>, request: Request, next: Next) -> 
         (&Method::POST, "/v1/completions") => Endpoint::Completions,
         (&Method::POST, "/v1/embeddings") => Endpoint::Embeddings,
         (&Method::POST, "/v1/messages" | messages::COUNT_TOKENS_PATH) => Endpoint::Messages,
+        (&Method::POST, "/v1/responses") => Endpoint::Responses,
         _ => return next.run(request).await,
     };
     let path = request.uri().path().to_owned();

@@ -1,6 +1,7 @@
 //! The mock upstream: OpenAI-compatible (`/v1/chat/completions`, `/v1/completions`,
 //! `/v1/embeddings`, `/v1/models`, and Azure's `/openai/deployments/{name}/...`) and
-//! Anthropic-compatible (`/v1/messages`), JSON and SSE.
+//! Anthropic-compatible (`/v1/messages`), and OpenAI's Responses API (`/v1/responses`,
+//! Azure's `/openai/v1/responses`), JSON and SSE.
 //!
 //! Each request picks its behaviour with [`behavior::DIRECTIVES`] in the model name or
 //! `x-mock-*` headers. Usage numbers follow one fixed rule so tests can assert exact
@@ -16,6 +17,7 @@
 pub mod anthropic;
 pub mod behavior;
 pub mod openai;
+pub mod responses;
 mod stream;
 
 use std::collections::VecDeque;
@@ -315,6 +317,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::models))
         .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/responses", post(responses::responses))
+        .route("/openai/v1/responses", post(responses::responses))
         .route(
             "/openai/deployments/{deployment}/chat/completions",
             post(openai::azure_chat),
