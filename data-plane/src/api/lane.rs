@@ -184,7 +184,10 @@ async fn run(
     req.output_ceiling = hold.ceiling;
     guard.hold(&mut hold);
     let staleness = Duration::from_millis(gw.live.staleness_ms(now));
-    let plan = route::plan(&grant.model, &gw.cooldowns, Instant::now(), staleness)?;
+    let mut plan = route::plan(&grant.model, &gw.cooldowns, Instant::now(), staleness)?;
+    if endpoint == Endpoint::Responses {
+        super::responses::follow_pin(gw, caller.org.id.as_str(), &req, &mut plan).await?;
+    }
     let forwarded = crate::lanes::with_client_headers(
         headers,
         forward(gw, &plan, endpoint, &req, id, headers, guard),
@@ -200,7 +203,13 @@ async fn run(
         clamped: hold.clamped,
     };
     let (first, rest) = match forwarded.answer {
-        Answer::Stream { first, rest } => (first, rest),
+        Answer::Stream { first, rest } => {
+            if endpoint == Endpoint::Responses {
+                super::responses::pin(gw, caller.org.id.as_str(), &deployment, first.as_ref())
+                    .await;
+            }
+            (first, rest)
+        }
         // Lanes answer with chunks; a whole body would be a bug in an adapter.
         Answer::Json(_) => {
             return Err(GatewayError::new(

@@ -53,6 +53,15 @@ pub fn router(gateway: Arc<Gateway>, with_metrics: bool) -> Router {
         .route("/v1/messages", post(messages::messages))
         .route(messages::COUNT_TOKENS_PATH, post(messages::count_tokens))
         .route("/v1/responses", post(responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::get).delete(responses::delete),
+        )
+        .route("/v1/responses/{id}/cancel", post(responses::cancel))
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(responses::input_items),
+        )
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::show))
         .route("/healthz", get(health::healthz))

@@ -114,6 +114,8 @@ pub struct Shared {
     options: MockOptions,
     recorded: Mutex<VecDeque<RecordedRequest>>,
     responses: Mutex<VecDeque<RecordedResponse>>,
+    /// Responses API objects kept for `GET /v1/responses/{id}` (id → response, input).
+    stored: Mutex<std::collections::HashMap<String, (Value, Value)>>,
     requests: AtomicU64,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
@@ -127,6 +129,7 @@ impl Shared {
             options,
             recorded: Mutex::new(VecDeque::new()),
             responses: Mutex::new(VecDeque::new()),
+            stored: Mutex::new(std::collections::HashMap::new()),
             requests: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             max_in_flight: AtomicU64::new(0),
@@ -319,6 +322,15 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/responses", post(responses::responses))
         .route("/openai/v1/responses", post(responses::responses))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::retrieve).delete(responses::delete),
+        )
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(responses::input_items),
+        )
+        .route("/v1/responses/{id}/cancel", post(responses::cancel))
         .route(
             "/openai/deployments/{deployment}/chat/completions",
             post(openai::azure_chat),

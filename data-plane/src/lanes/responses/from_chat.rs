@@ -75,7 +75,11 @@ fn message_item(id: &str, text: &str, status: &str) -> Value {
 }
 
 fn status_of(finish_reason: Option<&str>) -> &'static str {
-    if finish_reason == Some("length") { "incomplete" } else { "completed" }
+    if finish_reason == Some("length") {
+        "incomplete"
+    } else {
+        "completed"
+    }
 }
 
 /// A complete chat answer as one Responses JSON body.
@@ -90,7 +94,9 @@ pub fn response(reply: &JsonReply, model: &str) -> Result<Chunk, ProviderError> 
             output.push(message_item(&new_id("msg"), text, "completed"));
         }
     }
-    let calls = choice.pointer("/message/tool_calls").and_then(Value::as_array);
+    let calls = choice
+        .pointer("/message/tool_calls")
+        .and_then(Value::as_array);
     for call in calls.into_iter().flatten() {
         output.push(json!({"type": "function_call", "id": new_id("fc"),
             "call_id": call.get("id").cloned().unwrap_or_default(),
@@ -111,9 +117,15 @@ pub fn response(reply: &JsonReply, model: &str) -> Result<Chunk, ProviderError> 
 /// The output item being streamed.
 #[derive(Debug)]
 enum Open {
-    Text { id: String, text: String },
+    Text {
+        id: String,
+        text: String,
+    },
     /// A function call, by chat's `tool_calls` index.
-    Call { index: u64, item: Value },
+    Call {
+        index: u64,
+        item: Value,
+    },
 }
 
 /// One stream's translation state.
@@ -187,7 +199,11 @@ impl Translator {
                 item
             }
         };
-        self.event("response.output_item.done", json!({"output_index": index, "item": item}), out);
+        self.event(
+            "response.output_item.done",
+            json!({"output_index": index, "item": item}),
+            out,
+        );
         self.done.push(item);
     }
 
@@ -204,23 +220,42 @@ impl Translator {
             return Ok(out);
         };
         let delta = choice.get("delta").unwrap_or(&Value::Null);
-        if let Some(text) = delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        if let Some(text) = delta
+            .get("content")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        {
             if !matches!(self.open, Some(Open::Text { .. })) {
                 self.close(&mut out);
                 let id = new_id("msg");
                 let index = self.done.len();
                 let item = json!({"type": "message", "id": id, "status": "in_progress", "role": "assistant", "content": []});
-                self.event("response.output_item.added", json!({"output_index": index, "item": item}), &mut out);
-                self.event("response.content_part.added", json!({"item_id": id, "output_index": index, "content_index": 0,
-                    "part": {"type": "output_text", "text": "", "annotations": []}}), &mut out);
-                self.open = Some(Open::Text { id, text: String::new() });
+                self.event(
+                    "response.output_item.added",
+                    json!({"output_index": index, "item": item}),
+                    &mut out,
+                );
+                self.event(
+                    "response.content_part.added",
+                    json!({"item_id": id, "output_index": index, "content_index": 0,
+                    "part": {"type": "output_text", "text": "", "annotations": []}}),
+                    &mut out,
+                );
+                self.open = Some(Open::Text {
+                    id,
+                    text: String::new(),
+                });
             }
             let index = self.done.len();
             if let Some(Open::Text { id, text: so_far }) = &mut self.open {
                 so_far.push_str(text);
                 let id = id.clone();
-                self.event("response.output_text.delta", json!({"item_id": id, "output_index": index,
-                    "content_index": 0, "delta": text, "logprobs": []}), &mut out);
+                self.event(
+                    "response.output_text.delta",
+                    json!({"item_id": id, "output_index": index,
+                    "content_index": 0, "delta": text, "logprobs": []}),
+                    &mut out,
+                );
             }
         }
         let calls = delta.get("tool_calls").and_then(Value::as_array);
@@ -233,20 +268,33 @@ impl Translator {
                     "name": call.pointer("/function/name").cloned().unwrap_or_default(),
                     "arguments": "", "status": "in_progress"});
                 let output_index = self.done.len();
-                self.event("response.output_item.added", json!({"output_index": output_index, "item": item.clone()}), &mut out);
+                self.event(
+                    "response.output_item.added",
+                    json!({"output_index": output_index, "item": item.clone()}),
+                    &mut out,
+                );
                 self.open = Some(Open::Call { index, item });
             }
-            let arguments = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or_default();
+            let arguments = call
+                .pointer("/function/arguments")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if arguments.is_empty() {
                 continue;
             }
             let output_index = self.done.len();
             if let Some(Open::Call { item, .. }) = &mut self.open {
-                let so_far = format!("{}{arguments}", item["arguments"].as_str().unwrap_or_default());
+                let so_far = format!(
+                    "{}{arguments}",
+                    item["arguments"].as_str().unwrap_or_default()
+                );
                 item["arguments"] = so_far.into();
                 let item_id = item["id"].clone();
-                self.event("response.function_call_arguments.delta",
-                    json!({"item_id": item_id, "output_index": output_index, "delta": arguments}), &mut out);
+                self.event(
+                    "response.function_call_arguments.delta",
+                    json!({"item_id": item_id, "output_index": output_index, "delta": arguments}),
+                    &mut out,
+                );
             }
         }
         if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
@@ -261,8 +309,14 @@ impl Translator {
         self.start(&mut out);
         self.close(&mut out);
         let status = status_of(self.finish_reason.as_deref());
-        let response = self.echo.response(status, self.done.clone().into(), self.usage.as_ref());
-        self.event(&format!("response.{status}"), json!({"response": response}), &mut out);
+        let response = self
+            .echo
+            .response(status, self.done.clone().into(), self.usage.as_ref());
+        self.event(
+            &format!("response.{status}"),
+            json!({"response": response}),
+            &mut out,
+        );
         if let Some(last) = out.last_mut() {
             last.usage = self.usage;
         }
@@ -303,7 +357,12 @@ mod tests {
     use super::*;
 
     fn chunk(data: Value, usage: Option<Usage>) -> Chunk {
-        Chunk { data: Bytes::from(data.to_string()), usage, usage_only: usage.is_some(), text_chars: 0 }
+        Chunk {
+            data: Bytes::from(data.to_string()),
+            usage,
+            usage_only: usage.is_some(),
+            text_chars: 0,
+        }
     }
 
     fn run(chunks: Vec<Chunk>) -> Vec<(String, Value, Option<Usage>)> {
@@ -326,9 +385,15 @@ mod tests {
         let reply = JsonReply {
             body: json!({"choices": [{"message": {"content": "hi", "tool_calls": [
                 {"id": "call_1", "function": {"name": "f", "arguments": "{}"}}]}, "finish_reason": "tool_calls"}]}),
-            usage: Some(Usage { input: 3, output: 2, cache_read: 1, cache_write: 0 }),
+            usage: Some(Usage {
+                input: 3,
+                output: 2,
+                cache_read: 1,
+                cache_write: 0,
+            }),
         };
-        let body: Value = serde_json::from_slice(&response(&reply, "claude").unwrap().data).unwrap();
+        let body: Value =
+            serde_json::from_slice(&response(&reply, "claude").unwrap().data).unwrap();
         assert_eq!(body["object"], "response");
         assert_eq!(body["status"], "completed");
         assert_eq!(body["output"][0]["content"][0]["text"], "hi");
@@ -339,32 +404,68 @@ mod tests {
 
     #[test]
     fn a_text_stream_becomes_the_event_sequence_with_usage_once_at_the_end() {
-        let usage = Usage { input: 4, output: 2, ..Usage::default() };
+        let usage = Usage {
+            input: 4,
+            output: 2,
+            ..Usage::default()
+        };
         let events = run(vec![
-            chunk(json!({"choices": [{"index": 0, "delta": {"content": "he"}}]}), None),
-            chunk(json!({"choices": [{"index": 0, "delta": {"content": "llo"}, "finish_reason": "length"}]}), None),
+            chunk(
+                json!({"choices": [{"index": 0, "delta": {"content": "he"}}]}),
+                None,
+            ),
+            chunk(
+                json!({"choices": [{"index": 0, "delta": {"content": "llo"}, "finish_reason": "length"}]}),
+                None,
+            ),
             chunk(json!({"choices": [], "usage": {}}), Some(usage)),
         ]);
         let names: Vec<&str> = events.iter().map(|(n, _, _)| n.as_str()).collect();
-        assert_eq!(names, ["response.created", "response.in_progress", "response.output_item.added",
-            "response.content_part.added", "response.output_text.delta", "response.output_text.delta",
-            "response.output_text.done", "response.content_part.done", "response.output_item.done",
-            "response.incomplete"]);
+        assert_eq!(
+            names,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.incomplete"
+            ]
+        );
         let last = &events.last().unwrap().1;
         assert_eq!(last["response"]["output"][0]["content"][0]["text"], "hello");
         assert_eq!(last["response"]["usage"]["output_tokens"], 2);
-        let seqs: Vec<u64> = events.iter().map(|(_, v, _)| v["sequence_number"].as_u64().unwrap()).collect();
+        let seqs: Vec<u64> = events
+            .iter()
+            .map(|(_, v, _)| v["sequence_number"].as_u64().unwrap())
+            .collect();
         assert_eq!(seqs, (0..10).collect::<Vec<_>>());
-        assert_eq!(events.iter().filter_map(|(_, _, u)| *u).collect::<Vec<_>>(), [usage]);
+        assert_eq!(
+            events.iter().filter_map(|(_, _, u)| *u).collect::<Vec<_>>(),
+            [usage]
+        );
     }
 
     #[test]
     fn tool_calls_stream_as_function_call_items() {
         let events = run(vec![
-            chunk(json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "f", "arguments": "{\"a\""}}]}}]}), None),
-            chunk(json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]}, "finish_reason": "tool_calls"}]}), None),
+            chunk(
+                json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "f", "arguments": "{\"a\""}}]}}]}),
+                None,
+            ),
+            chunk(
+                json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]}, "finish_reason": "tool_calls"}]}),
+                None,
+            ),
         ]);
-        let done = events.iter().find(|(n, _, _)| n == "response.output_item.done").unwrap();
+        let done = events
+            .iter()
+            .find(|(n, _, _)| n == "response.output_item.done")
+            .unwrap();
         assert_eq!(done.1["item"]["arguments"], "{\"a\":1}");
         assert_eq!(done.1["item"]["call_id"], "call_1");
         assert_eq!(events.last().unwrap().0, "response.completed");

@@ -16,11 +16,17 @@ use tokio::time::Instant;
 use crate::lanes::client_header;
 use crate::lanes::frames::{self, Frame};
 use crate::money::Usage;
-use crate::providers::{CallCx, Chunk, ChunkStream, JsonRequest, ProviderError, TimeoutPhase, send};
+use crate::providers::{
+    CallCx, Chunk, ChunkStream, JsonRequest, ProviderError, TimeoutPhase, send,
+};
 use crate::snapshot::ProviderKind;
 
 /// The events that end a response, each carrying its final usage.
-const TERMINAL: &[&str] = &["response.completed", "response.incomplete", "response.failed"];
+const TERMINAL: &[&str] = &[
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+];
 
 pub async fn call(req: &JsonRequest, cx: CallCx<'_>) -> Result<ChunkStream, ProviderError> {
     let mut body = req.body.clone();
@@ -56,7 +62,9 @@ pub async fn call(req: &JsonRequest, cx: CallCx<'_>) -> Result<ChunkStream, Prov
             .map_err(|_| ProviderError::Timeout(TimeoutPhase::Completion))?
             .map_err(ProviderError::Transport)?;
         let chunk = json_chunk(bytes)?;
-        return Ok(Box::pin(futures_util::stream::once(std::future::ready(Ok(chunk)))));
+        return Ok(Box::pin(futures_util::stream::once(std::future::ready(
+            Ok(chunk),
+        ))));
     }
     let frames = Box::pin(frames::of_response(response, deadline));
     let chunks = futures_util::stream::unfold(Some(frames), |frames| async move {
@@ -64,7 +72,9 @@ pub async fn call(req: &JsonRequest, cx: CallCx<'_>) -> Result<ChunkStream, Prov
         let item = match frames.next().await {
             Some(Ok(frame)) => stream_chunk(frame),
             Some(Err(e)) => Err(e),
-            None => Err(ProviderError::Protocol("the stream ended before the response did".into())),
+            None => Err(ProviderError::Protocol(
+                "the stream ended before the response did".into(),
+            )),
         };
         match item {
             Ok((chunk, last)) => Some((Ok(chunk), (!last).then_some(frames))),
@@ -85,7 +95,10 @@ pub fn usage_of(usage: &Value) -> Option<Usage> {
         .min(input);
     Some(Usage {
         input: input - cached,
-        output: usage.get("output_tokens").and_then(Value::as_u64).unwrap_or(0),
+        output: usage
+            .get("output_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
         cache_read: cached,
         cache_write: 0,
     })
@@ -132,20 +145,36 @@ mod tests {
 
     #[test]
     fn usage_keeps_cached_input_apart_and_reasoning_in_output() {
-        let usage = usage_of(&json!({"input_tokens": 30, "input_tokens_details": {"cached_tokens": 20},
-            "output_tokens": 9, "output_tokens_details": {"reasoning_tokens": 4}}))
+        let usage = usage_of(
+            &json!({"input_tokens": 30, "input_tokens_details": {"cached_tokens": 20},
+            "output_tokens": 9, "output_tokens_details": {"reasoning_tokens": 4}}),
+        )
         .unwrap();
-        assert_eq!(usage, Usage { input: 10, output: 9, cache_read: 20, cache_write: 0 });
+        assert_eq!(
+            usage,
+            Usage {
+                input: 10,
+                output: 9,
+                cache_read: 20,
+                cache_write: 0
+            }
+        );
         assert_eq!(usage_of(&json!(null)), None);
     }
 
     #[test]
     fn only_terminal_events_carry_usage_and_end_the_stream() {
-        let frame = |event: &str, data: Value| Frame::parse(Frame::encode(event, &data.to_string()));
-        let (delta, last) = stream_chunk(frame("response.output_text.delta", json!({"delta": "hi"}))).unwrap();
+        let frame =
+            |event: &str, data: Value| Frame::parse(Frame::encode(event, &data.to_string()));
+        let (delta, last) =
+            stream_chunk(frame("response.output_text.delta", json!({"delta": "hi"}))).unwrap();
         assert!(delta.usage.is_none() && !last);
         for event in TERMINAL {
-            let (end, last) = stream_chunk(frame(event, json!({"response": {"usage": {"input_tokens": 3, "output_tokens": 2}}}))).unwrap();
+            let (end, last) = stream_chunk(frame(
+                event,
+                json!({"response": {"usage": {"input_tokens": 3, "output_tokens": 2}}}),
+            ))
+            .unwrap();
             assert!(last);
             assert_eq!(end.usage.unwrap().output, 2);
         }

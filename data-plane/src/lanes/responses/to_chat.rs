@@ -22,7 +22,9 @@ fn refuse_stored_state(body: &Map<String, Value>) -> Result<(), ProviderError> {
         if set(field) {
             return Err(refuse(
                 field,
-                format!("`{field}` needs state stored by the provider, which this model's deployment (a chat provider, translated by Tollgate) does not keep; send the whole conversation in `input` instead"),
+                format!(
+                    "`{field}` needs state stored by the provider, which this model's deployment (a chat provider, translated by Tollgate) does not keep; send the whole conversation in `input` instead"
+                ),
             ));
         }
     }
@@ -39,7 +41,10 @@ pub fn request(req: &JsonRequest) -> Result<JsonRequest, ProviderError> {
     let body = &req.body;
     refuse_stored_state(body)?;
     let mut chat = Map::new();
-    chat.insert("model".into(), body.get("model").cloned().unwrap_or_default());
+    chat.insert(
+        "model".into(),
+        body.get("model").cloned().unwrap_or_default(),
+    );
     let mut messages = Vec::new();
     if let Some(instructions) = body.get("instructions").and_then(Value::as_str) {
         messages.push(json!({"role": "system", "content": instructions}));
@@ -51,10 +56,21 @@ pub fn request(req: &JsonRequest) -> Result<JsonRequest, ProviderError> {
                 input_item(item, i, &mut messages)?;
             }
         }
-        _ => return Err(refuse("input", "input must be a string or an array of items")),
+        _ => {
+            return Err(refuse(
+                "input",
+                "input must be a string or an array of items",
+            ));
+        }
     }
     chat.insert("messages".into(), messages.into());
-    for field in ["temperature", "top_p", "stream", "parallel_tool_calls", "user"] {
+    for field in [
+        "temperature",
+        "top_p",
+        "stream",
+        "parallel_tool_calls",
+        "user",
+    ] {
         if let Some(value) = body.get(field).filter(|v| !v.is_null()) {
             chat.insert(field.into(), value.clone());
         }
@@ -67,7 +83,11 @@ pub fn request(req: &JsonRequest) -> Result<JsonRequest, ProviderError> {
     if let Some(choice) = body.get("tool_choice").filter(|v| !v.is_null()) {
         chat.insert("tool_choice".into(), tool_choice(choice)?);
     }
-    if let Some(format) = body.get("text").and_then(|t| t.get("format")).filter(|v| !v.is_null()) {
+    if let Some(format) = body
+        .get("text")
+        .and_then(|t| t.get("format"))
+        .filter(|v| !v.is_null())
+    {
         if let Some(format) = response_format(format)? {
             chat.insert("response_format".into(), format);
         }
@@ -86,12 +106,22 @@ fn input_item(item: &Value, i: usize, out: &mut Vec<Value>) -> Result<(), Provid
         None | Some("message") => {
             let role = match item.get("role").and_then(Value::as_str) {
                 Some(role @ ("user" | "assistant" | "system" | "developer")) => role,
-                _ => return Err(refuse("input", format!("input[{i}].role must be user, assistant, system or developer"))),
+                _ => {
+                    return Err(refuse(
+                        "input",
+                        format!("input[{i}].role must be user, assistant, system or developer"),
+                    ));
+                }
             };
             let content = match item.get("content") {
                 Some(Value::String(s)) => Value::String(s.clone()),
                 Some(Value::Array(parts)) => content_parts(parts, i, role)?,
-                _ => return Err(refuse("input", format!("input[{i}].content must be a string or an array of parts"))),
+                _ => {
+                    return Err(refuse(
+                        "input",
+                        format!("input[{i}].content must be a string or an array of parts"),
+                    ));
+                }
             };
             out.push(json!({"role": role, "content": content}));
         }
@@ -114,7 +144,9 @@ fn input_item(item: &Value, i: usize, out: &mut Vec<Value>) -> Result<(), Provid
                         calls.push(call);
                     }
                 }
-                None => out.push(json!({"role": "assistant", "content": null, "tool_calls": [call]})),
+                None => {
+                    out.push(json!({"role": "assistant", "content": null, "tool_calls": [call]}))
+                }
             }
         }
         Some("function_call_output") => {
@@ -127,10 +159,20 @@ fn input_item(item: &Value, i: usize, out: &mut Vec<Value>) -> Result<(), Provid
                 "tool_call_id": item.get("call_id").cloned().unwrap_or_default(), "content": output}));
         }
         Some("item_reference") => {
-            return Err(refuse("input", format!("input[{i}]: item references need stored state, which a translated deployment does not keep")));
+            return Err(refuse(
+                "input",
+                format!(
+                    "input[{i}]: item references need stored state, which a translated deployment does not keep"
+                ),
+            ));
         }
         Some(other) => {
-            return Err(refuse("input", format!("input[{i}]: items of type `{other}` are only served by OpenAI deployments of this model")));
+            return Err(refuse(
+                "input",
+                format!(
+                    "input[{i}]: items of type `{other}` are only served by OpenAI deployments of this model"
+                ),
+            ));
         }
     }
     Ok(())
@@ -158,15 +200,22 @@ fn content_parts(parts: &[Value], i: usize, role: &str) -> Result<Value, Provide
             }
             Some("refusal") => {}
             other => {
-                return Err(refuse("input", format!(
-                    "input[{i}]: content parts of type `{}` are only served by OpenAI deployments of this model",
-                    other.unwrap_or("(none)")
-                )));
+                return Err(refuse(
+                    "input",
+                    format!(
+                        "input[{i}]: content parts of type `{}` are only served by OpenAI deployments of this model",
+                        other.unwrap_or("(none)")
+                    ),
+                ));
             }
         }
     }
     // Chat takes an assistant's turn as text, not parts.
-    Ok(if role == "assistant" { text_only.into() } else { out.into() })
+    Ok(if role == "assistant" {
+        text_only.into()
+    } else {
+        out.into()
+    })
 }
 
 fn tools(tools: &[Value]) -> Result<Value, ProviderError> {
@@ -193,11 +242,16 @@ fn tools(tools: &[Value]) -> Result<Value, ProviderError> {
 
 fn tool_choice(choice: &Value) -> Result<Value, ProviderError> {
     match choice {
-        Value::String(s) if matches!(s.as_str(), "auto" | "none" | "required") => Ok(choice.clone()),
-        Value::Object(_) if choice.get("type").and_then(Value::as_str) == Some("function") => {
-            Ok(json!({"type": "function", "function": {"name": choice.get("name").cloned().unwrap_or_default()}}))
+        Value::String(s) if matches!(s.as_str(), "auto" | "none" | "required") => {
+            Ok(choice.clone())
         }
-        _ => Err(refuse("tool_choice", "tool_choice must be auto, none, required or a function")),
+        Value::Object(_) if choice.get("type").and_then(Value::as_str) == Some("function") => Ok(
+            json!({"type": "function", "function": {"name": choice.get("name").cloned().unwrap_or_default()}}),
+        ),
+        _ => Err(refuse(
+            "tool_choice",
+            "tool_choice must be auto, none, required or a function",
+        )),
     }
 }
 
@@ -207,7 +261,8 @@ fn response_format(format: &Value) -> Result<Option<Value>, ProviderError> {
         Some("text") => Ok(None),
         Some("json_object") => Ok(Some(json!({"type": "json_object"}))),
         Some("json_schema") => {
-            let mut schema = json!({"name": format.get("name").cloned().unwrap_or_else(|| json!("response"))});
+            let mut schema =
+                json!({"name": format.get("name").cloned().unwrap_or_else(|| json!("response"))});
             for field in ["schema", "strict", "description"] {
                 if let Some(value) = format.get(field).filter(|v| !v.is_null()) {
                     schema[field] = value.clone();
@@ -215,7 +270,10 @@ fn response_format(format: &Value) -> Result<Option<Value>, ProviderError> {
             }
             Ok(Some(json!({"type": "json_schema", "json_schema": schema})))
         }
-        _ => Err(refuse("text", "text.format.type must be text, json_object or json_schema")),
+        _ => Err(refuse(
+            "text",
+            "text.format.type must be text, json_object or json_schema",
+        )),
     }
 }
 
@@ -244,7 +302,10 @@ mod tests {
     #[test]
     fn instructions_and_a_string_input_become_two_messages() {
         let chat = translate(json!({"model": "m", "instructions": "be brief", "input": "hi", "stream": true, "temperature": 0.2})).unwrap();
-        assert_eq!(chat["messages"], json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]));
+        assert_eq!(
+            chat["messages"],
+            json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}])
+        );
         assert_eq!(chat["stream"], true);
         assert_eq!(chat["temperature"], 0.2);
     }
@@ -262,9 +323,15 @@ mod tests {
             "tool_choice": {"type": "function", "name": "f"},
             "text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "object"}}}})).unwrap();
         let messages = chat["messages"].as_array().unwrap();
-        assert_eq!(messages[0]["content"][1]["image_url"], json!({"url": "data:image/png;base64,AA", "detail": "low"}));
+        assert_eq!(
+            messages[0]["content"][1]["image_url"],
+            json!({"url": "data:image/png;base64,AA", "detail": "low"})
+        );
         assert_eq!(messages[1]["tool_calls"].as_array().unwrap().len(), 2);
-        assert_eq!(messages[2], json!({"role": "tool", "tool_call_id": "c1", "content": "one"}));
+        assert_eq!(
+            messages[2],
+            json!({"role": "tool", "tool_call_id": "c1", "content": "one"})
+        );
         assert_eq!(chat["tools"][0]["function"]["name"], "f");
         assert_eq!(chat["tool_choice"]["function"]["name"], "f");
         assert_eq!(chat["response_format"]["json_schema"]["name"], "x");
@@ -272,14 +339,31 @@ mod tests {
 
     #[test]
     fn stored_state_and_built_in_tools_are_refused_by_name() {
-        assert_eq!(refused(json!({"model": "m", "input": "hi", "previous_response_id": "resp_1"})), "previous_response_id");
-        assert_eq!(refused(json!({"model": "m", "input": "hi", "store": true})), "store");
-        assert!(translate(json!({"model": "m", "input": "hi", "store": false})).is_ok());
-        assert_eq!(refused(json!({"model": "m", "input": "hi", "conversation": "conv_1"})), "conversation");
-        assert_eq!(refused(json!({"model": "m", "input": "hi", "tools": [{"type": "web_search"}]})), "tools");
-        assert_eq!(refused(json!({"model": "m", "input": [{"type": "item_reference", "id": "x"}]})), "input");
         assert_eq!(
-            refused(json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]})),
+            refused(json!({"model": "m", "input": "hi", "previous_response_id": "resp_1"})),
+            "previous_response_id"
+        );
+        assert_eq!(
+            refused(json!({"model": "m", "input": "hi", "store": true})),
+            "store"
+        );
+        assert!(translate(json!({"model": "m", "input": "hi", "store": false})).is_ok());
+        assert_eq!(
+            refused(json!({"model": "m", "input": "hi", "conversation": "conv_1"})),
+            "conversation"
+        );
+        assert_eq!(
+            refused(json!({"model": "m", "input": "hi", "tools": [{"type": "web_search"}]})),
+            "tools"
+        );
+        assert_eq!(
+            refused(json!({"model": "m", "input": [{"type": "item_reference", "id": "x"}]})),
+            "input"
+        );
+        assert_eq!(
+            refused(
+                json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]})
+            ),
             "input"
         );
     }
