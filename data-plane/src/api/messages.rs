@@ -125,10 +125,10 @@ async fn count(
         message: format!("We could not parse the JSON body of your request: {e}"),
         param: None,
     })?;
-    if let Some(body) = value.as_object_mut() {
-        if !body.contains_key("max_tokens") {
-            body.insert("max_tokens".into(), 1.into());
-        }
+    if let Some(body) = value.as_object_mut()
+        && !body.contains_key("max_tokens")
+    {
+        body.insert("max_tokens".into(), 1.into());
     }
     let req = request::parse(value.to_string().as_bytes(), Endpoint::Messages)?;
     guard.requested(&req);

@@ -322,10 +322,10 @@ async fn stored_call(
         .await
         .map_err(|_| GatewayError::from(ProviderError::Timeout(TimeoutPhase::Completion)))?
         .map_err(|e| GatewayError::from(ProviderError::Transport(e)))?;
-    if matches!(call, Stored::Delete) {
-        if let Err(e) = gw.pins.unpin(&gw.ledger, &caller.org.id, id).await {
-            tracing::warn!(error = %e, "could not unpin a deleted response");
-        }
+    if matches!(call, Stored::Delete)
+        && let Err(e) = gw.pins.unpin(&gw.ledger, &caller.org.id, id).await
+    {
+        tracing::warn!(error = %e, "could not unpin a deleted response");
     }
     let mut answer = Response::new(Body::from(body));
     *answer.status_mut() = status;

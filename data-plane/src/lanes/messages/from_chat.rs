@@ -50,10 +50,10 @@ pub fn message(reply: &JsonReply, model: &str) -> Result<Chunk, ProviderError> {
         .pointer("/choices/0")
         .ok_or_else(|| ProviderError::Protocol("the chat answer has no choice".into()))?;
     let mut content = Vec::new();
-    if let Some(text) = choice.pointer("/message/content").and_then(Value::as_str) {
-        if !text.is_empty() {
-            content.push(json!({"type": "text", "text": text}));
-        }
+    if let Some(text) = choice.pointer("/message/content").and_then(Value::as_str)
+        && !text.is_empty()
+    {
+        content.push(json!({"type": "text", "text": text}));
     }
     let calls = choice
         .pointer("/message/tool_calls")

@@ -89,10 +89,10 @@ pub fn response(reply: &JsonReply, model: &str) -> Result<Chunk, ProviderError> 
         .pointer("/choices/0")
         .ok_or_else(|| ProviderError::Protocol("the chat answer has no choice".into()))?;
     let mut output = Vec::new();
-    if let Some(text) = choice.pointer("/message/content").and_then(Value::as_str) {
-        if !text.is_empty() {
-            output.push(message_item(&new_id("msg"), text, "completed"));
-        }
+    if let Some(text) = choice.pointer("/message/content").and_then(Value::as_str)
+        && !text.is_empty()
+    {
+        output.push(message_item(&new_id("msg"), text, "completed"));
     }
     let calls = choice
         .pointer("/message/tool_calls")

@@ -75,10 +75,10 @@ pub fn request(req: &JsonRequest) -> Result<JsonRequest, ProviderError> {
             chat.insert(field.into(), value.clone());
         }
     }
-    if let Some(tools) = body.get("tools").and_then(Value::as_array) {
-        if !tools.is_empty() {
-            chat.insert("tools".into(), self::tools(tools)?);
-        }
+    if let Some(tools) = body.get("tools").and_then(Value::as_array)
+        && !tools.is_empty()
+    {
+        chat.insert("tools".into(), self::tools(tools)?);
     }
     if let Some(choice) = body.get("tool_choice").filter(|v| !v.is_null()) {
         chat.insert("tool_choice".into(), tool_choice(choice)?);
@@ -87,10 +87,9 @@ pub fn request(req: &JsonRequest) -> Result<JsonRequest, ProviderError> {
         .get("text")
         .and_then(|t| t.get("format"))
         .filter(|v| !v.is_null())
+        && let Some(format) = response_format(format)?
     {
-        if let Some(format) = response_format(format)? {
-            chat.insert("response_format".into(), format);
-        }
+        chat.insert("response_format".into(), format);
     }
     Ok(JsonRequest {
         body: chat,
