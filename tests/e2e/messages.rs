@@ -393,3 +393,35 @@ async fn count_tokens_is_authorized_limited_and_metered_at_no_cost() {
     assert_eq!(events[0]["http_status"], 200);
     assert_eq!(events[1]["error_code"], "model_not_found");
 }
+
+#[tokio::test]
+async fn a_stream_the_provider_breaks_off_ends_with_anthropics_error_event() {
+    // Translated: the chat stream is cut after 3 events; the client gets the lane's own
+    // error event, in Anthropic's shape, and the call is metered at its worst case.
+    let h = lane("+cut=3", "").await;
+    let text = h
+        .messages("/messages", message("gpt", json!({"stream": true})))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let events = sse_events(&text);
+    let (name, data) = events.last().unwrap();
+    assert_eq!(name.as_deref(), Some("error"), "{text}");
+    let data: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(data["type"], "error");
+    assert_eq!(data["error"]["type"], "api_error");
+    let usage = h.gateway.usage_events(1).await;
+    assert_eq!(usage[0]["error_code"], "upstream_error", "{}", usage[0]);
+
+    // Passed through: Anthropic's own in-band error event reaches the client as it was.
+    let h = lane("+error_after=3", "").await;
+    let received = h
+        .messages("/messages", message("claude", json!({"stream": true})))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(received, h.mock.responses()[0].body);
+    assert!(received.contains("event: error"), "{received}");
+}

@@ -350,3 +350,14 @@ fn url_segment(id: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_response_id_stays_one_path_segment() {
+        assert_eq!(url_segment("resp_abc-1.2~"), "resp_abc-1.2~");
+        assert_eq!(url_segment("../x?y"), "..%2Fx%3Fy");
+    }
+}
