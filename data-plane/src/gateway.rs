@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{RoutingSettings, Settings};
 use crate::ledger::Ledgers;
+use crate::ledger::pins::Pins;
 use crate::pipeline::emit::Emitter;
 use crate::pipeline::forward::HttpClients;
 use crate::pipeline::limit::LocalLimiter;
@@ -21,6 +22,8 @@ use crate::snapshot::live::Live;
 pub struct Gateway {
     pub live: Arc<Live>,
     pub ledger: Arc<Ledgers>,
+    /// Which deployment created each Responses API response (see [`Pins`]).
+    pub pins: Pins,
     pub limiter: Arc<LocalLimiter>,
     pub cooldowns: Cooldowns,
     pub http: HttpClients,
@@ -54,6 +57,7 @@ impl Gateway {
         Self {
             live,
             ledger: Arc::new(ledger),
+            pins: Pins::default(),
             limiter: Arc::new(LocalLimiter::default()),
             cooldowns: Cooldowns::new(
                 settings.routing.cooldown_failures,

@@ -10,6 +10,8 @@
 //!   its links to the control plane present;
 //! - [`pipeline`]: the request steps, one module each, in call order;
 //! - [`providers`]: one adapter per provider behind one trait;
+//! - [`lanes`]: the client surfaces beside chat (Anthropic Messages, OpenAI Responses),
+//!   passed through to the providers that speak them and translated for the rest;
 //! - [`ledger`]: budget reservation and settlement;
 //! - [`telemetry`]: usage events to the control plane (spool + shipper);
 //! - [`otel`]: OpenTelemetry traces over OTLP and W3C `traceparent` propagation (off
@@ -27,6 +29,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod gateway;
 pub mod identity;
+pub mod lanes;
 pub mod ledger;
 pub mod money;
 pub mod otel;

@@ -341,6 +341,89 @@ pub async fn completions(provider: &str) {
     assert_eq!(streamed, "w0 w1");
 }
 
+/// Fields that differ between runs (ids, clocks): a transcript keeps their place, not
+/// their value.
+const VOLATILE: &[&str] = &[
+    "id",
+    "item_id",
+    "call_id",
+    "tool_use_id",
+    "created",
+    "created_at",
+];
+
+fn normalized(value: &mut Value) {
+    match value {
+        Value::Object(fields) => {
+            for (name, field) in fields.iter_mut() {
+                if VOLATILE.contains(&name.as_str()) && !field.is_null() {
+                    *field = json!("<volatile>");
+                } else {
+                    normalized(field);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalized),
+        _ => {}
+    }
+}
+
+/// A lane's streamed answer through the gateway as a golden transcript: every event
+/// (volatile fields masked), then what the gateway metered. A change in the events or
+/// in the accounting shows up as a diff of `tests/e2e/golden/<provider>.<lane>.sse`;
+/// `TOLLGATE_BLESS=1` rewrites the file after a change that is meant.
+pub async fn lane_transcript(provider: &str, lane: &str) {
+    let h = harness(provider, "+cache_read=10").await;
+    let (path, body) = match lane {
+        "messages" => (
+            "/messages",
+            json!({"model": "m", "max_tokens": 5, "stream": true, "system": "be brief",
+                "messages": [{"role": "user", "content": "hello big world"}]}),
+        ),
+        _ => (
+            "/responses",
+            json!({"model": "m", "max_output_tokens": 5, "stream": true,
+                "instructions": "be brief", "input": "hello big world"}),
+        ),
+    };
+    let response = h.post(path, body).await;
+    assert_eq!(response.status(), 200, "{}", h.gateway.stderr());
+    let text = response.text().await.unwrap();
+    let mut transcript = String::new();
+    for (event, data) in sse_events(&text) {
+        let mut data: Value = serde_json::from_str(&data).unwrap_or(Value::String(data));
+        normalized(&mut data);
+        transcript.push_str(&format!(
+            "event: {}\ndata: {data}\n\n",
+            event.unwrap_or_default()
+        ));
+    }
+    let events = h.gateway.usage_events(1).await;
+    let e = &events[0];
+    transcript.push_str(&format!(
+        "# metered: endpoint={} prompt_tokens={} completion_tokens={} cache_read_tokens={} cache_write_tokens={} cost_micros={}\n",
+        e["endpoint"], e["prompt_tokens"], e["completion_tokens"], e["cache_read_tokens"], e["cache_write_tokens"], e["cost_micros"],
+    ));
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("e2e/golden")
+        .join(format!("{provider}.{lane}.sse"));
+    if std::env::var_os("TOLLGATE_BLESS").is_some() {
+        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+        std::fs::write(&golden, &transcript).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing; run with TOLLGATE_BLESS=1 to write it, and review it:\n{transcript}",
+            golden.display()
+        )
+    });
+    assert_eq!(
+        transcript, expected,
+        "the {lane} transcript over {provider} changed (TOLLGATE_BLESS=1 rewrites it)"
+    );
+}
+
 /// The explicit opt-out: the endpoint answers a clear 400 and nothing reaches upstream.
 pub async fn unsupported(provider: &str, path: &str, body: Value) {
     let h = harness(provider, "").await;
@@ -366,6 +449,8 @@ macro_rules! conformance {
             #[tokio::test] async fn tools_streaming() { super::tools_streaming(P).await }
             #[tokio::test] async fn upstream_errors() { super::upstream_errors(P).await }
             #[tokio::test] async fn usage_and_cost() { super::usage_and_cost(P).await }
+            #[tokio::test] async fn messages_transcript() { super::lane_transcript(P, "messages").await }
+            #[tokio::test] async fn responses_transcript() { super::lane_transcript(P, "responses").await }
             conformance!(@case embeddings $($($skip)*)?);
             conformance!(@case completions $($($skip)*)?);
         }

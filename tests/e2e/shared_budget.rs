@@ -48,6 +48,29 @@ async fn call(gateway: &GatewayProcess, key: &TestKey) -> reqwest::Response {
         .unwrap()
 }
 
+/// The same call on one of the three lanes (chat, Anthropic Messages, OpenAI Responses),
+/// each with an 8-token output limit, so each costs what a chat call costs.
+async fn lane_call(gateway: &GatewayProcess, key: &TestKey, lane: usize) -> reqwest::Response {
+    let (path, body) = match lane % 3 {
+        0 => return call(gateway, key).await,
+        1 => (
+            "messages",
+            json!({"model": "chat", "max_tokens": 8, "messages": [{"role": "user", "content": "hello"}]}),
+        ),
+        _ => (
+            "responses",
+            json!({"model": "chat", "max_output_tokens": 8, "input": "hello"}),
+        ),
+    };
+    http()
+        .post(format!("{}/{path}", gateway.v1()))
+        .bearer_auth(&key.full)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// (spent, reserved) of a lifetime budget, read straight from Redis.
 async fn counter(redis: &TestRedis, budget: &str) -> (i64, i64) {
     let mut con = redis.connection().await.unwrap();
@@ -84,8 +107,43 @@ async fn storm(gateways: &[GatewayProcess], key: &TestKey, n: usize) -> (usize, 
     (ok, refused)
 }
 
+/// `n` calls at once over the three lanes and `gateways`; returns (successes, refusals
+/// for the budget, each in its lane's error shape).
+async fn mixed_storm(gateways: &[GatewayProcess], key: &TestKey, n: usize) -> (usize, usize) {
+    let calls = (0..n).map(|i| lane_call(&gateways[i % gateways.len()], key, i / gateways.len()));
+    let mut ok = 0;
+    let mut refused = 0;
+    for response in futures_util::future::join_all(calls).await {
+        match response.status().as_u16() {
+            200 => ok += 1,
+            429 => {
+                let body: Value = response.json().await.unwrap();
+                let code = body["error"]["code"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| {
+                        // Anthropic's shape keeps Tollgate's code in the message.
+                        let message = body["error"]["message"].as_str().unwrap_or_default();
+                        if message.contains("(tollgate: insufficient_quota)") {
+                            "insufficient_quota".into()
+                        } else {
+                            message.to_owned()
+                        }
+                    });
+                assert_eq!(code, "insufficient_quota", "{body}");
+                refused += 1;
+            }
+            other => panic!(
+                "unexpected status {other}: {}",
+                response.text().await.unwrap_or_default()
+            ),
+        }
+    }
+    (ok, refused)
+}
+
 #[tokio::test]
-async fn three_gateways_never_overspend_a_shared_budget() {
+async fn three_gateways_never_overspend_a_shared_budget_on_any_mix_of_lanes() {
     let (redis, mock) = (
         TestRedis::new().await.unwrap(),
         MockUpstream::start().await.unwrap(),
@@ -102,7 +160,8 @@ async fn three_gateways_never_overspend_a_shared_budget() {
             .await
             .unwrap();
 
-    let (ok, refused) = storm(&gateways, &key, 300).await;
+    // Chat, Messages and Responses calls in turn on each gateway.
+    let (ok, refused) = mixed_storm(&gateways, &key, 300).await;
     assert_eq!(ok + refused, 300);
     assert_eq!(ok, 100, "the budget affords exactly 100 calls");
     assert_eq!(
@@ -377,4 +436,52 @@ async fn a_redis_restart_fails_closed_then_recovers_keeping_queued_spend() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(call(&gateway, &key).await.status(), 200, "serving again");
+}
+
+/// Gateways are stateless: a response created through one is found through another
+/// (its pin is in Redis, under the org's hash tag), and chaining reaches its deployment.
+#[tokio::test]
+async fn a_response_pinned_through_one_gateway_is_found_through_another() {
+    let (redis, mock) = (
+        TestRedis::new().await.unwrap(),
+        MockUpstream::start().await.unwrap(),
+    );
+    let key = TestKey::new();
+    let config = config(&redis, &mock, "m", "", &key.entry("search", ""));
+    let gateways =
+        futures_util::future::try_join_all((0..2).map(|_| GatewayProcess::start(&config, &[])))
+            .await
+            .unwrap();
+    let created: Value = lane_call(&gateways[0], &key, 2).await.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    let response = http()
+        .get(format!("{}/responses/{id}", gateways[1].v1()))
+        .bearer_auth(&key.full)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let fetched: Value = response.json().await.unwrap();
+    assert_eq!(fetched["id"], id);
+    let chained = http()
+        .post(format!("{}/responses", gateways[1].v1()))
+        .bearer_auth(&key.full)
+        .json(&json!({"model": "chat", "input": "more", "previous_response_id": id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chained.status(), 200);
+    let mut con = redis.connection().await.unwrap();
+    let pinned: Option<String> = redis::cmd("GET")
+        .arg(format!("{}{{org:acme}}:resp:{id}", redis.prefix))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(pinned.as_deref(), Some("d"));
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!("{}{{org:acme}}:resp:{id}", redis.prefix))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(ttl > 0, "a pin expires");
 }

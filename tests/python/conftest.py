@@ -9,6 +9,7 @@ overrides); they are not built here.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import subprocess
@@ -40,11 +41,13 @@ CONFIGURED_MODELS = [
     "claude-sonnet-4-5",
     "always-503",
     "bad-request-upstream",
+    "claude-cached",
 ]
 
 CONFIG_TEMPLATE = """\
 [server]
 listen = "127.0.0.1:0"
+usage_log = "{usage_log}"
 
 [auth]
 key_pepper = "{pepper}"
@@ -84,6 +87,10 @@ name = "claude-sonnet-4-5"
 default_max_output_tokens = 256
 
 [[models]]
+name = "claude-cached"
+default_max_output_tokens = 256
+
+[[models]]
 name = "always-503"
 
 [[models]]
@@ -115,6 +122,16 @@ id = "mock-claude"
 model = "claude-sonnet-4-5"
 provider = "anthropic"
 base_url = "{mock}/v1"
+
+# The Messages lane's prompt caching: the mock reports 10 tokens read from the cache and
+# 4 written to it; each kind has its own price (micro-USD per million tokens).
+[[deployments]]
+id = "mock-claude-cached"
+model = "claude-cached"
+provider = "anthropic"
+base_url = "{mock}/v1"
+upstream_model = "claude-sonnet-4-5+cache_read=10+cache_write=4"
+prices = {{ input = 3000000, output = 15000000, cached_input = 300000, cache_write = 3750000 }}
 
 [[deployments]]
 id = "mock-503"
@@ -239,6 +256,7 @@ class Stack:
     gateway_url: str  # http://127.0.0.1:PORT/v1, what the SDK takes as base_url
     keys: dict[str, str] = field(default_factory=dict)
     config: Path | None = None
+    usage_log: Path | None = None
 
 
 # The binaries' logs, kept for the terminal summary when a test failed (their tmp dir is
@@ -295,14 +313,18 @@ def start_stack(
         blocks.append(block + extra)
 
     config = tmp / "gateway.toml"
-    config.write_text(CONFIG_TEMPLATE.format(pepper=PEPPER, mock=mock_url) + "\n" + "\n".join(blocks))
+    usage_log = tmp / "usage.jsonl"
+    config.write_text(
+        CONFIG_TEMPLATE.format(pepper=PEPPER, mock=mock_url, usage_log=usage_log) + "\n" + "\n".join(blocks)
+    )
     gateway = start("tollgate-gateway", [str(gateway_bin), "--config", str(config)], tmp)
     cleanup.callback(gateway.stop)
     try:
         gateway_root = gateway.wait_for(GATEWAY_READY)
     except RuntimeError as e:
         raise RuntimeError(f"{e}\n--- config ({config}) ---\n{config.read_text()}") from None
-    return mock, gateway, Stack(mock_url=mock_url, gateway_url=f"{gateway_root}/v1", keys=keys, config=config)
+    stack = Stack(mock_url=mock_url, gateway_url=f"{gateway_root}/v1", keys=keys, config=config, usage_log=usage_log)
+    return mock, gateway, stack
 
 
 @pytest.fixture(scope="session")
@@ -343,6 +365,79 @@ class MockUpstream:
         response = httpx.get(f"{self.url}/_mock/requests", timeout=10)
         response.raise_for_status()
         return response.json()
+
+    def responses(self) -> list[dict]:
+        """Responses whose bodies have ended, oldest first: {path, status, body}."""
+        response = httpx.get(f"{self.url}/_mock/responses", timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+
+class UsageLog:
+    """The gateway's usage events (one JSON object a line), as it wrote them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def events(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+    def wait_for(self, request_id: str) -> dict:
+        """The event of the call with this `x-request-id` (written when the call ends)."""
+        deadline = time.monotonic() + CLIENT_TIMEOUT_S
+        while time.monotonic() < deadline:
+            for event in self.events():
+                if event.get("request_id") == request_id:
+                    return event
+            time.sleep(0.02)
+        raise AssertionError(f"no usage event for request {request_id}")
+
+
+@pytest.fixture(scope="session")
+def usage_log(stack: Stack) -> UsageLog:
+    """The gateway's usage log."""
+    assert stack.usage_log is not None
+    return UsageLog(stack.usage_log)
+
+
+@pytest.fixture(scope="session")
+def anthropic_client(stack: Stack, keys):
+    """The official Anthropic SDK pointed at the gateway: only `base_url` and `api_key`
+    differ from talking to Anthropic itself."""
+    import anthropic
+
+    with anthropic.Anthropic(
+        base_url=stack.gateway_url.removesuffix("/v1"),
+        api_key=keys["search"],
+        max_retries=0,
+        timeout=CLIENT_TIMEOUT_S,
+    ) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def make_anthropic_client(stack: Stack):
+    """Builds an Anthropic client with any api_key."""
+    import anthropic
+
+    made: list = []
+
+    def make(api_key: str):
+        made.append(
+            anthropic.Anthropic(
+                base_url=stack.gateway_url.removesuffix("/v1"),
+                api_key=api_key,
+                max_retries=0,
+                timeout=CLIENT_TIMEOUT_S,
+            )
+        )
+        return made[-1]
+
+    yield make
+    for c in made:
+        c.close()
 
 
 @pytest.fixture

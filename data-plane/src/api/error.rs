@@ -63,7 +63,7 @@ impl GatewayError {
             "invalid_request_error",
             Some("unknown_url"),
             format!(
-                "Unknown request URL: {path}. Tollgate serves /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/models."
+                "Unknown request URL: {path}. Tollgate serves /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/messages, /v1/responses and /v1/models."
             ),
         )
     }

@@ -1,5 +1,7 @@
 //! The gateway's HTTP surface: OpenAI's `/v1/chat/completions`, `/v1/completions`,
-//! `/v1/embeddings`, `/v1/models[/{id}]`, plus `/healthz`, `/readyz` and `/metrics`.
+//! `/v1/embeddings`, `/v1/models[/{id}]`, the lanes — Anthropic's `/v1/messages` (and
+//! `/v1/messages/count_tokens`) and OpenAI's `/v1/responses` — plus `/healthz`,
+//! `/readyz` and `/metrics`.
 //! Every response carries `x-request-id`; unknown routes answer 404 in OpenAI's shape
 //! (nothing is proxied unmetered). Every `/v1` call runs inside a `request` span that
 //! carries its `request_id` into logs and, with tracing on, is the call's OpenTelemetry
@@ -14,8 +16,11 @@
 
 pub mod error;
 mod health;
+mod lane;
+mod messages;
 mod models;
 mod proxy;
+mod responses;
 
 use std::sync::Arc;
 
@@ -45,6 +50,18 @@ pub fn router(gateway: Arc<Gateway>, with_metrics: bool) -> Router {
         .route("/v1/chat/completions", post(proxy::chat))
         .route("/v1/completions", post(proxy::completions))
         .route("/v1/embeddings", post(proxy::embeddings))
+        .route("/v1/messages", post(messages::messages))
+        .route(messages::COUNT_TOKENS_PATH, post(messages::count_tokens))
+        .route("/v1/responses", post(responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::get).delete(responses::delete),
+        )
+        .route("/v1/responses/{id}/cancel", post(responses::cancel))
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(responses::input_items),
+        )
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::show))
         .route("/healthz", get(health::healthz))
@@ -82,8 +99,11 @@ async fn admit(State(gw): State<Arc<Gateway>>, request: Request, next: Next) -> 
         (&Method::POST, "/v1/chat/completions") => Endpoint::Chat,
         (&Method::POST, "/v1/completions") => Endpoint::Completions,
         (&Method::POST, "/v1/embeddings") => Endpoint::Embeddings,
+        (&Method::POST, "/v1/messages" | messages::COUNT_TOKENS_PATH) => Endpoint::Messages,
+        (&Method::POST, "/v1/responses") => Endpoint::Responses,
         _ => return next.run(request).await,
     };
+    let path = request.uri().path().to_owned();
     let refusal = match precheck(&gw.live.load(), request.headers(), gw.pepper(), now_ms()) {
         Err(e) => Some(GatewayError::from(e)),
         Ok(()) => declared_length(request.headers())
@@ -103,9 +123,10 @@ async fn admit(State(gw): State<Arc<Gateway>>, request: Request, next: Next) -> 
         .map(|id| id.0.clone())
         .unwrap_or_default();
     let mut guard = proxy::call_guard(&gw, endpoint, &request_id, request.headers());
+    path.clone_into(&mut guard.event.endpoint);
     guard.fail(error.status.as_u16(), error.code_str());
     drop(guard);
-    let mut response = error.into_response();
+    let mut response = render(&path, error);
     // The body was not read: the connection cannot carry another request.
     response
         .headers_mut()
@@ -151,10 +172,20 @@ async fn openai_errors(request: Request, next: Next) -> Response {
     let error = framework_error(status, &method, &path, text);
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::CONTENT_TYPE);
-    let rendered = error.into_response();
+    let rendered = render(&path, error);
     let (rendered_parts, body) = rendered.into_parts();
     parts.headers.extend(rendered_parts.headers);
     Response::from_parts(parts, body)
+}
+
+/// An error in the shape the path's clients read: Anthropic's on the Messages lane,
+/// OpenAI's everywhere else.
+fn render(path: &str, error: GatewayError) -> Response {
+    if path.starts_with("/v1/messages") {
+        messages::anthropic_error(error)
+    } else {
+        error.into_response()
+    }
 }
 
 fn framework_error(

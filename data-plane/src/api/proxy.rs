@@ -71,11 +71,11 @@ enum Success {
 }
 
 /// What the response headers report about the call.
-struct Meta {
-    deployment: String,
-    rate: RateInfo,
+pub(super) struct Meta {
+    pub(super) deployment: String,
+    pub(super) rate: RateInfo,
     /// The output ceiling a clamping budget imposed, if it did.
-    clamped: Option<u64>,
+    pub(super) clamped: Option<u64>,
 }
 
 /// The guard of one call, from its first moment: its usage event as far as the request
@@ -251,7 +251,7 @@ async fn run(
 
 /// Step 6 as the guard sees it: an attempt's bill is unknown from the moment it is sent,
 /// and a retry after one that may have been billed needs its own reservation.
-async fn forward(
+pub(super) async fn forward(
     gw: &Gateway,
     plan: &[Arc<Deployment>],
     endpoint: Endpoint,
@@ -292,7 +292,7 @@ async fn forward(
     })
 }
 
-fn decorate(headers: &mut HeaderMap, meta: &Meta) {
+pub(super) fn decorate(headers: &mut HeaderMap, meta: &Meta) {
     if let Ok(value) = HeaderValue::from_str(&meta.deployment) {
         headers.insert("x-tollgate-deployment", value);
     }

@@ -13,6 +13,7 @@
 //!   below the request) and the caller lowers the call's output ceiling to match.
 
 pub mod memory;
+pub mod pins;
 pub mod redis;
 pub mod redis_limits;
 

@@ -1,5 +1,6 @@
-//! Step 1: who is calling. `Authorization: Bearer tg_…` (or Azure-style `api-key:`),
-//! looked up by public id in the snapshot, secret checked by HMAC in constant time.
+//! Step 1: who is calling. `Authorization: Bearer tg_…` (or Azure-style `api-key:`, or
+//! Anthropic-style `x-api-key:`), looked up by public id in the snapshot, secret checked
+//! by HMAC in constant time.
 
 use http::HeaderMap;
 
@@ -80,8 +81,10 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
             .then(|| token.trim())
             .filter(|t| !t.is_empty());
     }
+    // Azure's SDKs send `api-key`, Anthropic's `x-api-key`.
     headers
         .get("api-key")
+        .or_else(|| headers.get("x-api-key"))
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|t| !t.is_empty())

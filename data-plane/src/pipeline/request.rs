@@ -34,7 +34,12 @@ pub async fn read(
     limit: usize,
     endpoint: Endpoint,
 ) -> Result<JsonRequest, RequestError> {
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+    parse(&read_bytes(body, limit).await?, endpoint)
+}
+
+/// Reads at most `limit` bytes of `body`.
+pub async fn read_bytes(body: Body, limit: usize) -> Result<bytes::Bytes, RequestError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
         // axum reports an over-long body as a length-limit error somewhere in the chain.
         let mut source: Option<&dyn std::error::Error> = Some(&e);
         while let Some(err) = source {
@@ -49,8 +54,7 @@ pub async fn read(
             source = err.source();
         }
         RequestError::Unreadable
-    })?;
-    parse(&bytes, endpoint)
+    })
 }
 
 pub fn parse(bytes: &[u8], endpoint: Endpoint) -> Result<JsonRequest, RequestError> {
@@ -72,7 +76,7 @@ pub fn parse(bytes: &[u8], endpoint: Endpoint) -> Result<JsonRequest, RequestErr
         Some(_) => return Err(invalid("model must be a string", "model")),
     }
     check_optional(&body, "stream", Value::is_boolean, "a boolean")?;
-    for field in ["max_tokens", "max_completion_tokens"] {
+    for field in ["max_tokens", "max_completion_tokens", "max_output_tokens"] {
         check_optional(&body, field, Value::is_u64, "a non-negative integer")?;
     }
     match endpoint {
@@ -93,6 +97,8 @@ pub fn parse(bytes: &[u8], endpoint: Endpoint) -> Result<JsonRequest, RequestErr
             }
             None => return Err(invalid("you must provide an input parameter", "input")),
         },
+        Endpoint::Messages => crate::lanes::messages::check(&body, false)?,
+        Endpoint::Responses => crate::lanes::responses::check(&body)?,
     }
     if body.get("stream_options").is_some()
         && body.get("stream").and_then(Value::as_bool) != Some(true)

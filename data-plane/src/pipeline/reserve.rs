@@ -159,6 +159,21 @@ pub fn estimate(
             "prompt",
         ),
         Endpoint::Embeddings => (model.encoding.embedding_prompt(&req.body), "input", "input"),
+        // The lanes are counted as the chat request they amount to.
+        Endpoint::Messages => (
+            model
+                .encoding
+                .chat_prompt(&crate::lanes::prompt_view(req, endpoint)),
+            "messages",
+            "messages",
+        ),
+        Endpoint::Responses => (
+            model
+                .encoding
+                .chat_prompt(&crate::lanes::prompt_view(req, endpoint)),
+            "input",
+            "input",
+        ),
     };
     if let Some(limit) = model.context_window {
         let counted = prompt.text + prompt.image_tokens(&model.image_rules);
@@ -203,7 +218,8 @@ fn prompt_tokens(model: &Model, prompt: &Prompt) -> u64 {
 fn check_endpoint(model: &Model, endpoint: Endpoint) -> Result<(), EstimateError> {
     let modes = model.modes;
     let serves = match endpoint {
-        Endpoint::Chat => modes.chat,
+        // The lanes are chat by another name.
+        Endpoint::Chat | Endpoint::Messages | Endpoint::Responses => modes.chat,
         Endpoint::Completions => modes.completions,
         Endpoint::Embeddings => modes.embeddings,
     };
@@ -234,15 +250,10 @@ fn output_ceiling(model: &Model, req: &JsonRequest) -> Result<u64, EstimateError
     };
     match model.max_output_tokens {
         Some(limit) if requested > u64::from(limit) => Err(EstimateError::OutputTooLarge {
-            param: if req
-                .body
-                .get("max_completion_tokens")
-                .is_some_and(|v| !v.is_null())
-            {
-                "max_completion_tokens"
-            } else {
-                "max_tokens"
-            },
+            param: ["max_completion_tokens", "max_tokens", "max_output_tokens"]
+                .into_iter()
+                .find(|field| req.body.get(*field).is_some_and(|v| !v.is_null()))
+                .unwrap_or("max_tokens"),
             requested,
             limit,
         }),
@@ -257,7 +268,8 @@ fn choices(model: &Model, req: &JsonRequest, endpoint: Endpoint) -> Result<u64, 
     let fields: &[&'static str] = match endpoint {
         Endpoint::Chat => &["n"],
         Endpoint::Completions => &["n", "best_of"],
-        Endpoint::Embeddings => return Ok(1),
+        // One answer per call, by the lanes' definition.
+        Endpoint::Embeddings | Endpoint::Messages | Endpoint::Responses => return Ok(1),
     };
     let mut values = [1u64; 2];
     for (slot, field) in values.iter_mut().zip(fields) {

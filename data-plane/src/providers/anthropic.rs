@@ -88,6 +88,15 @@ impl Provider for Anthropic {
         let response = send(post(cx).json(&body), cx).await?;
         Ok(Box::pin(translate_stream(sse::events(response, deadline))))
     }
+
+    /// Anthropic speaks the Messages lane natively: passed through.
+    async fn messages(
+        &self,
+        req: &JsonRequest,
+        cx: CallCx<'_>,
+    ) -> Result<ChunkStream, ProviderError> {
+        crate::lanes::messages::passthrough::call(req, cx).await
+    }
 }
 
 fn post(cx: CallCx<'_>) -> reqwest::RequestBuilder {

@@ -49,6 +49,15 @@ impl Provider for Azure {
     ) -> Result<JsonReply, ProviderError> {
         json_call(post(cx, "embeddings"), req, cx).await
     }
+
+    /// Azure OpenAI serves the Responses lane natively.
+    async fn responses(
+        &self,
+        req: &JsonRequest,
+        cx: CallCx<'_>,
+    ) -> Result<ChunkStream, ProviderError> {
+        crate::lanes::responses::passthrough::call(req, cx).await
+    }
 }
 
 fn post(cx: CallCx<'_>, operation: &str) -> reqwest::RequestBuilder {

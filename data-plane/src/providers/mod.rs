@@ -76,11 +76,13 @@ impl JsonRequest {
         self.output_ceiling.or_else(|| self.max_output_tokens())
     }
 
-    /// `max_completion_tokens`, else `max_tokens`, as the client sent them.
+    /// `max_completion_tokens`, else `max_tokens`, else (the Responses API's)
+    /// `max_output_tokens`, as the client sent them.
     pub fn max_output_tokens(&self) -> Option<u64> {
         self.body
             .get("max_completion_tokens")
             .or_else(|| self.body.get("max_tokens"))
+            .or_else(|| self.body.get("max_output_tokens"))
             .and_then(Value::as_u64)
     }
 
@@ -133,10 +135,12 @@ pub struct JsonReply {
     pub usage: Option<Usage>,
 }
 
-/// One streamed event in OpenAI's chunk shape.
+/// One streamed event in OpenAI's chunk shape; on the lanes ([`Endpoint::Messages`],
+/// [`Endpoint::Responses`]) one piece of the client's answer as it goes on the wire.
 #[derive(Debug, Clone)]
 pub struct Chunk {
-    /// The JSON text that goes after `data: ` (no framing, no newline).
+    /// The JSON text that goes after `data: ` (no framing, no newline). On the lanes: the
+    /// exact bytes the client receives (a whole SSE frame, or a whole JSON body).
     pub data: Bytes,
     /// Usage carried by this chunk, if any (normalised; for Anthropic the totals).
     pub usage: Option<Usage>,
@@ -311,6 +315,35 @@ pub trait Provider {
             })
         }
     }
+
+    /// The Anthropic Messages lane; `req` is a Messages body. The answer's chunks are the
+    /// client's bytes (see [`Chunk::data`]), one chunk for a JSON answer. By default the
+    /// call is translated to chat and back, so every chat provider serves the lane;
+    /// Anthropic's own adapter passes it through.
+    fn messages(
+        &self,
+        req: &JsonRequest,
+        cx: CallCx<'_>,
+    ) -> impl Future<Output = Result<ChunkStream, ProviderError>> + Send
+    where
+        Self: Sync,
+    {
+        crate::lanes::messages::via_chat(self, req, cx)
+    }
+
+    /// The OpenAI Responses lane; `req` is a Responses body, the answer as for
+    /// [`Self::messages`]. By default translated to chat (stateless: stored-state fields
+    /// are refused); OpenAI's and Azure's adapters pass it through.
+    fn responses(
+        &self,
+        req: &JsonRequest,
+        cx: CallCx<'_>,
+    ) -> impl Future<Output = Result<ChunkStream, ProviderError>> + Send
+    where
+        Self: Sync,
+    {
+        crate::lanes::responses::via_chat(self, req, cx)
+    }
 }
 
 /// Which OpenAI endpoint a call is for.
@@ -319,6 +352,10 @@ pub enum Endpoint {
     Chat,
     Completions,
     Embeddings,
+    /// Anthropic's Messages API.
+    Messages,
+    /// OpenAI's Responses API.
+    Responses,
 }
 
 impl Endpoint {
@@ -327,6 +364,8 @@ impl Endpoint {
             Self::Chat => "/v1/chat/completions",
             Self::Completions => "/v1/completions",
             Self::Embeddings => "/v1/embeddings",
+            Self::Messages => "/v1/messages",
+            Self::Responses => "/v1/responses",
         }
     }
 }
@@ -373,6 +412,8 @@ impl Adapter {
                         $p.completions_stream(req, cx).await.map(Reply::Stream)
                     }
                     (Endpoint::Embeddings, _) => $p.embeddings(req, cx).await.map(Reply::Json),
+                    (Endpoint::Messages, _) => $p.messages(req, cx).await.map(Reply::Stream),
+                    (Endpoint::Responses, _) => $p.responses(req, cx).await.map(Reply::Stream),
                 }
             };
         }

@@ -57,6 +57,20 @@ impl Provider for OpenAi {
     ) -> Result<JsonReply, ProviderError> {
         json_call(post(cx, "/embeddings"), req, cx).await
     }
+
+    /// OpenAI serves the Responses lane natively; OpenAI-compatible servers mostly do
+    /// not, so they get it translated to chat.
+    async fn responses(
+        &self,
+        req: &JsonRequest,
+        cx: CallCx<'_>,
+    ) -> Result<ChunkStream, ProviderError> {
+        if cx.deployment.provider == ProviderKind::OpenAiCompatible {
+            crate::lanes::responses::via_chat(self, req, cx).await
+        } else {
+            crate::lanes::responses::passthrough::call(req, cx).await
+        }
+    }
 }
 
 fn post(cx: CallCx<'_>, path: &str) -> reqwest::RequestBuilder {

@@ -1,6 +1,7 @@
 //! The mock upstream: OpenAI-compatible (`/v1/chat/completions`, `/v1/completions`,
 //! `/v1/embeddings`, `/v1/models`, and Azure's `/openai/deployments/{name}/...`) and
-//! Anthropic-compatible (`/v1/messages`), JSON and SSE.
+//! Anthropic-compatible (`/v1/messages`), and OpenAI's Responses API (`/v1/responses`,
+//! Azure's `/openai/v1/responses`), JSON and SSE.
 //!
 //! Each request picks its behaviour with [`behavior::DIRECTIVES`] in the model name or
 //! `x-mock-*` headers. Usage numbers follow one fixed rule so tests can assert exact
@@ -10,11 +11,13 @@
 //!
 //! Every API request is recorded (bounded ring buffer) and counted (`in_flight`,
 //! `max_in_flight`), readable in-process or over `GET /_mock/requests` and
-//! `GET /_mock/stats` when the mock runs as its own process.
+//! `GET /_mock/stats` when the mock runs as its own process; responses are recorded
+//! too, once their bodies end (`GET /_mock/responses`), for byte-exact comparisons.
 
 pub mod anthropic;
 pub mod behavior;
 pub mod openai;
+pub mod responses;
 mod stream;
 
 use std::collections::VecDeque;
@@ -87,6 +90,15 @@ impl RecordedRequest {
     }
 }
 
+/// One response as the mock sent it, recorded once its body has ended (so a stream's
+/// whole transcript), for byte-exact comparison with what a client received.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecordedResponse {
+    pub path: String,
+    pub status: u16,
+    pub body: String,
+}
+
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Stats {
     /// API requests received since start (or the last reset).
@@ -101,6 +113,9 @@ pub struct Stats {
 pub struct Shared {
     options: MockOptions,
     recorded: Mutex<VecDeque<RecordedRequest>>,
+    responses: Mutex<VecDeque<RecordedResponse>>,
+    /// Responses API objects kept for `GET /v1/responses/{id}` (id → response, input).
+    stored: Mutex<std::collections::HashMap<String, (Value, Value)>>,
     requests: AtomicU64,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
@@ -113,6 +128,8 @@ impl Shared {
         Arc::new(Self {
             options,
             recorded: Mutex::new(VecDeque::new()),
+            responses: Mutex::new(VecDeque::new()),
+            stored: Mutex::new(std::collections::HashMap::new()),
             requests: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             max_in_flight: AtomicU64::new(0),
@@ -132,9 +149,33 @@ impl Shared {
         }
     }
 
+    /// Responses whose bodies have ended, oldest first.
+    pub fn responses(&self) -> Vec<RecordedResponse> {
+        self.lock_responses().iter().cloned().collect()
+    }
+
+    fn lock_responses(&self) -> std::sync::MutexGuard<'_, VecDeque<RecordedResponse>> {
+        self.responses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn record_response(&self, response: RecordedResponse) {
+        let capacity = self.options.record_capacity;
+        if capacity == 0 {
+            return;
+        }
+        let mut responses = self.lock_responses();
+        if responses.len() == capacity {
+            responses.pop_front();
+        }
+        responses.push_back(response);
+    }
+
     /// Forgets recorded requests and resets the counters (not requests in flight).
     pub fn reset(&self) {
         self.lock_recorded().clear();
+        self.lock_responses().clear();
         self.requests.store(0, Ordering::Relaxed);
         self.max_in_flight
             .store(self.in_flight.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -249,6 +290,11 @@ impl MockUpstream {
         self.shared.requests()
     }
 
+    /// Responses sent whose bodies have ended, oldest first.
+    pub fn responses(&self) -> Vec<RecordedResponse> {
+        self.shared.responses()
+    }
+
     pub fn stats(&self) -> Stats {
         self.shared.stats()
     }
@@ -274,6 +320,17 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::models))
         .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/responses", post(responses::responses))
+        .route("/openai/v1/responses", post(responses::responses))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::retrieve).delete(responses::delete),
+        )
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(responses::input_items),
+        )
+        .route("/v1/responses/{id}/cancel", post(responses::cancel))
         .route(
             "/openai/deployments/{deployment}/chat/completions",
             post(openai::azure_chat),
@@ -293,7 +350,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
             "/_mock/requests",
             get(control_requests).delete(control_reset),
         )
-        .route("/_mock/stats", get(control_stats).delete(control_reset));
+        .route("/_mock/stats", get(control_stats).delete(control_reset))
+        .route("/_mock/responses", get(control_responses));
     api.merge(control).with_state(shared)
 }
 
@@ -326,15 +384,44 @@ async fn record(State(shared): State<Arc<Shared>>, request: Request, next: Next)
             .collect(),
         body: String::from_utf8_lossy(&bytes).into_owned(),
     });
+    let path = parts.uri.path().to_owned();
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
     let (parts, body) = response.into_parts();
+    let mut capture = Capture {
+        shared: shared.clone(),
+        path,
+        status: parts.status.as_u16(),
+        body: Vec::new(),
+    };
     let body = body.into_data_stream().map(move |frame| {
         let _still_in_flight = &guard;
+        if let Ok(bytes) = &frame {
+            capture.body.extend_from_slice(bytes);
+        }
         frame
     });
     Response::from_parts(parts, Body::from_stream(body))
+}
+
+/// A response body as it is sent; recorded when the body is done with (ended, or
+/// dropped by a client that left).
+struct Capture {
+    shared: Arc<Shared>,
+    path: String,
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.shared.record_response(RecordedResponse {
+            path: std::mem::take(&mut self.path),
+            status: self.status,
+            body: String::from_utf8_lossy(&self.body).into_owned(),
+        });
+    }
 }
 
 async fn not_found() -> Response {
@@ -348,6 +435,10 @@ async fn not_found() -> Response {
 
 async fn control_requests(State(shared): State<Arc<Shared>>) -> Json<Vec<RecordedRequest>> {
     Json(shared.requests())
+}
+
+async fn control_responses(State(shared): State<Arc<Shared>>) -> Json<Vec<RecordedResponse>> {
+    Json(shared.responses())
 }
 
 async fn control_stats(State(shared): State<Arc<Shared>>) -> Json<Stats> {
