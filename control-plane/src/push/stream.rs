@@ -214,12 +214,13 @@ impl Session {
 
     async fn answer(&mut self, message: proto::GatewayMessage, awaiting: &mut Option<u64>) {
         use proto::gateway_message::Msg;
-        let (nonce, applied, nack) = match message.msg {
-            Some(Msg::Ack(ack)) => (ack.nonce, ack.version, None),
+        let (nonce, applied, nack, disabled) = match message.msg {
+            Some(Msg::Ack(ack)) => (ack.nonce, ack.version, None, Some(ack.disabled)),
             Some(Msg::Nack(nack)) => (
                 nack.nonce,
                 nack.applied_version,
                 Some((nack.version, nack.error)),
+                None,
             ),
             Some(Msg::Hello(_)) | None => {
                 tracing::debug!(gateway = %self.id, "ignoring an unexpected message");
@@ -236,8 +237,19 @@ impl Session {
             metrics::counter!("tollgate_config_nacks_total").increment(1);
             tracing::warn!(gateway = %self.id, version, error = %error, applied, "gateway refused a config version");
         }
+        if let Some(disabled) = &disabled
+            && !disabled.is_empty()
+        {
+            tracing::warn!(gateway = %self.id, applied, ?disabled, "gateway applied the config without some deployments");
+        }
         self.record(nack.as_ref().map(|(v, e)| (*v, e.as_str())))
             .await;
+        // Only an Ack says what the applied version left out; a Nack keeps the old list.
+        if let Some(disabled) = disabled
+            && let Err(e) = fleet::disabled(&self.pool, &self.id, self.session, &disabled).await
+        {
+            tracing::warn!(gateway = %self.id, error = %e, "could not record what a gateway disabled");
+        }
     }
 
     async fn record(&self, nack: Option<(u64, &str)>) {

@@ -13,7 +13,9 @@
 
 pub mod anthropic;
 pub mod azure;
+pub mod gemini;
 pub mod openai;
+pub mod preset;
 pub mod sse;
 
 use std::future::Future;
@@ -337,6 +339,7 @@ pub enum Adapter {
     OpenAi(openai::OpenAi),
     Azure(azure::Azure),
     Anthropic(anthropic::Anthropic),
+    Gemini(gemini::Gemini),
 }
 
 /// An adapter's answer: a whole body, or a stream of chunks.
@@ -351,6 +354,7 @@ impl Adapter {
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => Self::OpenAi(openai::OpenAi),
             ProviderKind::AzureOpenAi => Self::Azure(azure::Azure),
             ProviderKind::Anthropic => Self::Anthropic(anthropic::Anthropic),
+            ProviderKind::Gemini => Self::Gemini(gemini::Gemini),
         }
     }
 
@@ -380,6 +384,7 @@ impl Adapter {
             Self::OpenAi(p) => dispatch!(p),
             Self::Azure(p) => dispatch!(p),
             Self::Anthropic(p) => dispatch!(p),
+            Self::Gemini(p) => dispatch!(p),
         }
     }
 }

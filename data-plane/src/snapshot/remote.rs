@@ -257,6 +257,7 @@ impl ConfigClient {
         match result {
             Ok(snapshot) => {
                 let keys = snapshot.keys.len();
+                let disabled = snapshot.disabled.clone();
                 self.swap(snapshot);
                 tracing::info!(
                     version,
@@ -275,6 +276,7 @@ impl ConfigClient {
                 message(proto::gateway_message::Msg::Ack(proto::Ack {
                     version,
                     nonce,
+                    disabled,
                 }))
             }
             Err(refused) => {

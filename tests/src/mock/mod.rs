@@ -1,6 +1,7 @@
 //! The mock upstream: OpenAI-compatible (`/v1/chat/completions`, `/v1/completions`,
 //! `/v1/embeddings`, `/v1/models`, and Azure's `/openai/deployments/{name}/...`) and
-//! Anthropic-compatible (`/v1/messages`), JSON and SSE.
+//! Anthropic-compatible (`/v1/messages`), Gemini (`/v1beta/models/{model}:{method}`, and
+//! Vertex AI's `/v1/projects/…/publishers/google/models/…`), JSON and SSE.
 //!
 //! Each request picks its behaviour with [`behavior::DIRECTIVES`] in the model name or
 //! `x-mock-*` headers. Usage numbers follow one fixed rule so tests can assert exact
@@ -14,6 +15,7 @@
 
 pub mod anthropic;
 pub mod behavior;
+pub mod gemini;
 pub mod openai;
 mod stream;
 
@@ -175,7 +177,8 @@ impl Shared {
         let presented = header("authorization")
             .and_then(|v| v.strip_prefix("Bearer "))
             .or_else(|| header("api-key"))
-            .or_else(|| header("x-api-key"));
+            .or_else(|| header("x-api-key"))
+            .or_else(|| header("x-goog-api-key"));
         if presented == Some(expected) {
             return None;
         }
@@ -286,6 +289,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
             "/openai/deployments/{deployment}/embeddings",
             post(openai::azure_embeddings),
         )
+        .route("/v1beta/models/{call}", post(gemini::call))
+        .route(
+            "/v1/projects/{project}/locations/{location}/publishers/google/models/{call}",
+            post(gemini::vertex_call),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), record));
     let control = Router::new()
@@ -364,6 +372,7 @@ async fn control_reset(State(shared): State<Arc<Shared>>) -> StatusCode {
 pub enum Flavor {
     OpenAi,
     Anthropic,
+    Google,
 }
 
 /// The first steps every API handler shares: parse the body, read the model, parse the
@@ -452,6 +461,7 @@ pub fn error_response(
             };
             serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
         }
+        Flavor::Google => gemini::error_body(status, message),
     };
     (status, Json(body)).into_response()
 }
@@ -502,7 +512,7 @@ fn chosen_tool(body: &Value, flavor: Flavor) -> Option<String> {
     let choice = body.get("tool_choice");
     let forbidden = match flavor {
         Flavor::OpenAi => choice.and_then(Value::as_str) == Some("none"),
-        Flavor::Anthropic => {
+        Flavor::Anthropic | Flavor::Google => {
             choice.and_then(|c| c.get("type")).and_then(Value::as_str) == Some("none")
         }
     };
@@ -511,7 +521,7 @@ fn chosen_tool(body: &Value, flavor: Flavor) -> Option<String> {
     }
     let named = match flavor {
         Flavor::OpenAi => choice.and_then(|c| c.pointer("/function/name")),
-        Flavor::Anthropic => choice.and_then(|c| c.get("name")),
+        Flavor::Anthropic | Flavor::Google => choice.and_then(|c| c.get("name")),
     };
     if let Some(name) = named.and_then(Value::as_str) {
         return Some(name.to_owned());
@@ -519,7 +529,7 @@ fn chosen_tool(body: &Value, flavor: Flavor) -> Option<String> {
     let first = tools.first()?;
     let name = match flavor {
         Flavor::OpenAi => first.pointer("/function/name"),
-        Flavor::Anthropic => first.get("name"),
+        Flavor::Anthropic | Flavor::Google => first.get("name"),
     };
     name.and_then(Value::as_str).map(str::to_owned)
 }
