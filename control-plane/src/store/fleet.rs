@@ -192,14 +192,12 @@ pub async fn disabled(
     session: Uuid,
     disabled: &[String],
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE gateways SET disabled_deployments = $3 WHERE id = $1 AND session_id = $2",
-    )
-    .bind(id)
-    .bind(session)
-    .bind(disabled)
-    .execute(pool)
-    .await?;
+    sqlx::query("UPDATE gateways SET disabled_deployments = $3 WHERE id = $1 AND session_id = $2")
+        .bind(id)
+        .bind(session)
+        .bind(disabled)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 

@@ -31,6 +31,7 @@ use super::{
     CallCx, Chunk, ChunkStream, JsonReply, JsonRequest, Provider, ProviderError, read_json, send,
 };
 use crate::money::Usage;
+use crate::tokenize::{Encoding, Family};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gemini;
@@ -55,7 +56,10 @@ impl Provider for Gemini {
     async fn chat(&self, req: &JsonRequest, cx: CallCx<'_>) -> Result<JsonReply, ProviderError> {
         let body = request_body(req)?;
         let response = send(post(cx, "generateContent").json(&body), cx).await?;
-        response_body(&read_json(response, cx).await?, &cx.deployment.upstream_model)
+        response_body(
+            &read_json(response, cx).await?,
+            &cx.deployment.upstream_model,
+        )
     }
 
     async fn chat_stream(
@@ -87,16 +91,17 @@ impl Provider for Gemini {
     ) -> Result<JsonReply, ProviderError> {
         let (method, body) = embeddings_body(req, &cx.deployment.upstream_model)?;
         let response = send(post(cx, method).json(&body), cx).await?;
-        embeddings_response(&read_json(response, cx).await?, req.model())
+        embeddings_response(&read_json(response, cx).await?, req)
     }
 }
 
 fn post(cx: CallCx<'_>, method: &str) -> reqwest::RequestBuilder {
     let d = cx.deployment;
     // Model names are checked URL-safe when the snapshot is built.
-    let request = cx
-        .http
-        .post(format!("{}/models/{}:{method}", d.base_url, d.upstream_model));
+    let request = cx.http.post(format!(
+        "{}/models/{}:{method}",
+        d.base_url, d.upstream_model
+    ));
     match &d.credential {
         Some(key) => request.header("x-goog-api-key", key.expose_secret()),
         None => request,
@@ -138,10 +143,7 @@ pub fn request_body(req: &JsonRequest) -> Result<Value, ProviderError> {
     }
     out.insert("contents".into(), contents.into());
     if let Some(tools) = tools(body.get("tools"))? {
-        out.insert(
-            "tools".into(),
-            json!([{ "functionDeclarations": tools }]),
-        );
+        out.insert("tools".into(), json!([{ "functionDeclarations": tools }]));
     }
     if let Some(config) = tool_config(body.get("tool_choice"))? {
         out.insert("toolConfig".into(), config);
@@ -345,7 +347,12 @@ fn image_part(part: &Value, i: usize) -> Result<Value, ProviderError> {
             (".heic", "image/heic"),
         ]
         .iter()
-        .find(|(ext, _)| lower.split(['?', '#']).next().is_some_and(|p| p.ends_with(ext)))
+        .find(|(ext, _)| {
+            lower
+                .split(['?', '#'])
+                .next()
+                .is_some_and(|p| p.ends_with(ext))
+        })
         .map_or("image/jpeg", |(_, t)| t);
         return Ok(json!({ "fileData": { "mimeType": mime_type, "fileUri": url } }));
     }
@@ -397,7 +404,9 @@ fn function_response(
     let name = call_names.get(id).ok_or_else(|| {
         untranslatable(
             "messages",
-            format!("messages[{i}]: tool result for {id:?}, which no earlier assistant message called"),
+            format!(
+                "messages[{i}]: tool result for {id:?}, which no earlier assistant message called"
+            ),
         )
     })?;
     let text = plain_text(message.get("content"), i)?;
@@ -679,10 +688,10 @@ impl StreamTranslator {
         let mut chunks = Vec::new();
         if !self.started {
             self.started = true;
-            self.id = data
-                .get("responseId")
-                .and_then(Value::as_str)
-                .map_or_else(|| "chatcmpl-gemini".to_owned(), |id| format!("chatcmpl-{id}"));
+            self.id = data.get("responseId").and_then(Value::as_str).map_or_else(
+                || "chatcmpl-gemini".to_owned(),
+                |id| format!("chatcmpl-{id}"),
+            );
             if let Some(version) = data.get("modelVersion").and_then(Value::as_str) {
                 self.model = version.to_owned();
             }
@@ -819,8 +828,12 @@ pub fn embeddings_body(
 }
 
 /// `{"embedding": …}` or `{"embeddings": [...]}` → OpenAI's list. Gemini reports no
-/// token counts for embeddings, so usage is `None` and the gateway counts the input.
-pub fn embeddings_response(response: &Value, model: &str) -> Result<JsonReply, ProviderError> {
+/// token counts for embeddings, so the input is counted here, as the reservation counted
+/// it: tiktoken scaled by the Gemini family's margin (an upper bound of Gemini's count).
+pub fn embeddings_response(
+    response: &Value,
+    req: &JsonRequest,
+) -> Result<JsonReply, ProviderError> {
     let vectors: Vec<&Value> = if let Some(one) = response.get("embedding") {
         vec![one]
     } else if let Some(many) = response.get("embeddings").and_then(Value::as_array) {
@@ -834,15 +847,27 @@ pub fn embeddings_response(response: &Value, model: &str) -> Result<JsonReply, P
         .iter()
         .enumerate()
         .map(|(index, v)| {
-            let values = v.get("values").filter(|v| v.is_array()).ok_or_else(|| {
-                ProviderError::Protocol("an embedding without `values`".into())
-            })?;
+            let values = v
+                .get("values")
+                .filter(|v| v.is_array())
+                .ok_or_else(|| ProviderError::Protocol("an embedding without `values`".into()))?;
             Ok(json!({ "object": "embedding", "index": index, "embedding": values }))
         })
         .collect::<Result<Vec<_>, ProviderError>>()?;
+    let tokens = Encoding::O200k
+        .embedding_prompt(&req.body)
+        .text_tokens(Family::Gemini);
     Ok(JsonReply {
-        body: json!({ "object": "list", "data": data, "model": model }),
-        usage: None,
+        body: json!({
+            "object": "list",
+            "data": data,
+            "model": req.model(),
+            "usage": { "prompt_tokens": tokens, "total_tokens": tokens },
+        }),
+        usage: Some(Usage {
+            input: tokens,
+            ..Usage::default()
+        }),
     })
 }
 

@@ -63,7 +63,7 @@ impl Family {
         let base = name.rsplit('/').next().unwrap_or(&name);
         if provider == ProviderKind::Anthropic || base.starts_with("claude") {
             Self::Anthropic
-        } else if base.starts_with("gemini") {
+        } else if provider == ProviderKind::Gemini || base.starts_with("gemini") {
             Self::Gemini
         } else {
             Self::OpenAi

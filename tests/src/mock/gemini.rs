@@ -109,7 +109,13 @@ fn chosen_function(body: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn generate(shared: &Shared, body: &Value, model: &str, behavior: Behavior, stream: bool) -> Response {
+fn generate(
+    shared: &Shared,
+    body: &Value,
+    model: &str,
+    behavior: Behavior,
+    stream: bool,
+) -> Response {
     if body
         .get("contents")
         .and_then(Value::as_array)
@@ -174,7 +180,9 @@ fn generate(shared: &Shared, body: &Value, model: &str, behavior: Behavior, stre
     if !stream {
         let parts = match &function {
             Some(name) => json!([{"functionCall": {"name": name, "args": {"ok": true}}}]),
-            None if json_mode => json!([{"text": json!({"answer": text(0..completion)}).to_string()}]),
+            None if json_mode => {
+                json!([{"text": json!({"answer": text(0..completion)}).to_string()}])
+            }
             None => json!([{"text": text(0..completion)}]),
         };
         return Json(response(parts, Some(finish), u64::from(completion))).into_response();
@@ -200,13 +208,16 @@ fn generate(shared: &Shared, body: &Value, model: &str, behavior: Behavior, stre
             }
         }
     }
-    let error = data(&json!({"error": {"code": 503, "message": "mock: injected mid-stream error",
-        "status": "UNAVAILABLE"}}));
+    let error = data(
+        &json!({"error": {"code": 503, "message": "mock: injected mid-stream error",
+        "status": "UNAVAILABLE"}}),
+    );
     sse_response(events, error, &behavior)
 }
 
 fn embed(body: &Value, batch: bool) -> Response {
-    let bad = |message: &str| error_response(Flavor::Google, StatusCode::BAD_REQUEST, message, None);
+    let bad =
+        |message: &str| error_response(Flavor::Google, StatusCode::BAD_REQUEST, message, None);
     let requests: Vec<&Value> = if batch {
         match body.get("requests").and_then(Value::as_array) {
             Some(list) if !list.is_empty() => list.iter().collect(),

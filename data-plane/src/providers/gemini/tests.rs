@@ -82,7 +82,11 @@ fn system_roles_images_and_limits_are_translated() {
         json!({"parts": [{"text": "Be brief.\n\nAnswer in French."}]})
     );
     let contents = body["contents"].as_array().unwrap();
-    assert_eq!(contents.len(), 3, "consecutive user turns merge: {contents:?}");
+    assert_eq!(
+        contents.len(),
+        3,
+        "consecutive user turns merge: {contents:?}"
+    );
     assert_eq!(contents[0]["role"], "user");
     assert_eq!(
         contents[0]["parts"][1],
@@ -92,8 +96,14 @@ fn system_roles_images_and_limits_are_translated() {
         contents[0]["parts"][2],
         json!({"fileData": {"mimeType": "image/webp", "fileUri": "https://example.com/cat.webp?x=1"}})
     );
-    assert_eq!(contents[1], json!({"role": "model", "parts": [{"text": "Un chat."}]}));
-    assert_eq!(contents[2]["parts"], json!([{"text": "Merci"}, {"text": "!"}]));
+    assert_eq!(
+        contents[1],
+        json!({"role": "model", "parts": [{"text": "Un chat."}]})
+    );
+    assert_eq!(
+        contents[2]["parts"],
+        json!([{"text": "Merci"}, {"text": "!"}])
+    );
     assert_eq!(
         body["generationConfig"],
         json!({"temperature": 0.2, "topP": 0.9, "seed": 7, "maxOutputTokens": 256,
@@ -141,31 +151,49 @@ fn tools_calls_and_results_become_function_parts() {
         ])
     );
     let required = translate(json!({"messages": [], "tool_choice": "required"})).unwrap();
-    assert_eq!(required["toolConfig"]["functionCallingConfig"]["mode"], "ANY");
+    assert_eq!(
+        required["toolConfig"]["functionCallingConfig"]["mode"],
+        "ANY"
+    );
 }
 
 #[test]
 fn json_mode_and_schemas_set_the_response_type() {
-    let body = translate(json!({"messages": [], "response_format": {"type": "json_object"}}))
-        .unwrap();
-    assert_eq!(body["generationConfig"]["responseMimeType"], "application/json");
+    let body =
+        translate(json!({"messages": [], "response_format": {"type": "json_object"}})).unwrap();
+    assert_eq!(
+        body["generationConfig"]["responseMimeType"],
+        "application/json"
+    );
     let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
-    let body = translate(json!({"messages": [], "response_format": {"type": "json_schema",
-        "json_schema": {"name": "x", "schema": schema}}}))
+    let body = translate(
+        json!({"messages": [], "response_format": {"type": "json_schema",
+        "json_schema": {"name": "x", "schema": schema}}}),
+    )
     .unwrap();
     assert_eq!(body["generationConfig"]["responseJsonSchema"], schema);
 }
 
 #[test]
 fn requests_gemini_cannot_answer_are_refused() {
-    assert_eq!(refused_param(json!({"messages": [], "logprobs": true})), "logprobs");
-    assert_eq!(refused_param(json!({"messages": [], "functions": []})), "functions");
     assert_eq!(
-        refused_param(json!({"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]})),
+        refused_param(json!({"messages": [], "logprobs": true})),
+        "logprobs"
+    );
+    assert_eq!(
+        refused_param(json!({"messages": [], "functions": []})),
+        "functions"
+    );
+    assert_eq!(
+        refused_param(
+            json!({"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]})
+        ),
         "messages"
     );
     assert_eq!(
-        refused_param(json!({"messages": [{"role": "tool", "tool_call_id": "nope", "content": "x"}]})),
+        refused_param(
+            json!({"messages": [{"role": "tool", "tool_call_id": "nope", "content": "x"}]})
+        ),
         "messages",
         "a result for a call nobody made cannot be named"
     );
@@ -204,7 +232,8 @@ fn function_calls_become_tool_calls_and_cached_tokens_stay_apart() {
     let call = &choice["message"]["tool_calls"][0];
     assert_eq!(call["id"], "call_0");
     assert_eq!(call["function"]["name"], "get_weather");
-    let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
     assert_eq!(args, json!({"city": "Paris", "unit": "celsius"}));
     assert_eq!(
         reply.usage,
@@ -237,7 +266,10 @@ fn a_text_stream_becomes_chunks_then_one_usage_chunk() {
     let (chunks, json) = run(STREAM_TEXT);
     let text: String = json
         .iter()
-        .filter_map(|c| c.pointer("/choices/0/delta/content").and_then(Value::as_str))
+        .filter_map(|c| {
+            c.pointer("/choices/0/delta/content")
+                .and_then(Value::as_str)
+        })
         .collect();
     assert_eq!(text, "The sky is blue.");
     assert_eq!(json[0]["choices"][0]["delta"]["role"], "assistant");
@@ -297,7 +329,10 @@ async fn a_stream_cut_before_its_finish_reason_is_reported() {
     let stream = translate_stream(futures_util::stream::iter([Ok(first)]), "m".into());
     let items: Vec<_> = stream.collect().await;
     assert!(items[0].is_ok());
-    assert!(matches!(items.last(), Some(Err(ProviderError::Protocol(_)))));
+    assert!(matches!(
+        items.last(),
+        Some(Err(ProviderError::Protocol(_)))
+    ));
 }
 
 #[test]
@@ -315,10 +350,12 @@ fn embeddings_use_embed_content_for_one_input_and_batches_for_many() {
     assert_eq!(method, "batchEmbedContents");
     assert_eq!(body["requests"].as_array().unwrap().len(), 2);
     assert!(embeddings_body(&request(json!({"input": [[1, 2]]})), "m").is_err());
-    let reply = embeddings_response(&serde_json::from_str(EMBED_BATCH).unwrap(), "e").unwrap();
+    let reply = embeddings_response(&serde_json::from_str(EMBED_BATCH).unwrap(), &many).unwrap();
     assert_eq!(reply.body["data"][1]["index"], 1);
     assert_eq!(reply.body["data"][0]["embedding"][0], 0.0123);
-    assert!(reply.usage.is_none(), "Gemini reports no embedding usage");
+    // Gemini reports no usage: "a" and "b" are one o200k token each, × 1.2, rounded up.
+    assert_eq!(reply.usage.map(|u| u.input), Some(3));
+    assert_eq!(reply.body["usage"]["prompt_tokens"], 3);
 }
 
 #[test]
