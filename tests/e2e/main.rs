@@ -15,6 +15,7 @@ mod hardening;
 mod isolation;
 mod ledger;
 mod mock_upstream;
+mod providers;
 mod shared_budget;
 mod telemetry;
 mod telemetry_ingest;

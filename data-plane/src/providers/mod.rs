@@ -14,9 +14,11 @@
 pub mod anthropic;
 pub mod azure;
 pub mod gemini;
+pub mod google_auth;
 pub mod openai;
 pub mod preset;
 pub mod sse;
+pub mod vertex;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -181,6 +183,11 @@ pub enum ProviderError {
         param: Option<String>,
         message: String,
     },
+    /// The deployment's credential could not be turned into what the provider takes (a
+    /// service-account key that does not parse, a token endpoint that refuses it).
+    /// The message never quotes the credential.
+    #[error("deployment credential unusable: {0}")]
+    Credential(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,6 +222,7 @@ impl ProviderError {
             | Self::Protocol(_)
             | Self::InStream(_) => Fault::Upstream,
             Self::Unsupported { .. } | Self::Untranslatable { .. } => Fault::Client,
+            Self::Credential(_) => Fault::Internal,
         }
     }
 
@@ -245,7 +253,8 @@ impl ProviderError {
             Self::Status { .. }
             | Self::Connect(_)
             | Self::Unsupported { .. }
-            | Self::Untranslatable { .. } => false,
+            | Self::Untranslatable { .. }
+            | Self::Credential(_) => false,
             Self::Timeout(_) | Self::Transport(_) | Self::Protocol(_) | Self::InStream(_) => true,
         }
     }
@@ -340,6 +349,7 @@ pub enum Adapter {
     Azure(azure::Azure),
     Anthropic(anthropic::Anthropic),
     Gemini(gemini::Gemini),
+    Vertex(vertex::Vertex),
 }
 
 /// An adapter's answer: a whole body, or a stream of chunks.
@@ -355,6 +365,7 @@ impl Adapter {
             ProviderKind::AzureOpenAi => Self::Azure(azure::Azure),
             ProviderKind::Anthropic => Self::Anthropic(anthropic::Anthropic),
             ProviderKind::Gemini => Self::Gemini(gemini::Gemini),
+            ProviderKind::Vertex => Self::Vertex(vertex::Vertex),
         }
     }
 
@@ -385,6 +396,7 @@ impl Adapter {
             Self::Azure(p) => dispatch!(p),
             Self::Anthropic(p) => dispatch!(p),
             Self::Gemini(p) => dispatch!(p),
+            Self::Vertex(p) => dispatch!(p),
         }
     }
 }

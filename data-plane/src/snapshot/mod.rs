@@ -297,6 +297,7 @@ pub enum ProviderKind {
     Anthropic,
     OpenAiCompatible,
     Gemini,
+    Vertex,
 }
 
 impl ProviderKind {
@@ -311,6 +312,7 @@ impl ProviderKind {
             Self::Anthropic => proto::ProviderKind::Anthropic,
             Self::OpenAiCompatible => proto::ProviderKind::OpenaiCompatible,
             Self::Gemini => proto::ProviderKind::Gemini,
+            Self::Vertex => proto::ProviderKind::Vertex,
         }
     }
 
@@ -323,9 +325,10 @@ impl ProviderKind {
             Ok(proto::ProviderKind::Anthropic) => Self::Anthropic,
             Ok(proto::ProviderKind::OpenaiCompatible) => Self::OpenAiCompatible,
             Ok(proto::ProviderKind::Gemini) => Self::Gemini,
+            Ok(proto::ProviderKind::Vertex) => Self::Vertex,
             // Named on the wire, not served by this build yet (TODO(#17)): disabled
             // exactly as a kind from a newer control plane would be.
-            Ok(proto::ProviderKind::Vertex | proto::ProviderKind::Bedrock) | Err(_) => {
+            Ok(proto::ProviderKind::Bedrock) | Err(_) => {
                 return Err(UnknownKind::Newer(value));
             }
             Ok(proto::ProviderKind::Unspecified) => return Err(UnknownKind::Unspecified),
@@ -712,7 +715,7 @@ impl Snapshot {
             // would change the path or start a query.
             let in_path = matches!(
                 provider,
-                Some(ProviderKind::AzureOpenAi | ProviderKind::Gemini)
+                Some(ProviderKind::AzureOpenAi | ProviderKind::Gemini | ProviderKind::Vertex)
             );
             if in_path
                 && !upstream_model

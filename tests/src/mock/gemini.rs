@@ -21,6 +21,24 @@ use serde_json::{Value, json};
 use super::stream::{data, sse_response};
 use super::{Behavior, Flavor, Shared, error_response, piece, prepare, prompt_tokens};
 
+/// The Google OAuth2 token endpoint the mock plays (`POST /token`).
+#[derive(Debug, Clone)]
+pub struct TokenEndpoint {
+    /// The service account's public key: assertions must verify with it.
+    pub public_key_pem: String,
+    /// `expires_in` of the tokens minted (s).
+    pub lifetime_secs: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct Assertion {
+    iss: String,
+    scope: String,
+    aud: String,
+    iat: u64,
+    exp: u64,
+}
+
 #[derive(Debug, Deserialize)]
 pub struct AltQuery {
     alt: Option<String>,
@@ -46,7 +64,87 @@ pub async fn vertex_call(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(refused) = check_bearer(&shared, &headers) {
+        return refused;
+    }
     dispatch(&shared, &call, query, &headers, &body).await
+}
+
+/// With a token endpoint configured, a Vertex call must carry a token it minted.
+pub(super) fn check_bearer(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
+    shared.options.google_token.as_ref()?;
+    let presented = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let minted = shared
+        .minted
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if presented.is_some_and(|p| minted.iter().any(|t| t == p)) {
+        return None;
+    }
+    Some(error_response(
+        Flavor::Google,
+        StatusCode::UNAUTHORIZED,
+        "mock: Request had invalid authentication credentials.",
+        None,
+    ))
+}
+
+/// `POST /token`: the `jwt-bearer` grant. The assertion must be an RS256 JWT of the
+/// configured service account for the cloud-platform scope, at most an hour long.
+pub async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let refuse = |message: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_grant", "error_description": message})),
+        )
+            .into_response()
+    };
+    let Some(endpoint) = shared.options.google_token.clone() else {
+        return refuse("mock: no token endpoint configured");
+    };
+    let form = String::from_utf8_lossy(&body).into_owned();
+    let field = |name: &str| {
+        form.split('&')
+            .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+            .map(str::to_owned)
+    };
+    if field("grant_type").as_deref()
+        != Some("urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer")
+    {
+        return refuse("mock: grant_type must be jwt-bearer");
+    }
+    let Some(assertion) = field("assertion") else {
+        return refuse("mock: no assertion");
+    };
+    let Ok(key) = jsonwebtoken::DecodingKey::from_rsa_pem(endpoint.public_key_pem.as_bytes())
+    else {
+        return refuse("mock: bad public key");
+    };
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.validate_aud = false;
+    let claims = match jsonwebtoken::decode::<Assertion>(&assertion, &key, &validation) {
+        Ok(decoded) => decoded.claims,
+        Err(e) => return refuse(&format!("mock: invalid JWT signature or claims: {e}")),
+    };
+    if claims.iss.is_empty()
+        || claims.scope != "https://www.googleapis.com/auth/cloud-platform"
+        || !claims.aud.ends_with("/token")
+        || claims.exp.saturating_sub(claims.iat) > 3600
+    {
+        return refuse("mock: wrong issuer, scope, audience or lifetime");
+    }
+    let token = format!("ya29.mock-{}", shared.next_id());
+    shared
+        .minted
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(token.clone());
+    Json(json!({"access_token": token, "expires_in": endpoint.lifetime_secs,
+        "token_type": "Bearer"}))
+    .into_response()
 }
 
 async fn dispatch(

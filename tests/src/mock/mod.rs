@@ -52,6 +52,9 @@ pub struct MockOptions {
     /// When set, requests must carry this credential (`Authorization: Bearer`, `api-key`
     /// or `x-api-key`) or get the provider's 401.
     pub require_key: Option<String>,
+    /// When set, `POST /token` is a Google OAuth2 token endpoint for this service
+    /// account, and Vertex AI routes accept only the bearer tokens it minted.
+    pub google_token: Option<gemini::TokenEndpoint>,
 }
 
 impl Default for MockOptions {
@@ -59,6 +62,7 @@ impl Default for MockOptions {
         Self {
             record_capacity: 10_000,
             require_key: None,
+            google_token: None,
         }
     }
 }
@@ -108,6 +112,8 @@ pub struct Shared {
     max_in_flight: AtomicU64,
     /// Source of unique response ids (`chatcmpl-mock-17`).
     ids: AtomicU64,
+    /// Access tokens `POST /token` has minted.
+    minted: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -119,6 +125,7 @@ impl Shared {
             in_flight: AtomicU64::new(0),
             max_in_flight: AtomicU64::new(0),
             ids: AtomicU64::new(0),
+            minted: Mutex::new(Vec::new()),
         })
     }
 
@@ -290,6 +297,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
             post(openai::azure_embeddings),
         )
         .route("/v1beta/models/{call}", post(gemini::call))
+        .route("/token", post(gemini::token))
+        .route(
+            "/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{call}",
+            post(anthropic::vertex_messages),
+        )
         .route(
             "/v1/projects/{project}/locations/{location}/publishers/google/models/{call}",
             post(gemini::vertex_call),
