@@ -18,10 +18,35 @@ struct Harness {
     gateway: GatewayProcess,
 }
 
+/// The wire format a matrix row's upstream speaks (Vertex serves two).
+fn format(provider: &str) -> &str {
+    match provider {
+        "vertex" => "gemini",
+        "vertex_claude" => "anthropic",
+        other => other,
+    }
+}
+
 /// The `[[deployments]]` block of `provider` for model `m`, with `directives` appended
 /// to the upstream model name (they steer the mock).
 fn deployment(provider: &str, mock: &str, directives: &str) -> String {
-    let (base, upstream, extra) = match provider {
+    let vertex_root = format!("{mock}/v1/projects/acme-ml/locations/europe-west4");
+    let (provider, base, upstream, extra) = match provider {
+        "vertex" => ("vertex", vertex_root, "gemini-2.5-flash", ""),
+        "vertex_claude" => ("vertex", vertex_root, "claude-sonnet-4@20250514", ""),
+        other => {
+            let (base, upstream, extra) = plain_deployment(other, mock);
+            (other, base, upstream, extra)
+        }
+    };
+    format!(
+        "[[deployments]]\nid = \"dep\"\nmodel = \"m\"\nprovider = \"{provider}\"\nbase_url = \"{base}\"\n\
+         upstream_model = \"{upstream}{directives}\"\ncredential = \"env:TOLLGATE_PROVIDER_CONFORMANCE_KEY\"\n{extra}{PRICES}\n"
+    )
+}
+
+fn plain_deployment(provider: &str, mock: &str) -> (String, &'static str, &'static str) {
+    match provider {
         "openai" | "openai_compatible" => (format!("{mock}/v1"), "mock-gpt", ""),
         "azure" => (
             mock.to_owned(),
@@ -31,20 +56,28 @@ fn deployment(provider: &str, mock: &str, directives: &str) -> String {
         "anthropic" => (format!("{mock}/v1"), "mock-claude", ""),
         "gemini" => (format!("{mock}/v1beta"), "mock-gemini", ""),
         other => panic!("no conformance setup for {other}"),
-    };
-    format!(
-        "[[deployments]]\nid = \"dep\"\nmodel = \"m\"\nprovider = \"{provider}\"\nbase_url = \"{base}\"\n\
-         upstream_model = \"{upstream}{directives}\"\ncredential = \"env:TOLLGATE_PROVIDER_CONFORMANCE_KEY\"\n{extra}{PRICES}\n"
-    )
+    }
 }
 
 async fn harness(provider: &str, directives: &str) -> Harness {
+    // Vertex authenticates with tokens minted from a service-account key; everything
+    // else with the static secret.
+    let vertex = provider.starts_with("vertex");
     let mock = MockUpstream::start_with(tollgate_tests::mock::MockOptions {
-        require_key: Some("provider-secret".into()),
+        require_key: (!vertex).then(|| "provider-secret".into()),
+        google_token: vertex.then(|| tollgate_tests::mock::gemini::TokenEndpoint {
+            public_key_pem: GOOGLE_PUBLIC_KEY.into(),
+            lifetime_secs: 3600,
+        }),
         ..Default::default()
     })
     .await
     .unwrap();
+    let credential = if vertex {
+        service_account(&format!("{}/token", mock.url()))
+    } else {
+        "provider-secret".to_owned()
+    };
     let key = TestKey::new();
     let config = format!(
         "[routing]\nmax_attempts = 2\nbackoff_base_ms = 1\n[[orgs]]\nid = \"o\"\n[[teams]]\nid = \"t\"\norg = \"o\"\n\
@@ -54,11 +87,23 @@ async fn harness(provider: &str, directives: &str) -> Harness {
     );
     let gateway = GatewayProcess::start(
         &config,
-        &[("TOLLGATE_PROVIDER_CONFORMANCE_KEY", "provider-secret")],
+        &[("TOLLGATE_PROVIDER_CONFORMANCE_KEY", credential.as_str())],
     )
     .await
     .unwrap();
     Harness { mock, key, gateway }
+}
+
+const GOOGLE_PUBLIC_KEY: &str =
+    include_str!("../fixtures/google/test-service-account.pub.pem");
+
+/// The test service-account key file, its `token_uri` pointed at `token_uri`.
+pub fn service_account(token_uri: &str) -> String {
+    let mut key: Value =
+        serde_json::from_str(include_str!("../fixtures/google/test-service-account.json"))
+            .unwrap();
+    key["token_uri"] = token_uri.into();
+    key.to_string()
 }
 
 impl Harness {
@@ -114,7 +159,7 @@ pub async fn plain(provider: &str) {
     );
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
     // The provider credential was resolved from the environment and sent upstream.
-    assert_eq!(h.mock.requests().len(), 1);
+    assert_eq!(h.mock.api_requests().len(), 1);
 }
 
 pub async fn max_tokens(provider: &str) {
@@ -133,10 +178,10 @@ pub async fn max_tokens(provider: &str) {
 /// so the provider can never bill more output than was reserved.
 pub async fn output_cap(provider: &str) {
     let h = harness(provider, "").await;
-    let sent = |i: usize| -> Value { serde_json::from_str(&h.mock.requests()[i].body).unwrap() };
+    let sent = |i: usize| -> Value { serde_json::from_str(&h.mock.api_requests()[i].body).unwrap() };
     let response = h.post("/chat/completions", chat(json!({}))).await;
     assert_eq!(response.status(), 200, "{}", h.gateway.stderr());
-    let (field, client_field) = match provider {
+    let (field, client_field) = match format(provider) {
         "openai" | "azure" => ("/max_completion_tokens", "/max_tokens"),
         "gemini" => (
             "/generationConfig/maxOutputTokens",
@@ -261,12 +306,12 @@ pub async fn upstream_errors(provider: &str) {
     let h = harness(provider, "+status=503").await;
     let response = h.post("/chat/completions", chat(json!({}))).await;
     assert_eq!(response.status(), 502);
-    assert_eq!(h.mock.requests().len(), 2, "retried once, then gave up");
+    assert_eq!(h.mock.api_requests().len(), 2, "retried once, then gave up");
 
     let h = harness(provider, "+status=400").await;
     let response = h.post("/chat/completions", chat(json!({}))).await;
     assert_eq!(response.status(), 400);
-    assert_eq!(h.mock.requests().len(), 1, "a client error is not retried");
+    assert_eq!(h.mock.api_requests().len(), 1, "a client error is not retried");
     let body: Value = response.json().await.unwrap();
     assert!(
         body["error"]["message"]
@@ -316,7 +361,7 @@ pub async fn embeddings(provider: &str) {
     assert_eq!(body["data"].as_array().unwrap().len(), 2);
     // Gemini reports no embedding usage: the gateway counts 3 tiktoken tokens and bills
     // Gemini's margin over them (× 1.2, rounded up), as it reserved.
-    let expected = if provider == "gemini" { 4 } else { 3 };
+    let expected = if format(provider) == "gemini" { 4 } else { 3 };
     assert_eq!(body["usage"]["prompt_tokens"], expected);
     let events = h.gateway.usage_events(1).await;
     assert_eq!(events[0]["prompt_tokens"], expected, "{}", events[0]);
@@ -333,8 +378,8 @@ pub async fn json_mode(provider: &str) {
         )
         .await;
     assert_eq!(response.status(), 200, "{}", h.gateway.stderr());
-    let sent = h.mock.requests()[0].json();
-    match provider {
+    let sent = h.mock.api_requests()[0].json();
+    match format(provider) {
         "gemini" => assert_eq!(
             sent["generationConfig"]["responseMimeType"], "application/json",
             "{sent}"
@@ -356,8 +401,8 @@ pub async fn images(provider: &str) {
     ]}]});
     let response = h.post("/chat/completions", body).await;
     assert_eq!(response.status(), 200, "{}", h.gateway.stderr());
-    let sent = h.mock.requests()[0].json();
-    let (pointer, expected) = match provider {
+    let sent = h.mock.api_requests()[0].json();
+    let (pointer, expected) = match format(provider) {
         "gemini" => (
             "/contents/0/parts/1/inlineData",
             json!({"mimeType": "image/png", "data": "iVBORw0KGgo="}),
@@ -438,7 +483,7 @@ pub async fn unsupported(provider: &str, path: &str, body: Value) {
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unsupported_endpoint");
-    assert!(h.mock.requests().is_empty());
+    assert!(h.mock.api_requests().is_empty());
 }
 
 /// `conformance!(provider, opt_out: [case, ...])` runs every case not opted out; an
@@ -485,3 +530,5 @@ conformance!(openai_compatible);
 conformance!(azure);
 conformance!(anthropic, opt_out: [embeddings, completions]);
 conformance!(gemini, opt_out: [completions]);
+conformance!(vertex, opt_out: [embeddings, completions]);
+conformance!(vertex_claude, opt_out: [embeddings, completions]);

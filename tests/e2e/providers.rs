@@ -212,3 +212,59 @@ async fn gemini_thinking_tokens_are_billed_as_output_within_the_reserved_ceiling
     // 2 prompt tokens × 1 µ$ + 20 output tokens × 2 µ$.
     assert_eq!(events[0]["cost_micros"], 42, "{}", events[0]);
 }
+
+#[tokio::test]
+async fn vertex_tokens_are_minted_once_then_refreshed_in_the_background_before_expiry() {
+    // Tokens live 200 s: inside the gateway's 300 s refresh window from the start, yet
+    // well usable, so every call after the first starts a refresh without waiting on it.
+    let mock = MockUpstream::start_with(tollgate_tests::mock::MockOptions {
+        google_token: Some(tollgate_tests::mock::gemini::TokenEndpoint {
+            public_key_pem: include_str!("../fixtures/google/test-service-account.pub.pem").into(),
+            lifetime_secs: 200,
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let key = TestKey::new();
+    let config = format!(
+        "[[orgs]]\nid = \"o\"\n[[teams]]\nid = \"t\"\norg = \"o\"\n\
+         [[models]]\nname = \"m\"\n\
+         [[deployments]]\nid = \"dep\"\nmodel = \"m\"\nprovider = \"vertex\"\n\
+         base_url = \"{}/v1/projects/acme-ml/locations/europe-west4\"\nupstream_model = \"gemini-2.5-flash\"\n\
+         credential = \"env:TOLLGATE_PROVIDER_VERTEX_SA\"\n{}",
+        mock.url(),
+        key.entry("t", "")
+    );
+    let account = crate::conformance::service_account(&format!("{}/token", mock.url()));
+    let gateway = GatewayProcess::start(&config, &[("TOLLGATE_PROVIDER_VERTEX_SA", &account)])
+        .await
+        .unwrap();
+    let bearer = |i: usize| {
+        mock.api_requests()[i]
+            .header("authorization")
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(chat(&gateway, &key, json!({})).await.status(), 200, "{}", gateway.stderr());
+    assert_eq!(mock.token_requests(), 1);
+    assert!(!gateway.stderr().contains("ya29."), "tokens are never logged");
+    // The second call goes out with the first token while the next one is minted.
+    assert_eq!(chat(&gateway, &key, json!({})).await.status(), 200);
+    assert_eq!(bearer(1), bearer(0));
+    let started = Instant::now();
+    while mock.token_requests() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(30), "never refreshed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Once minted, the new token serves.
+    let started = Instant::now();
+    loop {
+        assert_eq!(chat(&gateway, &key, json!({})).await.status(), 200);
+        let latest = bearer(mock.api_requests().len() - 1);
+        if latest != bearer(0) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the refreshed token never served");
+    }
+}

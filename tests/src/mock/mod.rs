@@ -259,6 +259,22 @@ impl MockUpstream {
         self.shared.requests()
     }
 
+    /// [`Self::requests`] without those to the token endpoint: the calls themselves.
+    pub fn api_requests(&self) -> Vec<RecordedRequest> {
+        let mut requests = self.shared.requests();
+        requests.retain(|r| r.path != "/token");
+        requests
+    }
+
+    /// Requests to the token endpoint (`POST /token`).
+    pub fn token_requests(&self) -> usize {
+        self.shared
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/token")
+            .count()
+    }
+
     pub fn stats(&self) -> Stats {
         self.shared.stats()
     }
