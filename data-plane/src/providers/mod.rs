@@ -12,6 +12,7 @@
 //! speaking OpenAI's API is exactly what makes them compatible.
 
 pub mod anthropic;
+pub mod aws_sign;
 pub mod azure;
 pub mod gemini;
 pub mod google_auth;
