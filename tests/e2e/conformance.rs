@@ -39,9 +39,14 @@ fn deployment(provider: &str, mock: &str, directives: &str) -> String {
             (other, base, upstream, extra)
         }
     };
+    let credential = if provider == "bedrock" {
+        "TOLLGATE_PROVIDER_CONFORMANCE_ACCESS_KEY_ID"
+    } else {
+        "TOLLGATE_PROVIDER_CONFORMANCE_KEY"
+    };
     format!(
         "[[deployments]]\nid = \"dep\"\nmodel = \"m\"\nprovider = \"{provider}\"\nbase_url = \"{base}\"\n\
-         upstream_model = \"{upstream}{directives}\"\ncredential = \"env:TOLLGATE_PROVIDER_CONFORMANCE_KEY\"\n{extra}{PRICES}\n"
+         upstream_model = \"{upstream}{directives}\"\ncredential = \"env:{credential}\"\n{extra}{PRICES}\n"
     )
 }
 
@@ -55,6 +60,11 @@ fn plain_deployment(provider: &str, mock: &str) -> (String, &'static str, &'stat
         ),
         "anthropic" => (format!("{mock}/v1"), "mock-claude", ""),
         "gemini" => (format!("{mock}/v1beta"), "mock-gemini", ""),
+        "bedrock" => (
+            mock.to_owned(),
+            "anthropic.claude-3-5-haiku-20241022-v1:0",
+            "cloud_region = \"us-east-1\"\n",
+        ),
         other => panic!("no conformance setup for {other}"),
     }
 }
@@ -78,6 +88,12 @@ async fn harness(provider: &str, directives: &str) -> Harness {
     } else {
         "provider-secret".to_owned()
     };
+    // Bedrock signs with an access key (the mock checks it is "provider-secret") and its
+    // secret, the standard pair of variables under the allowed prefix.
+    let aws_secret = (
+        "TOLLGATE_PROVIDER_CONFORMANCE_SECRET_ACCESS_KEY",
+        "aws-secret",
+    );
     let key = TestKey::new();
     let config = format!(
         "[routing]\nmax_attempts = 2\nbackoff_base_ms = 1\n[[orgs]]\nid = \"o\"\n[[teams]]\nid = \"t\"\norg = \"o\"\n\
@@ -87,21 +103,26 @@ async fn harness(provider: &str, directives: &str) -> Harness {
     );
     let gateway = GatewayProcess::start(
         &config,
-        &[("TOLLGATE_PROVIDER_CONFORMANCE_KEY", credential.as_str())],
+        &[
+            ("TOLLGATE_PROVIDER_CONFORMANCE_KEY", credential.as_str()),
+            (
+                "TOLLGATE_PROVIDER_CONFORMANCE_ACCESS_KEY_ID",
+                "provider-secret",
+            ),
+            aws_secret,
+        ],
     )
     .await
     .unwrap();
     Harness { mock, key, gateway }
 }
 
-const GOOGLE_PUBLIC_KEY: &str =
-    include_str!("../fixtures/google/test-service-account.pub.pem");
+const GOOGLE_PUBLIC_KEY: &str = include_str!("../fixtures/google/test-service-account.pub.pem");
 
 /// The test service-account key file, its `token_uri` pointed at `token_uri`.
 pub fn service_account(token_uri: &str) -> String {
     let mut key: Value =
-        serde_json::from_str(include_str!("../fixtures/google/test-service-account.json"))
-            .unwrap();
+        serde_json::from_str(include_str!("../fixtures/google/test-service-account.json")).unwrap();
     key["token_uri"] = token_uri.into();
     key.to_string()
 }
@@ -178,7 +199,8 @@ pub async fn max_tokens(provider: &str) {
 /// so the provider can never bill more output than was reserved.
 pub async fn output_cap(provider: &str) {
     let h = harness(provider, "").await;
-    let sent = |i: usize| -> Value { serde_json::from_str(&h.mock.api_requests()[i].body).unwrap() };
+    let sent =
+        |i: usize| -> Value { serde_json::from_str(&h.mock.api_requests()[i].body).unwrap() };
     let response = h.post("/chat/completions", chat(json!({}))).await;
     assert_eq!(response.status(), 200, "{}", h.gateway.stderr());
     let (field, client_field) = match format(provider) {
@@ -187,6 +209,7 @@ pub async fn output_cap(provider: &str) {
             "/generationConfig/maxOutputTokens",
             "/generationConfig/maxOutputTokens",
         ),
+        "bedrock" => ("/inferenceConfig/maxTokens", "/inferenceConfig/maxTokens"),
         _ => ("/max_tokens", "/max_tokens"),
     };
     let at = |i: usize, pointer: &str| sent(i).pointer(pointer).cloned();
@@ -311,7 +334,11 @@ pub async fn upstream_errors(provider: &str) {
     let h = harness(provider, "+status=400").await;
     let response = h.post("/chat/completions", chat(json!({}))).await;
     assert_eq!(response.status(), 400);
-    assert_eq!(h.mock.api_requests().len(), 1, "a client error is not retried");
+    assert_eq!(
+        h.mock.api_requests().len(),
+        1,
+        "a client error is not retried"
+    );
     let body: Value = response.json().await.unwrap();
     assert!(
         body["error"]["message"]
@@ -386,7 +413,7 @@ pub async fn json_mode(provider: &str) {
         ),
         // Documented in the adapter: Anthropic has no JSON mode outside its beta, and
         // refuses fields it does not know; the model still sees the instructions.
-        "anthropic" => assert!(sent.get("response_format").is_none(), "{sent}"),
+        "anthropic" | "bedrock" => assert!(sent.get("response_format").is_none(), "{sent}"),
         _ => assert_eq!(sent["response_format"]["type"], "json_object", "{sent}"),
     }
 }
@@ -406,6 +433,10 @@ pub async fn images(provider: &str) {
         "gemini" => (
             "/contents/0/parts/1/inlineData",
             json!({"mimeType": "image/png", "data": "iVBORw0KGgo="}),
+        ),
+        "bedrock" => (
+            "/messages/0/content/1/image",
+            json!({"format": "png", "source": {"bytes": "iVBORw0KGgo="}}),
         ),
         "anthropic" => (
             "/messages/0/content/1/source",
@@ -532,3 +563,4 @@ conformance!(anthropic, opt_out: [embeddings, completions]);
 conformance!(gemini, opt_out: [completions]);
 conformance!(vertex, opt_out: [embeddings, completions]);
 conformance!(vertex_claude, opt_out: [embeddings, completions]);
+conformance!(bedrock, opt_out: [embeddings, completions]);

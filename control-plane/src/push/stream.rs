@@ -197,7 +197,7 @@ impl Session {
                     Ok(Some(message)) => self.answer(message, &mut awaiting).await,
                     Ok(None) | Err(_) => break,
                 },
-                _ = heartbeat.tick() => self.record(None).await,
+                _ = heartbeat.tick() => self.record(None, None).await,
                 () = tx.closed() => break,
                 () = &mut revoked => {
                     tracing::warn!(gateway = %self.id, "credential revoked or expired: ending the config stream");
@@ -242,18 +242,25 @@ impl Session {
         {
             tracing::warn!(gateway = %self.id, applied, ?disabled, "gateway applied the config without some deployments");
         }
-        self.record(nack.as_ref().map(|(v, e)| (*v, e.as_str())))
-            .await;
         // Only an Ack says what the applied version left out; a Nack keeps the old list.
-        if let Some(disabled) = disabled
-            && let Err(e) = fleet::disabled(&self.pool, &self.id, self.session, &disabled).await
-        {
-            tracing::warn!(gateway = %self.id, error = %e, "could not record what a gateway disabled");
-        }
+        self.record(
+            nack.as_ref().map(|(v, e)| (*v, e.as_str())),
+            disabled.as_deref(),
+        )
+        .await;
     }
 
-    async fn record(&self, nack: Option<(u64, &str)>) {
-        if let Err(e) = fleet::heard(&self.pool, &self.id, self.session, self.applied, nack).await {
+    async fn record(&self, nack: Option<(u64, &str)>, disabled: Option<&[String]>) {
+        if let Err(e) = fleet::heard(
+            &self.pool,
+            &self.id,
+            self.session,
+            self.applied,
+            nack,
+            disabled,
+        )
+        .await
+        {
             tracing::warn!(gateway = %self.id, error = %e, "could not record what a gateway said");
         }
     }

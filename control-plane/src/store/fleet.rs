@@ -160,16 +160,20 @@ pub async fn connected(
     Ok(())
 }
 
-/// What a stream learnt: an Ack (no error) or a Nack, or only that it is alive.
+/// What a stream learnt: an Ack (no error; `disabled` = the deployments it applied the
+/// version without) or a Nack, or only that it is alive. One statement, so the fleet
+/// view never shows a version beside another version's list.
 pub async fn heard(
     pool: &Pool,
     id: &str,
     session: Uuid,
     applied_version: u64,
     nack: Option<(u64, &str)>,
+    disabled: Option<&[String]>,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE gateways SET last_seen = now(), applied_version = $3,
+           disabled_deployments = coalesce($6, disabled_deployments),
            last_nack_version = CASE WHEN $4::bigint IS NULL THEN last_nack_version ELSE $4 END,
            last_nack_error = CASE WHEN $4::bigint IS NULL THEN last_nack_error ELSE $5 END,
            last_nack_at = CASE WHEN $4::bigint IS NULL THEN last_nack_at ELSE now() END
@@ -180,24 +184,9 @@ pub async fn heard(
     .bind(i64::try_from(applied_version).unwrap_or(i64::MAX))
     .bind(nack.map(|(v, _)| i64::try_from(v).unwrap_or(i64::MAX)))
     .bind(nack.map(|(_, e)| e))
+    .bind(disabled)
     .execute(pool)
     .await?;
-    Ok(())
-}
-
-/// What the gateway's latest Ack said it applied the snapshot without.
-pub async fn disabled(
-    pool: &Pool,
-    id: &str,
-    session: Uuid,
-    disabled: &[String],
-) -> Result<(), StoreError> {
-    sqlx::query("UPDATE gateways SET disabled_deployments = $3 WHERE id = $1 AND session_id = $2")
-        .bind(id)
-        .bind(session)
-        .bind(disabled)
-        .execute(pool)
-        .await?;
     Ok(())
 }
 

@@ -205,9 +205,20 @@ mod tests {
                 SystemTime::now(),
             )
             .unwrap();
-        assert!(headers.iter().any(|(n, v)| n == "x-amz-security-token" && v == "token-1"));
-        let authorization = &headers.iter().find(|(n, _)| n == "authorization").unwrap().1;
-        assert!(authorization.contains("x-amz-security-token"), "{authorization}");
+        assert!(
+            headers
+                .iter()
+                .any(|(n, v)| n == "x-amz-security-token" && v == "token-1")
+        );
+        let authorization = &headers
+            .iter()
+            .find(|(n, _)| n == "authorization")
+            .unwrap()
+            .1;
+        assert!(
+            authorization.contains("x-amz-security-token"),
+            "{authorization}"
+        );
         assert!(authorization.contains("/us-east-1/bedrock/aws4_request"));
     }
 

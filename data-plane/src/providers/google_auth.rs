@@ -91,11 +91,13 @@ enum Plan {
 impl ServiceAccount {
     /// Parses a key file's JSON; the error never quotes the file (it holds the key).
     pub fn from_json(text: &str) -> Result<Self, ProviderError> {
-        serde_json::from_str(text).map_err(|e| ProviderError::Credential(format!(
-            "the Vertex credential is not a service-account key file (line {}, column {})",
-            e.line(),
-            e.column()
-        )))
+        serde_json::from_str(text).map_err(|e| {
+            ProviderError::Credential(format!(
+                "the Vertex credential is not a service-account key file (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })
     }
 
     fn cache_key(&self) -> String {
@@ -107,12 +109,13 @@ impl ServiceAccount {
 
     /// The signed assertion for a token request at `now` (Unix seconds).
     pub fn assertion(&self, now: u64) -> Result<String, ProviderError> {
-        let key = jsonwebtoken::EncodingKey::from_rsa_pem(
-            self.private_key.expose_secret().as_bytes(),
-        )
-        .map_err(|_| {
-            ProviderError::Credential("the service account's private_key is not an RSA PEM key".into())
-        })?;
+        let key =
+            jsonwebtoken::EncodingKey::from_rsa_pem(self.private_key.expose_secret().as_bytes())
+                .map_err(|_| {
+                    ProviderError::Credential(
+                        "the service account's private_key is not an RSA PEM key".into(),
+                    )
+                })?;
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
         if !self.private_key_id.is_empty() {
             header.kid = Some(self.private_key_id.clone());
@@ -142,7 +145,12 @@ impl ServiceAccount {
             .body(form)
             .send()
             .await
-            .map_err(|e| ProviderError::Credential(format!("the token endpoint is unreachable: {}", without_url(&e))))?;
+            .map_err(|e| {
+                ProviderError::Credential(format!(
+                    "the token endpoint is unreachable: {}",
+                    without_url(&e)
+                ))
+            })?;
         let status = response.status();
         if !status.is_success() {
             return Err(ProviderError::Credential(format!(
@@ -252,7 +260,8 @@ mod tests {
     use super::*;
 
     const KEY: &str = include_str!("../../../tests/fixtures/google/test-service-account.json");
-    const PUBLIC: &str = include_str!("../../../tests/fixtures/google/test-service-account.pub.pem");
+    const PUBLIC: &str =
+        include_str!("../../../tests/fixtures/google/test-service-account.pub.pem");
 
     #[derive(Deserialize, Debug)]
     struct Decoded {

@@ -14,6 +14,7 @@
 pub mod anthropic;
 pub mod aws_sign;
 pub mod azure;
+pub mod bedrock;
 pub mod gemini;
 pub mod google_auth;
 pub mod openai;
@@ -351,6 +352,7 @@ pub enum Adapter {
     Anthropic(anthropic::Anthropic),
     Gemini(gemini::Gemini),
     Vertex(vertex::Vertex),
+    Bedrock(bedrock::Bedrock),
 }
 
 /// An adapter's answer: a whole body, or a stream of chunks.
@@ -367,6 +369,7 @@ impl Adapter {
             ProviderKind::Anthropic => Self::Anthropic(anthropic::Anthropic),
             ProviderKind::Gemini => Self::Gemini(gemini::Gemini),
             ProviderKind::Vertex => Self::Vertex(vertex::Vertex),
+            ProviderKind::Bedrock => Self::Bedrock(bedrock::Bedrock),
         }
     }
 
@@ -398,6 +401,7 @@ impl Adapter {
             Self::Anthropic(p) => dispatch!(p),
             Self::Gemini(p) => dispatch!(p),
             Self::Vertex(p) => dispatch!(p),
+            Self::Bedrock(p) => dispatch!(p),
         }
     }
 }
@@ -464,10 +468,12 @@ pub(crate) async fn read_json(
         .map_err(|e| ProviderError::Protocol(format!("body is not JSON: {e}")))
 }
 
-/// The provider's message in an error body: OpenAI's `{"error": {"message": …}}` and
-/// Anthropic's `{"type": "error", "error": {"message": …}}` put it in the same place.
+/// The provider's message in an error body: OpenAI's `{"error": {"message": …}}`,
+/// Anthropic's `{"type": "error", "error": {"message": …}}` and Google's put it in the
+/// same place; AWS's JSON errors at the top (`{"message": …}`).
 pub(crate) fn error_message(body: &Value) -> Option<String> {
     body.pointer("/error/message")
+        .or_else(|| body.get("message"))
         .and_then(Value::as_str)
         .map(str::to_owned)
 }

@@ -86,10 +86,7 @@ fn claude_body(
     let mut body = anthropic::request_body(req, "", stream)?;
     // The model is in the URL; Vertex refuses it in the body.
     body.remove("model");
-    body.insert(
-        "anthropic_version".into(),
-        ANTHROPIC_VERTEX_VERSION.into(),
-    );
+    body.insert("anthropic_version".into(), ANTHROPIC_VERTEX_VERSION.into());
     Ok(body)
 }
 

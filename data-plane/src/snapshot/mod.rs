@@ -17,12 +17,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tollgate_proto::config as proto;
 
 use crate::config::CredentialSettings;
 use crate::money::{Micros, Prices};
 use crate::prices::PriceTable;
+use crate::providers::aws_sign;
 use crate::providers::preset::{self, Preset, Quirks};
 
 use crate::tokenize::image::ImageRule;
@@ -71,6 +72,33 @@ impl Credentials {
             form_only: true,
             ..Self::default()
         }
+    }
+
+    /// Bedrock's credential: a `file:` reference is a shared credentials file, read as
+    /// is; `env:<prefix>ACCESS_KEY_ID` takes the standard trio under that prefix (the
+    /// secret must be set too, the session token is optional), each variable allowed.
+    fn resolve_aws(&self, reference: &str) -> Result<Option<SecretString>, String> {
+        let Some(name) = reference.strip_prefix("env:") else {
+            return self.resolve(reference);
+        };
+        let (secret_name, token_name) = aws_sign::from_env_names(name).ok_or_else(|| {
+            format!("Bedrock credentials are env:<prefix>ACCESS_KEY_ID (e.g. env:AWS_ACCESS_KEY_ID) or a file:, not env:{name}")
+        })?;
+        let Some(key) = self.resolve(reference)? else {
+            return Ok(None);
+        };
+        let Some(secret) = self.resolve(&format!("env:{secret_name}"))? else {
+            return Ok(None);
+        };
+        let token = match self.env.get(&token_name) {
+            Some(t) if !t.is_empty() && self.env_allowed(&token_name) => Some(t.as_str()),
+            _ => None,
+        };
+        Ok(Some(SecretString::from(aws_sign::credentials_file(
+            key.expose_secret(),
+            secret.expose_secret(),
+            token,
+        ))))
     }
 
     /// `""` → no credential; `env:NAME` → that variable, which must be allowed and set;
@@ -298,6 +326,7 @@ pub enum ProviderKind {
     OpenAiCompatible,
     Gemini,
     Vertex,
+    Bedrock,
 }
 
 impl ProviderKind {
@@ -313,6 +342,7 @@ impl ProviderKind {
             Self::OpenAiCompatible => proto::ProviderKind::OpenaiCompatible,
             Self::Gemini => proto::ProviderKind::Gemini,
             Self::Vertex => proto::ProviderKind::Vertex,
+            Self::Bedrock => proto::ProviderKind::Bedrock,
         }
     }
 
@@ -326,11 +356,8 @@ impl ProviderKind {
             Ok(proto::ProviderKind::OpenaiCompatible) => Self::OpenAiCompatible,
             Ok(proto::ProviderKind::Gemini) => Self::Gemini,
             Ok(proto::ProviderKind::Vertex) => Self::Vertex,
-            // Named on the wire, not served by this build yet (TODO(#17)): disabled
-            // exactly as a kind from a newer control plane would be.
-            Ok(proto::ProviderKind::Bedrock) | Err(_) => {
-                return Err(UnknownKind::Newer(value));
-            }
+            Ok(proto::ProviderKind::Bedrock) => Self::Bedrock,
+            Err(_) => return Err(UnknownKind::Newer(value)),
             Ok(proto::ProviderKind::Unspecified) => return Err(UnknownKind::Unspecified),
         })
     }
@@ -659,6 +686,12 @@ impl Snapshot {
                     None
                 }
             };
+            if provider == Some(ProviderKind::Bedrock) && d.cloud_region.is_empty() {
+                problems.push(format!(
+                    "{}: Bedrock deployments need the AWS region they sign for",
+                    at("cloud_region")
+                ));
+            }
             if !d
                 .cloud_region
                 .bytes()
@@ -695,8 +728,12 @@ impl Snapshot {
                     d.api_version
                 ));
             }
-            let credential = credentials
-                .resolve(&d.credential_ref)
+            let resolved = if provider == Some(ProviderKind::Bedrock) {
+                credentials.resolve_aws(&d.credential_ref)
+            } else {
+                credentials.resolve(&d.credential_ref)
+            };
+            let credential = resolved
                 .map_err(|e| {
                     problems.push(format!(
                         "{}: deployment {:?}: {e}",
@@ -715,7 +752,12 @@ impl Snapshot {
             // would change the path or start a query.
             let in_path = matches!(
                 provider,
-                Some(ProviderKind::AzureOpenAi | ProviderKind::Gemini | ProviderKind::Vertex)
+                Some(
+                    ProviderKind::AzureOpenAi
+                        | ProviderKind::Gemini
+                        | ProviderKind::Vertex
+                        | ProviderKind::Bedrock
+                )
             );
             if in_path
                 && !upstream_model

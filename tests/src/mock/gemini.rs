@@ -142,8 +142,10 @@ pub async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .push(token.clone());
-    Json(json!({"access_token": token, "expires_in": endpoint.lifetime_secs,
-        "token_type": "Bearer"}))
+    Json(
+        json!({"access_token": token, "expires_in": endpoint.lifetime_secs,
+        "token_type": "Bearer"}),
+    )
     .into_response()
 }
 

@@ -14,6 +14,7 @@
 //! `GET /_mock/stats` when the mock runs as its own process.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod behavior;
 pub mod gemini;
 pub mod openai;
@@ -180,6 +181,10 @@ impl Shared {
     /// Checks the configured credential; `None` means the request may proceed.
     fn unauthorized(&self, headers: &HeaderMap, flavor: Flavor) -> Option<Response> {
         let expected = self.options.require_key.as_deref()?;
+        // AWS requests carry a SigV4 signature instead, checked by the Bedrock handlers.
+        if flavor == Flavor::Aws {
+            return None;
+        }
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let presented = header("authorization")
             .and_then(|v| v.strip_prefix("Bearer "))
@@ -314,6 +319,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/v1beta/models/{call}", post(gemini::call))
         .route("/token", post(gemini::token))
+        .route("/model/{model}/converse", post(bedrock::converse))
+        .route(
+            "/model/{model}/converse-stream",
+            post(bedrock::converse_stream),
+        )
         .route(
             "/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{call}",
             post(anthropic::vertex_messages),
@@ -401,6 +411,7 @@ pub enum Flavor {
     OpenAi,
     Anthropic,
     Google,
+    Aws,
 }
 
 /// The first steps every API handler shares: parse the body, read the model, parse the
@@ -490,6 +501,15 @@ pub fn error_response(
             serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
         }
         Flavor::Google => gemini::error_body(status, message),
+        Flavor::Aws => {
+            let mut response =
+                (status, Json(serde_json::json!({"message": message}))).into_response();
+            response.headers_mut().insert(
+                "x-amzn-errortype",
+                http::HeaderValue::from_static(bedrock::error_parts(status)),
+            );
+            return response;
+        }
     };
     (status, Json(body)).into_response()
 }
@@ -540,7 +560,7 @@ fn chosen_tool(body: &Value, flavor: Flavor) -> Option<String> {
     let choice = body.get("tool_choice");
     let forbidden = match flavor {
         Flavor::OpenAi => choice.and_then(Value::as_str) == Some("none"),
-        Flavor::Anthropic | Flavor::Google => {
+        Flavor::Anthropic | Flavor::Google | Flavor::Aws => {
             choice.and_then(|c| c.get("type")).and_then(Value::as_str) == Some("none")
         }
     };
@@ -549,7 +569,7 @@ fn chosen_tool(body: &Value, flavor: Flavor) -> Option<String> {
     }
     let named = match flavor {
         Flavor::OpenAi => choice.and_then(|c| c.pointer("/function/name")),
-        Flavor::Anthropic | Flavor::Google => choice.and_then(|c| c.get("name")),
+        Flavor::Anthropic | Flavor::Google | Flavor::Aws => choice.and_then(|c| c.get("name")),
     };
     if let Some(name) = named.and_then(Value::as_str) {
         return Some(name.to_owned());
@@ -557,7 +577,7 @@ fn chosen_tool(body: &Value, flavor: Flavor) -> Option<String> {
     let first = tools.first()?;
     let name = match flavor {
         Flavor::OpenAi => first.pointer("/function/name"),
-        Flavor::Anthropic | Flavor::Google => first.get("name"),
+        Flavor::Anthropic | Flavor::Google | Flavor::Aws => first.get("name"),
     };
     name.and_then(Value::as_str).map(str::to_owned)
 }
