@@ -14,6 +14,14 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::ProviderError;
 
+/// What a signature is for: a service in a region, at a time.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    pub service: &'a str,
+    pub region: &'a str,
+    pub time: SystemTime,
+}
+
 /// The key, secret and session token of one AWS identity.
 pub struct AwsCredentials {
     access_key_id: String,
@@ -90,7 +98,7 @@ impl AwsCredentials {
         }
     }
 
-    /// The headers that sign `method url` with `body` for `service` in `region` at `time`
+    /// The headers that sign `method url` with `body` for `scope`
     /// (`authorization`, `x-amz-date`, and `x-amz-security-token` with a session token).
     /// `headers` are the request's other headers that are to be signed.
     pub fn sign(
@@ -99,9 +107,7 @@ impl AwsCredentials {
         url: &str,
         headers: &[(&str, &str)],
         body: &[u8],
-        service: &str,
-        region: &str,
-        time: SystemTime,
+        scope: Scope<'_>,
     ) -> Result<Vec<(String, String)>, ProviderError> {
         let credentials = Credentials::new(
             &self.access_key_id,
@@ -115,9 +121,9 @@ impl AwsCredentials {
         let identity = credentials.into();
         let params = v4::SigningParams::builder()
             .identity(&identity)
-            .region(region)
-            .name(service)
-            .time(time)
+            .region(scope.region)
+            .name(scope.service)
+            .time(scope.time)
             .settings(SigningSettings::default())
             .build()
             .map_err(|_| ProviderError::Credential("incomplete SigV4 parameters".into()))?
@@ -169,9 +175,11 @@ mod tests {
                     case["url"].as_str().unwrap(),
                     &[("host", "example.amazonaws.com")],
                     case["body"].as_str().unwrap().as_bytes(),
-                    suite["service"].as_str().unwrap(),
-                    suite["region"].as_str().unwrap(),
-                    time,
+                    Scope {
+                        service: suite["service"].as_str().unwrap(),
+                        region: suite["region"].as_str().unwrap(),
+                        time,
+                    },
                 )
                 .unwrap();
             let header = |name: &str| {
@@ -200,9 +208,11 @@ mod tests {
                 "https://bedrock-runtime.us-east-1.amazonaws.com/model/m/converse",
                 &[],
                 b"{}",
-                "bedrock",
-                "us-east-1",
-                SystemTime::now(),
+                Scope {
+                    service: "bedrock",
+                    region: "us-east-1",
+                    time: SystemTime::now(),
+                },
             )
             .unwrap();
         assert!(

@@ -24,7 +24,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
-use super::aws_sign::AwsCredentials;
+use super::aws_sign::{AwsCredentials, Scope};
 use super::{
     CallCx, Chunk, ChunkStream, JsonReply, JsonRequest, Provider, ProviderError, TimeoutPhase,
     read_json, send,
@@ -103,9 +103,11 @@ fn signed(
         &url,
         &headers,
         &bytes,
-        "bedrock",
-        &d.cloud_region,
-        SystemTime::now(),
+        Scope {
+            service: "bedrock",
+            region: &d.cloud_region,
+            time: SystemTime::now(),
+        },
     )?;
     let mut request = cx
         .http
