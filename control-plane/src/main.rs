@@ -172,9 +172,12 @@ enum RegionsCommand {
 enum ProvidersCommand {
     /// Add a provider account; prints its id.
     Create {
-        /// openai, azure, anthropic or openai_compatible.
+        /// openai, azure, anthropic, openai_compatible, gemini, vertex or bedrock.
         #[arg(long)]
         kind: String,
+        /// openai_compatible only: vllm, ollama, groq, mistral, deepseek, xai or together.
+        #[arg(long)]
+        preset: Option<String>,
         /// Unique name, used by `deployments create --provider`.
         #[arg(long)]
         name: String,
@@ -268,6 +271,9 @@ enum DeploymentsCommand {
         /// Gateways refuse calls to it when their config is older than this (ms); 0 = never.
         #[arg(long, default_value_t = 0)]
         max_staleness_ms: i64,
+        /// Bedrock: the AWS region requests are signed for (e.g. us-east-1).
+        #[arg(long, default_value = "")]
+        cloud_region: String,
     },
 }
 
@@ -751,12 +757,14 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Providers(ProvidersCommand::Create {
             kind,
+            preset,
             name,
             base_url,
             credential_ref,
         }) => {
             let new = NewProvider {
                 kind,
+                preset,
                 name,
                 base_url,
                 credential_ref,
@@ -817,6 +825,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             first_byte_ms,
             total_ms,
             max_staleness_ms,
+            cloud_region,
         }) => {
             let model_id = match model.parse() {
                 Ok(id) => id,
@@ -851,6 +860,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 first_byte_ms,
                 total_ms,
                 max_staleness_ms,
+                cloud_region,
             };
             let mut tx = pool.begin().await?;
             let deployment = api::deployments::create(&mut tx, &cli_actor(), &new)

@@ -113,6 +113,19 @@ mod tests {
     }
 
     #[test]
+    fn bedrock_model_ids_price_without_their_version_suffix() {
+        let table = PriceTable::built_in().unwrap();
+        let haiku = table
+            .lookup("anthropic.claude-3-5-haiku-20241022-v1:0")
+            .expect("priced");
+        assert_eq!((haiku.input, haiku.output), (800_000, 4_000_000));
+        assert_eq!(
+            table.lookup("amazon.nova-pro-v1:0"),
+            table.lookup("amazon.nova-pro")
+        );
+    }
+
+    #[test]
     fn duplicates_are_refused() {
         let text = "version = \"x\"\n[[models]]\nname=\"a\"\ninput=1\noutput=1\n[[models]]\nname=\"a\"\ninput=1\noutput=1\n";
         assert!(matches!(

@@ -15,5 +15,7 @@ pub mod telemetry {
     tonic::include_proto!("tollgate.telemetry.v1");
 }
 
+mod kinds;
+
 #[cfg(test)]
 mod tests;

@@ -96,6 +96,8 @@ fn realistic_snapshot() -> Snapshot {
                 total_ms: 600_000,
             }),
             max_staleness_ms: 3_600_000,
+            preset: String::new(),
+            cloud_region: String::new(),
         }],
         budgets: vec![Budget {
             id: "bud-1".into(),

@@ -403,7 +403,13 @@ async fn gateways_ride_out_a_control_plane_outage_and_restart_from_last_known_go
 }
 
 /// Stores a version the publisher did not make, and announces it like the publisher does.
-async fn inject(plane: &Plane, version: i64, payload: Vec<u8>, signature: Vec<u8>, key_id: &str) {
+pub(crate) async fn inject(
+    plane: &Plane,
+    version: i64,
+    payload: Vec<u8>,
+    signature: Vec<u8>,
+    key_id: &str,
+) {
     let pool = plane.db.pool().await.unwrap();
     sqlx::query("INSERT INTO config_versions (region_id, version, content_sha256, payload, signature, key_id) VALUES ('eu', $1, '', $2, $3, $4)")
         .bind(version)

@@ -1315,7 +1315,7 @@ async fn regions_and_providers_crud_is_validated_and_audited() {
                 &cp,
                 &cp.admin_token,
                 "/providers",
-                json!({"kind": "bedrock", "name": "", "base_url": "ftp://x.example"}),
+                json!({"kind": "watsonx", "name": "", "base_url": "ftp://x.example"}),
             )
             .await
         )

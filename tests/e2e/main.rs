@@ -16,6 +16,7 @@ mod isolation;
 mod ledger;
 mod messages;
 mod mock_upstream;
+mod providers;
 mod responses;
 mod shared_budget;
 mod shutdown;

@@ -80,6 +80,11 @@ pub struct NewDeployment {
     #[serde(default)]
     #[schema(minimum = 0)]
     pub max_staleness_ms: i64,
+    /// Bedrock: the AWS region requests are signed for (e.g. `us-east-1`), required for
+    /// Bedrock providers; empty for others.
+    #[serde(default)]
+    #[schema(pattern = "^[a-z0-9-]*$", max_length = 63)]
+    pub cloud_region: String,
 }
 
 /// The schema's defaults, the same as the table's.
@@ -128,6 +133,8 @@ pub struct DeploymentUpdate {
     pub total_ms: Option<i32>,
     #[schema(minimum = 0)]
     pub max_staleness_ms: Option<i64>,
+    #[schema(pattern = "^[a-z0-9-]*$", max_length = 63)]
+    pub cloud_region: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -181,6 +188,19 @@ fn check(
         .at_least("first_byte_ms", Some(s.first_byte_ms), 1)
         .at_least("total_ms", Some(s.total_ms), 1)
         .at_least("max_staleness_ms", Some(s.max_staleness_ms), 0)
+        .check(
+            s.cloud_region.len() <= 63
+                && s.cloud_region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+            "cloud_region",
+            "a region name: lowercase letters, digits and '-' (e.g. us-east-1)",
+        )
+        .check(
+            provider_kind != "bedrock" || !s.cloud_region.is_empty(),
+            "cloud_region",
+            "required for a bedrock provider (the AWS region, e.g. us-east-1)",
+        )
 }
 
 /// `Ok(None)` for a missing row: the caller names the field in its 422.
@@ -221,6 +241,7 @@ pub async fn create(
         first_byte_ms: new.first_byte_ms,
         total_ms: new.total_ms,
         max_staleness_ms: new.max_staleness_ms,
+        cloud_region: new.cloud_region.clone(),
     };
     let checks = Checks::default()
         .check(model.is_some(), "model_id", "no such model")
@@ -361,6 +382,10 @@ async fn update_deployment(
         first_byte_ms: u.first_byte_ms.unwrap_or(old.first_byte_ms),
         total_ms: u.total_ms.unwrap_or(old.total_ms),
         max_staleness_ms: u.max_staleness_ms.unwrap_or(old.max_staleness_ms),
+        cloud_region: u
+            .cloud_region
+            .clone()
+            .unwrap_or_else(|| old.cloud_region.clone()),
     };
     let upstream_model = u
         .upstream_model

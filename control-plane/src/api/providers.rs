@@ -26,7 +26,14 @@ use crate::store::audit::{self, Actor};
 use crate::store::providers::{self, Provider};
 use crate::store::{Page, Tx};
 
-pub const KINDS: &[&str] = &["openai", "azure", "anthropic", "openai_compatible"];
+/// The one list of kinds (`tollgate_proto`), which gateways and snapshots share.
+pub const KINDS: &[&str] = &tollgate_proto::config::ProviderKind::NAMES;
+
+/// OpenAI-compatible servers whose quirks the gateways know (`data-plane`'s
+/// `providers::preset`; a gateway refuses a snapshot naming one it does not know).
+pub const PRESETS: &[&str] = &[
+    "vllm", "ollama", "groq", "mistral", "deepseek", "xai", "together",
+];
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -37,9 +44,15 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProvider {
-    /// `openai`, `azure`, `anthropic` or `openai_compatible`.
-    #[schema(pattern = "^(openai|azure|anthropic|openai_compatible)$")]
+    /// `openai`, `azure`, `anthropic`, `openai_compatible`, `gemini`, `vertex` or
+    /// `bedrock`.
+    #[schema(pattern = "^(openai|azure|anthropic|openai_compatible|gemini|vertex|bedrock)$")]
     pub kind: String,
+    /// `openai_compatible` only: whose quirks the gateways apply (`vllm`, `ollama`,
+    /// `groq`, `mistral`, `deepseek`, `xai`, `together`). Fixed at creation, like `kind`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^(vllm|ollama|groq|mistral|deepseek|xai|together)$")]
+    pub preset: Option<String>,
     /// Unique.
     #[schema(pattern = "\\S", min_length = 1, max_length = 200)]
     pub name: String,
@@ -100,6 +113,13 @@ pub async fn create(
     if let Some(credential_ref) = &new.credential_ref {
         checks = checks.credential_ref("credential_ref", credential_ref);
     }
+    if let Some(preset) = &new.preset {
+        checks = checks.one_of("preset", preset, PRESETS).check(
+            new.kind == "openai_compatible",
+            "preset",
+            "only openai_compatible providers take a preset",
+        );
+    }
     checks.done()?;
     let provider = providers::create(
         tx,
@@ -107,6 +127,7 @@ pub async fn create(
         new.name.trim(),
         &new.base_url,
         new.credential_ref.as_deref(),
+        new.preset.as_deref(),
     )
     .await?;
     audit::record(

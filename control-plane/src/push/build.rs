@@ -67,6 +67,8 @@ struct DeploymentRow {
     model: String,
     region_id: String,
     kind: String,
+    preset: String,
+    cloud_region: String,
     base_url: String,
     credential_ref: String,
     upstream_model: String,
@@ -280,7 +282,8 @@ impl World {
         .fetch_all(&mut *db)
         .await?;
         let deployments: Vec<DeploymentRow> = sqlx::query_as(
-            "SELECT d.id, m.name AS model, d.region_id, p.kind, p.base_url, p.credential_ref,
+            "SELECT d.id, m.name AS model, d.region_id, p.kind, p.preset, d.cloud_region,
+                    p.base_url, p.credential_ref,
                     d.upstream_model, d.api_version, d.input_price, d.output_price,
                     d.cached_input_price, d.cache_write_price, d.weight, d.connect_ms,
                     d.first_byte_ms, d.total_ms, d.max_staleness_ms
@@ -311,7 +314,7 @@ impl World {
             .deployments
             .iter()
             .filter(|d| d.region_id == region)
-            .map(deployment)
+            .filter_map(deployment)
             .collect();
         let served: HashSet<&str> = deployments.iter().map(|d| d.model.as_str()).collect();
         let (here, elsewhere): (Vec<&ModelRow>, Vec<&ModelRow>) = self
@@ -366,12 +369,12 @@ fn model_mode(mode: &str) -> proto::ModelMode {
     }
 }
 
-fn deployment(d: &DeploymentRow) -> proto::Deployment {
-    let provider = match d.kind.as_str() {
-        "openai" => proto::ProviderKind::Openai,
-        "azure" => proto::ProviderKind::AzureOpenai,
-        "anthropic" => proto::ProviderKind::Anthropic,
-        _ => proto::ProviderKind::OpenaiCompatible,
+/// `None` (and an error logged) for a kind no gateway knows: the table's CHECK makes it
+/// impossible, and guessing a wire format would send a credential to the wrong API.
+fn deployment(d: &DeploymentRow) -> Option<proto::Deployment> {
+    let Some(provider) = proto::ProviderKind::from_name(&d.kind) else {
+        tracing::error!(deployment = %d.id, kind = %d.kind, "unknown provider kind; deployment left out of the snapshot");
+        return None;
     };
     // Prices on the deployment override the gateway's table only when all are known.
     let prices = match (d.input_price, d.output_price) {
@@ -384,10 +387,12 @@ fn deployment(d: &DeploymentRow) -> proto::Deployment {
         _ => None,
     };
     let ms = |v: i32| u32::try_from(v).unwrap_or(0);
-    proto::Deployment {
+    Some(proto::Deployment {
         id: d.id.to_string(),
         model: d.model.clone(),
         provider: provider.into(),
+        preset: d.preset.clone(),
+        cloud_region: d.cloud_region.clone(),
         base_url: d.base_url.clone(),
         upstream_model: d.upstream_model.clone(),
         credential_ref: d.credential_ref.clone(),
@@ -401,5 +406,5 @@ fn deployment(d: &DeploymentRow) -> proto::Deployment {
             total_ms: ms(d.total_ms),
         }),
         max_staleness_ms: u64::try_from(d.max_staleness_ms).unwrap_or(0),
-    }
+    })
 }

@@ -217,7 +217,7 @@ impl Session {
                     Ok(Some(message)) => self.answer(message, &mut awaiting).await,
                     Ok(None) | Err(_) => break,
                 },
-                _ = heartbeat.tick() => self.record(None).await,
+                _ = heartbeat.tick() => self.record(None, None).await,
                 () = tx.closed() => break,
                 () = stopping.cancelled() => {
                     let _ = tx.send(Err(Status::unavailable("this control-plane replica is shutting down; reconnect"))).await;
@@ -238,12 +238,13 @@ impl Session {
 
     async fn answer(&mut self, message: proto::GatewayMessage, awaiting: &mut Option<u64>) {
         use proto::gateway_message::Msg;
-        let (nonce, applied, nack) = match message.msg {
-            Some(Msg::Ack(ack)) => (ack.nonce, ack.version, None),
+        let (nonce, applied, nack, disabled) = match message.msg {
+            Some(Msg::Ack(ack)) => (ack.nonce, ack.version, None, Some(ack.disabled)),
             Some(Msg::Nack(nack)) => (
                 nack.nonce,
                 nack.applied_version,
                 Some((nack.version, nack.error)),
+                None,
             ),
             Some(Msg::Hello(_)) | None => {
                 tracing::debug!(gateway = %self.id, "ignoring an unexpected message");
@@ -260,12 +261,30 @@ impl Session {
             metrics::counter!("tollgate_config_nacks_total").increment(1);
             tracing::warn!(gateway = %self.id, version, error = %error, applied, "gateway refused a config version");
         }
-        self.record(nack.as_ref().map(|(v, e)| (*v, e.as_str())))
-            .await;
+        if let Some(disabled) = &disabled
+            && !disabled.is_empty()
+        {
+            tracing::warn!(gateway = %self.id, applied, ?disabled, "gateway applied the config without some deployments");
+        }
+        // Only an Ack says what the applied version left out; a Nack keeps the old list.
+        self.record(
+            nack.as_ref().map(|(v, e)| (*v, e.as_str())),
+            disabled.as_deref(),
+        )
+        .await;
     }
 
-    async fn record(&self, nack: Option<(u64, &str)>) {
-        if let Err(e) = fleet::heard(&self.pool, &self.id, self.session, self.applied, nack).await {
+    async fn record(&self, nack: Option<(u64, &str)>, disabled: Option<&[String]>) {
+        if let Err(e) = fleet::heard(
+            &self.pool,
+            &self.id,
+            self.session,
+            self.applied,
+            nack,
+            disabled,
+        )
+        .await
+        {
             tracing::warn!(gateway = %self.id, error = %e, "could not record what a gateway said");
         }
     }

@@ -44,6 +44,10 @@ pub struct DeploymentSettings {
     pub total_ms: i32,
     /// Gateways refuse calls to it when their config is older than this (ms); 0 = never.
     pub max_staleness_ms: i64,
+    /// Bedrock: the AWS region requests are signed for (e.g. `us-east-1`); empty for
+    /// other providers.
+    #[serde(default)]
+    pub cloud_region: String,
 }
 
 /// Filters of [`list`]; all optional.
@@ -56,7 +60,7 @@ pub struct Filter<'a> {
 
 const COLUMNS: &str = "id, model_id, region_id, provider_id, upstream_model, api_version, input_price, \
      output_price, cached_input_price, cache_write_price, weight, connect_ms, first_byte_ms, total_ms, \
-     max_staleness_ms, created_at, updated_at";
+     max_staleness_ms, cloud_region, created_at, updated_at";
 
 pub async fn create(
     tx: &mut Tx<'_>,
@@ -70,8 +74,8 @@ pub async fn create(
     let sql = format!(
         "INSERT INTO deployments (id, model_id, region_id, provider_id, upstream_model, api_version,
            input_price, output_price, cached_input_price, cache_write_price, weight, connect_ms,
-           first_byte_ms, total_ms, max_staleness_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+           first_byte_ms, total_ms, max_staleness_ms, cloud_region)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
          RETURNING {COLUMNS}"
     );
     Ok(sqlx::query_as::<_, Deployment>(sqlx::AssertSqlSafe(sql))
@@ -90,6 +94,7 @@ pub async fn create(
         .bind(s.first_byte_ms)
         .bind(s.total_ms)
         .bind(s.max_staleness_ms)
+        .bind(&s.cloud_region)
         .fetch_one(&mut **tx)
         .await?)
 }
@@ -153,7 +158,7 @@ pub async fn update(
     let sql = format!(
         "UPDATE deployments SET upstream_model = $2, api_version = $3, input_price = $4, output_price = $5,
            cached_input_price = $6, cache_write_price = $7, weight = $8, connect_ms = $9,
-           first_byte_ms = $10, total_ms = $11, max_staleness_ms = $12
+           first_byte_ms = $10, total_ms = $11, max_staleness_ms = $12, cloud_region = $13
          WHERE id = $1 RETURNING {COLUMNS}"
     );
     Ok(sqlx::query_as::<_, Deployment>(sqlx::AssertSqlSafe(sql))
@@ -169,6 +174,7 @@ pub async fn update(
         .bind(s.first_byte_ms)
         .bind(s.total_ms)
         .bind(s.max_staleness_ms)
+        .bind(&s.cloud_region)
         .fetch_one(&mut **tx)
         .await?)
 }

@@ -98,6 +98,9 @@ pub struct GatewayStatus {
     pub last_nack_error: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_nack_at: Option<OffsetDateTime>,
+    /// What the gateway's last Ack said it serves without (`"id: why"`), e.g. a
+    /// deployment of a provider kind its build does not know.
+    pub disabled_deployments: Vec<String>,
     /// Usage events of this gateway that ingest refused and quarantined (within the
     /// request log's retention).
     pub quarantined_events: i64,
@@ -111,7 +114,7 @@ pub async fn list_gateways(
         "SELECT g.id, g.region_id, g.build, g.replica, g.connected, g.connected_since, g.last_seen,
                 g.applied_version,
                 coalesce((SELECT max(version) FROM config_versions v WHERE v.region_id = g.region_id), 0) AS latest_version,
-                g.last_nack_version, g.last_nack_error, g.last_nack_at,
+                g.last_nack_version, g.last_nack_error, g.last_nack_at, g.disabled_deployments,
                 (SELECT count(*) FROM usage_quarantine q WHERE q.gateway_id = g.id) AS quarantined_events
            FROM gateways g
           WHERE ($1::text IS NULL OR g.region_id = $1)
@@ -157,16 +160,20 @@ pub async fn connected(
     Ok(())
 }
 
-/// What a stream learnt: an Ack (no error) or a Nack, or only that it is alive.
+/// What a stream learnt: an Ack (no error; `disabled` = the deployments it applied the
+/// version without) or a Nack, or only that it is alive. One statement, so the fleet
+/// view never shows a version beside another version's list.
 pub async fn heard(
     pool: &Pool,
     id: &str,
     session: Uuid,
     applied_version: u64,
     nack: Option<(u64, &str)>,
+    disabled: Option<&[String]>,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE gateways SET last_seen = now(), applied_version = $3,
+           disabled_deployments = coalesce($6, disabled_deployments),
            last_nack_version = CASE WHEN $4::bigint IS NULL THEN last_nack_version ELSE $4 END,
            last_nack_error = CASE WHEN $4::bigint IS NULL THEN last_nack_error ELSE $5 END,
            last_nack_at = CASE WHEN $4::bigint IS NULL THEN last_nack_at ELSE now() END
@@ -177,6 +184,7 @@ pub async fn heard(
     .bind(i64::try_from(applied_version).unwrap_or(i64::MAX))
     .bind(nack.map(|(v, _)| i64::try_from(v).unwrap_or(i64::MAX)))
     .bind(nack.map(|(_, e)| e))
+    .bind(disabled)
     .execute(pool)
     .await?;
     Ok(())

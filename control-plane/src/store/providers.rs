@@ -11,8 +11,10 @@ use super::{Page, Pool, StoreError, Tx};
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Provider {
     pub id: Uuid,
-    /// `openai`, `azure`, `anthropic` or `openai_compatible`.
+    /// A provider kind's name (`tollgate_proto::config::ProviderKind::NAMES`).
     pub kind: String,
+    /// `openai_compatible` only: whose quirks apply (`vllm`, `groq`, …); absent = none.
+    pub preset: Option<String>,
     pub name: String,
     /// Where the provider's API lives, e.g. `https://api.openai.com/v1`.
     pub base_url: String,
@@ -26,7 +28,7 @@ pub struct Provider {
 }
 
 // No credential is stored as '' (the column's default); the API shows it as absent.
-const COLUMNS: &str = "id, kind, name, base_url, nullif(credential_ref, '') AS credential_ref, created_at, updated_at";
+const COLUMNS: &str = "id, kind, nullif(preset, '') AS preset, name, base_url, nullif(credential_ref, '') AS credential_ref, created_at, updated_at";
 
 pub async fn create(
     tx: &mut Tx<'_>,
@@ -34,9 +36,11 @@ pub async fn create(
     name: &str,
     base_url: &str,
     credential_ref: Option<&str>,
+    preset: Option<&str>,
 ) -> Result<Provider, StoreError> {
     let sql = format!(
-        "INSERT INTO providers (id, kind, name, base_url, credential_ref) VALUES ($1, $2, $3, $4, $5)
+        "INSERT INTO providers (id, kind, name, base_url, credential_ref, preset)
+         VALUES ($1, $2, $3, $4, $5, $6)
          RETURNING {COLUMNS}"
     );
     Ok(sqlx::query_as::<_, Provider>(sqlx::AssertSqlSafe(sql))
@@ -45,6 +49,7 @@ pub async fn create(
         .bind(name)
         .bind(base_url)
         .bind(credential_ref.unwrap_or_default())
+        .bind(preset.unwrap_or_default())
         .fetch_one(&mut **tx)
         .await?)
 }

@@ -347,6 +347,15 @@ impl From<ProviderError> for GatewayError {
                 "upstream_error",
                 "The provider's response failed.".into(),
             ),
+            ProviderError::Credential(_) => Self {
+                fault: Fault::Internal,
+                ..Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "server_error",
+                    Some("upstream_auth_failed"),
+                    "Tollgate could not authenticate to this model's provider; the platform team must fix the deployment's credential.",
+                )
+            },
             ProviderError::Unsupported { .. } => Self::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",

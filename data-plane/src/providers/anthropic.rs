@@ -661,7 +661,7 @@ fn openai_usage_json(usage: &Usage) -> Value {
 /// Translates `events` until `message_stop` or the first error. Built with `unfold` so the
 /// stream ends the moment `message_stop` is translated, without waiting for the upstream
 /// to close; an upstream that ends before it is reported, since the answer is cut short.
-fn translate_stream(
+pub(super) fn translate_stream(
     events: impl Stream<Item = Result<SseEvent, ProviderError>> + Send + 'static,
 ) -> impl Stream<Item = Result<Chunk, ProviderError>> + Send + 'static {
     let state = (Box::pin(events), StreamTranslator::new(), VecDeque::new());

@@ -12,9 +12,15 @@
 //! speaking OpenAI's API is exactly what makes them compatible.
 
 pub mod anthropic;
+pub mod aws_sign;
 pub mod azure;
+pub mod bedrock;
+pub mod gemini;
+pub mod google_auth;
 pub mod openai;
+pub mod preset;
 pub mod sse;
+pub mod vertex;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -183,6 +189,11 @@ pub enum ProviderError {
         param: Option<String>,
         message: String,
     },
+    /// The deployment's credential could not be turned into what the provider takes (a
+    /// service-account key that does not parse, a token endpoint that refuses it).
+    /// The message never quotes the credential.
+    #[error("deployment credential unusable: {0}")]
+    Credential(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,6 +228,7 @@ impl ProviderError {
             | Self::Protocol(_)
             | Self::InStream(_) => Fault::Upstream,
             Self::Unsupported { .. } | Self::Untranslatable { .. } => Fault::Client,
+            Self::Credential(_) => Fault::Internal,
         }
     }
 
@@ -247,7 +259,8 @@ impl ProviderError {
             Self::Status { .. }
             | Self::Connect(_)
             | Self::Unsupported { .. }
-            | Self::Untranslatable { .. } => false,
+            | Self::Untranslatable { .. }
+            | Self::Credential(_) => false,
             Self::Timeout(_) | Self::Transport(_) | Self::Protocol(_) | Self::InStream(_) => true,
         }
     }
@@ -376,6 +389,9 @@ pub enum Adapter {
     OpenAi(openai::OpenAi),
     Azure(azure::Azure),
     Anthropic(anthropic::Anthropic),
+    Gemini(gemini::Gemini),
+    Vertex(vertex::Vertex),
+    Bedrock(bedrock::Bedrock),
 }
 
 /// An adapter's answer: a whole body, or a stream of chunks.
@@ -390,6 +406,9 @@ impl Adapter {
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => Self::OpenAi(openai::OpenAi),
             ProviderKind::AzureOpenAi => Self::Azure(azure::Azure),
             ProviderKind::Anthropic => Self::Anthropic(anthropic::Anthropic),
+            ProviderKind::Gemini => Self::Gemini(gemini::Gemini),
+            ProviderKind::Vertex => Self::Vertex(vertex::Vertex),
+            ProviderKind::Bedrock => Self::Bedrock(bedrock::Bedrock),
         }
     }
 
@@ -421,6 +440,9 @@ impl Adapter {
             Self::OpenAi(p) => dispatch!(p),
             Self::Azure(p) => dispatch!(p),
             Self::Anthropic(p) => dispatch!(p),
+            Self::Gemini(p) => dispatch!(p),
+            Self::Vertex(p) => dispatch!(p),
+            Self::Bedrock(p) => dispatch!(p),
         }
     }
 }
@@ -487,10 +509,12 @@ pub(crate) async fn read_json(
         .map_err(|e| ProviderError::Protocol(format!("body is not JSON: {e}")))
 }
 
-/// The provider's message in an error body: OpenAI's `{"error": {"message": …}}` and
-/// Anthropic's `{"type": "error", "error": {"message": …}}` put it in the same place.
+/// The provider's message in an error body: OpenAI's `{"error": {"message": …}}`,
+/// Anthropic's `{"type": "error", "error": {"message": …}}` and Google's put it in the
+/// same place; AWS's JSON errors at the top (`{"message": …}`).
 pub(crate) fn error_message(body: &Value) -> Option<String> {
     body.pointer("/error/message")
+        .or_else(|| body.get("message"))
         .and_then(Value::as_str)
         .map(str::to_owned)
 }

@@ -2,6 +2,10 @@
 //! `https://api.openai.com/v1`, `http://vllm:8000/v1`, `https://api.groq.com/openai/v1`).
 //! The request goes upstream as the client sent it, with the deployment's model name;
 //! streams always ask for usage so the gateway can settle exactly.
+//!
+//! An `openai_compatible` deployment may name a [`super::preset`]: its server's quirks
+//! (auth header, the output-limit field it honours, whether streams report usage, whether
+//! `n` is served) are applied here, as data; nothing else differs.
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -9,6 +13,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
+use super::preset::{AuthHeader, StreamUsage};
 use super::sse::{self, SseEvent};
 use super::{
     CallCx, Chunk, ChunkStream, Endpoint, JsonReply, JsonRequest, Provider, ProviderError,
@@ -75,9 +80,22 @@ impl Provider for OpenAi {
 
 fn post(cx: CallCx<'_>, path: &str) -> reqwest::RequestBuilder {
     let request = cx.http.post(format!("{}{path}", cx.deployment.base_url));
-    match &cx.deployment.credential {
-        Some(key) => request.bearer_auth(key.expose_secret()),
-        None => request,
+    match (&cx.deployment.credential, cx.deployment.quirks().auth) {
+        (Some(key), AuthHeader::Bearer) => request.bearer_auth(key.expose_secret()),
+        (Some(key), AuthHeader::Named(header)) => request.header(header, key.expose_secret()),
+        (None, _) => request,
+    }
+}
+
+/// Refuses, before anything goes upstream, what the deployment's server cannot serve.
+fn check_supported(req: &JsonRequest, cx: CallCx<'_>) -> Result<(), ProviderError> {
+    let n = req.body.get("n").and_then(Value::as_u64).unwrap_or(1);
+    match cx.deployment.preset {
+        Some(preset) if n > 1 && !preset.quirks().supports_n => Err(ProviderError::Unsupported {
+            provider: preset.name(),
+            what: "n > 1 (several answers per call)",
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -97,11 +115,29 @@ pub(super) fn upstream_body(
         // Azure names the model in the URL.
         body.remove("model");
     }
-    apply_output_cap(&mut body, req.output_cap(), cap_field(cx));
+    let quirks = cx.deployment.quirks();
+    if cx.deployment.preset.is_some() {
+        // The server honours one field only: the cap goes there, the other is dropped.
+        body.remove("max_completion_tokens");
+        body.remove("max_tokens");
+        if let Some(cap) = req.output_cap() {
+            body.insert(quirks.max_tokens_field.into(), cap.into());
+        }
+    } else {
+        apply_output_cap(&mut body, req.output_cap(), cap_field(cx));
+    }
     if req.stream() {
-        let options = body.entry("stream_options").or_insert_with(|| json!({}));
-        if let Some(options) = options.as_object_mut() {
-            options.insert("include_usage".into(), Value::Bool(true));
+        match quirks.stream_usage {
+            StreamUsage::WhenAsked => {
+                let options = body.entry("stream_options").or_insert_with(|| json!({}));
+                if let Some(options) = options.as_object_mut() {
+                    options.insert("include_usage".into(), Value::Bool(true));
+                }
+            }
+            // The gateway settles from the last chunk's usage, or counts the text.
+            StreamUsage::Always | StreamUsage::Never => {
+                body.remove("stream_options");
+            }
         }
     }
     body
@@ -112,6 +148,7 @@ pub(super) async fn json_call(
     req: &JsonRequest,
     cx: CallCx<'_>,
 ) -> Result<JsonReply, ProviderError> {
+    check_supported(req, cx)?;
     let model_field = !request_is_azure(cx);
     let response = send(request.json(&upstream_body(req, cx, model_field)), cx).await?;
     let body = read_json(response, cx).await?;
@@ -124,6 +161,7 @@ pub(super) async fn stream_call(
     req: &JsonRequest,
     cx: CallCx<'_>,
 ) -> Result<ChunkStream, ProviderError> {
+    check_supported(req, cx)?;
     let model_field = !request_is_azure(cx);
     let deadline = Instant::now() + cx.deployment.timeouts.total;
     let response = send(request.json(&upstream_body(req, cx, model_field)), cx).await?;

@@ -140,15 +140,6 @@ pub enum ModeEntry {
     Embeddings,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ProviderEntry {
-    Openai,
-    Azure,
-    Anthropic,
-    OpenaiCompatible,
-}
-
 /// Micro-USD per 1M tokens.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -177,8 +168,16 @@ pub struct TimeoutsEntry {
 pub struct DeploymentEntry {
     pub id: String,
     pub model: String,
-    pub provider: ProviderEntry,
+    /// A provider kind's name (`openai`, `gemini`, `bedrock`, …; see
+    /// `tollgate_proto::config::ProviderKind::name`).
+    pub provider: String,
     pub base_url: String,
+    /// OpenAI-compatible servers: whose quirks apply (`vllm`, `groq`, …).
+    #[serde(default)]
+    pub preset: String,
+    /// Bedrock: the AWS region requests are signed for.
+    #[serde(default)]
+    pub cloud_region: String,
     #[serde(default)]
     pub upstream_model: String,
     /// `env:NAME`, or empty for servers that need no credential.
@@ -387,19 +386,27 @@ impl StaticSnapshot {
                 max_n: m.max_n.unwrap_or(0),
             })
             .collect();
+        let mut kind = |i: usize, name: &str| match proto::ProviderKind::from_name(name) {
+            Some(kind) => kind as i32,
+            None => {
+                problems.push(format!(
+                    "deployments[{i}].provider: unknown provider kind {name:?} (known: {})",
+                    proto::ProviderKind::names().collect::<Vec<_>>().join(", ")
+                ));
+                proto::ProviderKind::Unspecified as i32
+            }
+        };
         wire.deployments = self
             .deployments
             .into_iter()
-            .map(|d| proto::Deployment {
+            .enumerate()
+            .map(|(i, d)| proto::Deployment {
                 id: d.id,
                 model: d.model,
-                provider: match d.provider {
-                    ProviderEntry::Openai => proto::ProviderKind::Openai,
-                    ProviderEntry::Azure => proto::ProviderKind::AzureOpenai,
-                    ProviderEntry::Anthropic => proto::ProviderKind::Anthropic,
-                    ProviderEntry::OpenaiCompatible => proto::ProviderKind::OpenaiCompatible,
-                } as i32,
+                provider: kind(i, &d.provider),
                 base_url: d.base_url,
+                preset: d.preset,
+                cloud_region: d.cloud_region,
                 upstream_model: d.upstream_model,
                 credential_ref: d.credential,
                 api_version: d.api_version,

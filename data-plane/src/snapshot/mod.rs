@@ -17,12 +17,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tollgate_proto::config as proto;
 
 use crate::config::CredentialSettings;
 use crate::money::{Micros, Prices};
 use crate::prices::PriceTable;
+use crate::providers::aws_sign;
+use crate::providers::preset::{self, Preset, Quirks};
+
 use crate::tokenize::image::ImageRule;
 use crate::tokenize::{self, Encoding, Family};
 
@@ -69,6 +72,33 @@ impl Credentials {
             form_only: true,
             ..Self::default()
         }
+    }
+
+    /// Bedrock's credential: a `file:` reference is a shared credentials file, read as
+    /// is; `env:<prefix>ACCESS_KEY_ID` takes the standard trio under that prefix (the
+    /// secret must be set too, the session token is optional), each variable allowed.
+    fn resolve_aws(&self, reference: &str) -> Result<Option<SecretString>, String> {
+        let Some(name) = reference.strip_prefix("env:") else {
+            return self.resolve(reference);
+        };
+        let (secret_name, token_name) = aws_sign::from_env_names(name).ok_or_else(|| {
+            format!("Bedrock credentials are env:<prefix>ACCESS_KEY_ID (e.g. env:AWS_ACCESS_KEY_ID) or a file:, not env:{name}")
+        })?;
+        let Some(key) = self.resolve(reference)? else {
+            return Ok(None);
+        };
+        let Some(secret) = self.resolve(&format!("env:{secret_name}"))? else {
+            return Ok(None);
+        };
+        let token = match self.env.get(&token_name) {
+            Some(t) if !t.is_empty() && self.env_allowed(&token_name) => Some(t.as_str()),
+            _ => None,
+        };
+        Ok(Some(SecretString::from(aws_sign::credentials_file(
+            key.expose_secret(),
+            secret.expose_secret(),
+            token,
+        ))))
     }
 
     /// `""` → no credential; `env:NAME` → that variable, which must be allowed and set;
@@ -286,23 +316,60 @@ pub struct ApiKey {
     pub name: String,
 }
 
+/// The provider kinds this build serves. Names come from the one list in
+/// `tollgate_proto` (the API, the store and the TOML use the same).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderKind {
     OpenAi,
     AzureOpenAi,
     Anthropic,
     OpenAiCompatible,
+    Gemini,
+    Vertex,
+    Bedrock,
 }
 
 impl ProviderKind {
     pub fn as_str(self) -> &'static str {
+        self.to_wire().name().unwrap_or_default()
+    }
+
+    pub fn to_wire(self) -> proto::ProviderKind {
         match self {
-            Self::OpenAi => "openai",
-            Self::AzureOpenAi => "azure",
-            Self::Anthropic => "anthropic",
-            Self::OpenAiCompatible => "openai_compatible",
+            Self::OpenAi => proto::ProviderKind::Openai,
+            Self::AzureOpenAi => proto::ProviderKind::AzureOpenai,
+            Self::Anthropic => proto::ProviderKind::Anthropic,
+            Self::OpenAiCompatible => proto::ProviderKind::OpenaiCompatible,
+            Self::Gemini => proto::ProviderKind::Gemini,
+            Self::Vertex => proto::ProviderKind::Vertex,
+            Self::Bedrock => proto::ProviderKind::Bedrock,
         }
     }
+
+    /// `Err` for a value this build does not know (a newer control plane's kind) and
+    /// for `Unspecified`.
+    pub fn from_wire(value: i32) -> Result<Self, UnknownKind> {
+        Ok(match proto::ProviderKind::try_from(value) {
+            Ok(proto::ProviderKind::Openai) => Self::OpenAi,
+            Ok(proto::ProviderKind::AzureOpenai) => Self::AzureOpenAi,
+            Ok(proto::ProviderKind::Anthropic) => Self::Anthropic,
+            Ok(proto::ProviderKind::OpenaiCompatible) => Self::OpenAiCompatible,
+            Ok(proto::ProviderKind::Gemini) => Self::Gemini,
+            Ok(proto::ProviderKind::Vertex) => Self::Vertex,
+            Ok(proto::ProviderKind::Bedrock) => Self::Bedrock,
+            Err(_) => return Err(UnknownKind::Newer(value)),
+            Ok(proto::ProviderKind::Unspecified) => return Err(UnknownKind::Unspecified),
+        })
+    }
+}
+
+/// Why a deployment's provider kind is not one this gateway can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownKind {
+    /// The snapshot is malformed: every deployment must name its kind.
+    Unspecified,
+    /// Added after this build: the deployment is disabled, the rest applies.
+    Newer(i32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,11 +399,22 @@ pub struct Deployment {
     pub upstream_model: String,
     pub credential: Option<SecretString>,
     pub api_version: String,
+    /// OpenAI-compatible servers: whose quirks apply ([`Deployment::quirks`]).
+    pub preset: Option<Preset>,
+    /// The cloud region requests are signed for (Bedrock); empty otherwise.
+    pub cloud_region: String,
     pub prices: Prices,
     pub weight: u32,
     pub region: String,
     pub timeouts: Timeouts,
     pub max_staleness: Option<Duration>,
+}
+
+impl Deployment {
+    /// How the deployment's server departs from OpenAI's API ([`preset::OPENAI`] if at all).
+    pub fn quirks(&self) -> Quirks {
+        self.preset.map_or(preset::OPENAI, Preset::quirks)
+    }
 }
 
 /// The endpoints a model serves.
@@ -428,6 +506,10 @@ pub struct Snapshot {
     pub model_names: Vec<String>,
     /// Scope id → budgets on it.
     pub budgets: HashMap<(ScopeKind, String), Vec<Budget>>,
+    /// Deployments left out because this build does not know their provider kind, each
+    /// as `"id: why"` (reported in the Ack, so the fleet view shows them). Models left
+    /// without a deployment are left out too, and listed here.
+    pub disabled: Vec<String>,
 }
 
 /// Every problem found in a snapshot, one line per field.
@@ -450,6 +532,7 @@ impl Snapshot {
             models: HashMap::new(),
             model_names: Vec::new(),
             budgets: HashMap::new(),
+            disabled: Vec::new(),
         }
     }
 
@@ -554,6 +637,8 @@ impl Snapshot {
         }
 
         let mut deployments_by_model: HashMap<String, Vec<Arc<Deployment>>> = HashMap::new();
+        // Models with a deployment disabled for its unknown kind.
+        let mut disabled_models: HashSet<String> = HashSet::new();
         let mut deployment_ids = HashSet::new();
         for (i, d) in wire.deployments.into_iter().enumerate() {
             let at = |field: &str| format!("deployments[{i}].{field}");
@@ -562,20 +647,62 @@ impl Snapshot {
             } else if !deployment_ids.insert(d.id.clone()) {
                 problems.push(format!("{}: duplicate deployment {:?}", at("id"), d.id));
             }
-            let provider = match proto::ProviderKind::try_from(d.provider) {
-                Ok(proto::ProviderKind::Openai) => Some(ProviderKind::OpenAi),
-                Ok(proto::ProviderKind::AzureOpenai) => Some(ProviderKind::AzureOpenAi),
-                Ok(proto::ProviderKind::Anthropic) => Some(ProviderKind::Anthropic),
-                Ok(proto::ProviderKind::OpenaiCompatible) => Some(ProviderKind::OpenAiCompatible),
-                _ => {
+            let provider = match ProviderKind::from_wire(d.provider) {
+                Ok(kind) => Some(kind),
+                Err(UnknownKind::Newer(value)) => {
+                    // A newer control plane's provider must not stop revocations and
+                    // budgets reaching this gateway: serve everything else.
+                    tracing::warn!(deployment = %d.id, kind = value, "provider kind unknown to this build; deployment disabled");
+                    snapshot.disabled.push(format!(
+                        "{}: provider kind {value} is unknown to this gateway build",
+                        d.id
+                    ));
+                    disabled_models.insert(d.model.clone());
+                    continue;
+                }
+                Err(UnknownKind::Unspecified) => {
+                    problems.push(format!("{}: must name a provider kind", at("provider")));
+                    None
+                }
+            };
+            let preset = match (provider, d.preset.as_str()) {
+                (_, "") => None,
+                (Some(ProviderKind::OpenAiCompatible), name) => match Preset::from_name(name) {
+                    Some(p) => Some(p),
+                    None => {
+                        problems.push(format!(
+                            "{}: unknown preset {name:?} (known: {})",
+                            at("preset"),
+                            Preset::ALL.map(Preset::name).join(", ")
+                        ));
+                        None
+                    }
+                },
+                (_, _) => {
                     problems.push(format!(
-                        "{}: unknown provider kind {}",
-                        at("provider"),
-                        d.provider
+                        "{}: only openai_compatible deployments take a preset",
+                        at("preset")
                     ));
                     None
                 }
             };
+            if provider == Some(ProviderKind::Bedrock) && d.cloud_region.is_empty() {
+                problems.push(format!(
+                    "{}: Bedrock deployments need the AWS region they sign for",
+                    at("cloud_region")
+                ));
+            }
+            if !d
+                .cloud_region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                problems.push(format!(
+                    "{}: {:?} is not a region name",
+                    at("cloud_region"),
+                    d.cloud_region
+                ));
+            }
             if let Err(e) = check_base_url(&d.base_url) {
                 problems.push(format!(
                     "{}: deployment {:?}: {e}, got {:?}",
@@ -601,8 +728,12 @@ impl Snapshot {
                     d.api_version
                 ));
             }
-            let credential = credentials
-                .resolve(&d.credential_ref)
+            let resolved = if provider == Some(ProviderKind::Bedrock) {
+                credentials.resolve_aws(&d.credential_ref)
+            } else {
+                credentials.resolve(&d.credential_ref)
+            };
+            let credential = resolved
                 .map_err(|e| {
                     problems.push(format!(
                         "{}: deployment {:?}: {e}",
@@ -617,6 +748,27 @@ impl Snapshot {
             } else {
                 d.upstream_model
             };
+            // These adapters put the model in the URL's path: one segment, nothing that
+            // would change the path or start a query.
+            let in_path = matches!(
+                provider,
+                Some(
+                    ProviderKind::AzureOpenAi
+                        | ProviderKind::Gemini
+                        | ProviderKind::Vertex
+                        | ProviderKind::Bedrock
+                )
+            );
+            if in_path
+                && !upstream_model
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"/?#%\\".contains(&b))
+            {
+                problems.push(format!(
+                    "{}: {upstream_model:?} cannot be a URL path segment (no spaces, / ? # % \\)",
+                    at("upstream_model")
+                ));
+            }
             let deployment_prices = match d.prices {
                 Some(p) => Some(Prices {
                     input: p.input_micros_per_mtok,
@@ -668,6 +820,8 @@ impl Snapshot {
                 upstream_model,
                 credential,
                 api_version: d.api_version,
+                preset,
+                cloud_region: d.cloud_region,
                 prices: deployment_prices,
                 weight: if d.weight == 0 { 1 } else { d.weight },
                 region: d.region,
@@ -699,6 +853,13 @@ impl Snapshot {
                 }
             };
             let deployments = deployments_by_model.remove(&m.name).unwrap_or_default();
+            if deployments.is_empty() && disabled_models.contains(&m.name) {
+                snapshot.disabled.push(format!(
+                    "model {}: every deployment is disabled, so it is not served",
+                    m.name
+                ));
+                continue;
+            }
             if deployments.is_empty() {
                 problems.push(format!(
                     "{}: model {:?} has no deployment",
@@ -871,7 +1032,11 @@ impl Snapshot {
             |what: &dyn Fn() -> String, allowed: &AllowList, problems: &mut Vec<String>| {
                 let mut unknown: Vec<_> = allowed
                     .names()
-                    .filter(|m| !snapshot.models.contains_key(*m) && !elsewhere.contains(*m))
+                    .filter(|m| {
+                        !snapshot.models.contains_key(*m)
+                            && !elsewhere.contains(*m)
+                            && !disabled_models.contains(*m)
+                    })
                     .collect();
                 unknown.sort();
                 for model in unknown {

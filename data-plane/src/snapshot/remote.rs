@@ -352,6 +352,7 @@ impl ConfigClient {
         match result {
             Ok(snapshot) => {
                 let keys = snapshot.keys.len();
+                let disabled = snapshot.disabled.clone();
                 self.swap(snapshot);
                 tracing::info!(
                     version,
@@ -370,6 +371,7 @@ impl ConfigClient {
                 message(proto::gateway_message::Msg::Ack(proto::Ack {
                     version,
                     nonce,
+                    disabled,
                 }))
             }
             Err(refused) => {

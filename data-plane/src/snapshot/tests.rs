@@ -459,3 +459,135 @@ fn allow_lists_tell_not_set_from_empty_and_aliases_stand_for_their_model() {
         AllowList::Only(HashSet::new())
     );
 }
+
+fn wire(text: &str) -> proto::Snapshot {
+    let file: StaticSnapshot = toml::from_str(text).expect("parses");
+    file.into_proto("local").expect("valid TOML snapshot")
+}
+
+fn from_wire(wire: proto::Snapshot) -> Result<Snapshot, SnapshotError> {
+    let credentials = Credentials::from_map([("OPENAI_API_KEY".to_owned(), "sk-x".to_owned())]);
+    Snapshot::from_proto(
+        wire,
+        &PriceTable::built_in().expect("price table"),
+        &credentials,
+    )
+}
+
+const SECOND_MODEL: &str = r#"
+[[models]]
+name = "gpt-4o-mini"
+[[deployments]]
+id = "future"
+model = "gpt-4o-mini"
+provider = "openai"
+base_url = "https://api.openai.com/v1"
+"#;
+
+#[test]
+fn a_kind_this_build_does_not_know_disables_its_deployment_and_the_rest_applies() {
+    let text = format!(
+        "{}{SECOND_MODEL}",
+        GOOD.replace(
+            "allowed_models = [\"gpt-4o\"]",
+            "allowed_models = [\"gpt-4o\", \"gpt-4o-mini\"]",
+        )
+    );
+    let mut wire = wire(&text);
+    for d in &mut wire.deployments {
+        // "az" shares its model with "oai"; "future" is its model's only deployment.
+        if d.id == "az" || d.id == "future" {
+            d.provider = 99;
+        }
+    }
+    let snapshot = from_wire(wire).expect("the rest of the snapshot applies");
+    let gpt_4o = snapshot.model("gpt-4o").unwrap();
+    assert_eq!(gpt_4o.deployments.len(), 1);
+    assert_eq!(gpt_4o.deployments[0].id, "oai");
+    assert!(
+        snapshot.model("gpt-4o-mini").is_none(),
+        "a model with no deployment left is not served"
+    );
+    assert!(snapshot.keys.contains_key("AbC123"), "keys still arrive");
+    assert_eq!(
+        snapshot.disabled,
+        vec![
+            "az: provider kind 99 is unknown to this gateway build".to_owned(),
+            "future: provider kind 99 is unknown to this gateway build".to_owned(),
+            "model gpt-4o-mini: every deployment is disabled, so it is not served".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn an_unspecified_kind_is_a_malformed_snapshot() {
+    let mut wire = wire(GOOD);
+    wire.deployments[0].provider = 0;
+    let SnapshotError(problems) = from_wire(wire).unwrap_err();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("deployments[0].provider: must name a provider kind")),
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn an_unknown_kind_name_in_toml_is_refused_never_taken_for_openai_compatible() {
+    let text = GOOD.replace("provider = \"openai\"", "provider = \"openai-compatible\"");
+    let file: StaticSnapshot = toml::from_str(&text).expect("parses");
+    let problems = file.into_proto("local").unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].starts_with(
+            "deployments[0].provider: unknown provider kind \"openai-compatible\" (known: openai, azure, anthropic, openai_compatible, gemini, vertex, bedrock)"
+        ),
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn presets_name_known_servers_on_openai_compatible_deployments_only() {
+    use crate::providers::preset::{Preset, StreamUsage};
+    let compatible = |preset: &str| {
+        GOOD.replace(
+            "provider = \"openai\"",
+            &format!("provider = \"openai_compatible\"\npreset = \"{preset}\""),
+        )
+    };
+    let snapshot = build(&compatible("mistral"), &[("OPENAI_API_KEY", "sk-x")]).unwrap();
+    let oai = &snapshot.model("gpt-4o").unwrap().deployments[0];
+    assert_eq!(oai.preset, Some(Preset::Mistral));
+    assert_eq!(oai.quirks().stream_usage, StreamUsage::Always);
+    let SnapshotError(problems) =
+        build(&compatible("llamafile"), &[("OPENAI_API_KEY", "sk-x")]).unwrap_err();
+    assert!(
+        problems[0].starts_with("deployments[0].preset: unknown preset \"llamafile\""),
+        "{problems:#?}"
+    );
+    let on_openai = GOOD.replace(
+        "provider = \"openai\"",
+        "provider = \"openai\"\npreset = \"groq\"",
+    );
+    let SnapshotError(problems) = build(&on_openai, &[("OPENAI_API_KEY", "sk-x")]).unwrap_err();
+    assert!(
+        problems[0].starts_with("deployments[0].preset: only openai_compatible"),
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn models_that_go_into_a_url_path_must_be_one_segment() {
+    let text = GOOD
+        .replace("provider = \"openai\"", "provider = \"gemini\"")
+        .replace("aliases = [\"gpt-4o-2024-08-06\"]", "")
+        .replace(
+            "credential = \"env:OPENAI_API_KEY\"",
+            "credential = \"env:OPENAI_API_KEY\"\nupstream_model = \"../files?x\"\nprices = { input = 1, output = 1 }",
+        );
+    let SnapshotError(problems) = build(&text, &[("OPENAI_API_KEY", "k")]).unwrap_err();
+    assert!(
+        problems[0].starts_with("deployments[0].upstream_model"),
+        "{problems:#?}"
+    );
+}

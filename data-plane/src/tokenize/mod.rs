@@ -63,7 +63,9 @@ impl Family {
         let base = name.rsplit('/').next().unwrap_or(&name);
         if provider == ProviderKind::Anthropic || base.starts_with("claude") {
             Self::Anthropic
-        } else if base.starts_with("gemini") {
+        } else if matches!(provider, ProviderKind::Gemini | ProviderKind::Vertex)
+            || base.starts_with("gemini")
+        {
             Self::Gemini
         } else {
             Self::OpenAi

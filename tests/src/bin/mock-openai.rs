@@ -77,6 +77,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let shared = Shared::new(MockOptions {
         record_capacity: args.record_capacity,
         require_key: args.require_key,
+        ..MockOptions::default()
     });
     // One line on stdout, for scripts that started us on port 0.
     announce(addr);

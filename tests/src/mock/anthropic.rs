@@ -21,8 +21,44 @@ pub async fn messages(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    messages_inner(&shared, &headers, &body, None).await
+}
+
+/// Claude on Vertex AI: `…/publishers/anthropic/models/{model}:rawPredict` (or
+/// `:streamRawPredict`), the Messages body without `model` and with Vertex's
+/// `anthropic_version`, a minted Google bearer token.
+pub async fn vertex_messages(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path((_project, _location, call)): axum::extract::Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = super::gemini::check_bearer(&shared, &headers) {
+        return refused;
+    }
+    let bad =
+        |message: &str| error_response(Flavor::Anthropic, StatusCode::BAD_REQUEST, message, None);
+    let Some((model, "rawPredict" | "streamRawPredict")) = call.rsplit_once(':') else {
+        return bad("mock: expected {model}:rawPredict or :streamRawPredict");
+    };
+    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if json.get("anthropic_version").and_then(Value::as_str) != Some("vertex-2023-10-16") {
+        return bad("anthropic_version: must be vertex-2023-10-16");
+    }
+    if json.get("model").is_some() {
+        return bad("model: Extra inputs are not permitted");
+    }
+    messages_inner(&shared, &headers, &body, Some(model)).await
+}
+
+async fn messages_inner(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: &[u8],
+    model_override: Option<&str>,
+) -> Response {
     let (body, model, behavior) =
-        match prepare(&shared, Flavor::Anthropic, &headers, &body, None).await {
+        match prepare(shared, Flavor::Anthropic, headers, body, model_override).await {
             Ok(prepared) => prepared,
             Err(response) => return response,
         };

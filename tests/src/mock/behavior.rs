@@ -54,6 +54,10 @@ pub const DIRECTIVES: &[(&str, &str)] = &[
         "cache_write=<n>",
         "report n prompt tokens as written to the provider's cache (Anthropic)",
     ),
+    (
+        "thoughts=<n>",
+        "report n thinking tokens, within the output limit (Gemini)",
+    ),
 ];
 
 /// Prefix of the per-request override headers: `x-mock-ttfb: 200`.
@@ -73,6 +77,7 @@ pub struct Behavior {
     pub usage: bool,
     pub cache_read: u64,
     pub cache_write: u64,
+    pub thoughts: u64,
 }
 
 impl Default for Behavior {
@@ -90,6 +95,7 @@ impl Default for Behavior {
             usage: true,
             cache_read: 0,
             cache_write: 0,
+            thoughts: 0,
         }
     }
 }
@@ -154,6 +160,7 @@ impl Behavior {
             "no_usage" => self.usage = false,
             "cache_read" => self.cache_read = number(value)?,
             "cache_write" => self.cache_write = number(value)?,
+            "thoughts" => self.thoughts = number(value)?,
             _ => {
                 let known: Vec<&str> = DIRECTIVES.iter().map(|(d, _)| *d).collect();
                 return Err(BehaviorError {

@@ -1,7 +1,8 @@
 //! The mock upstream: OpenAI-compatible (`/v1/chat/completions`, `/v1/completions`,
 //! `/v1/embeddings`, `/v1/models`, and Azure's `/openai/deployments/{name}/...`) and
-//! Anthropic-compatible (`/v1/messages`), and OpenAI's Responses API (`/v1/responses`,
-//! Azure's `/openai/v1/responses`), JSON and SSE.
+//! Anthropic-compatible (`/v1/messages`), OpenAI's Responses API (`/v1/responses`,
+//! Azure's `/openai/v1/responses`), Gemini (`/v1beta/models/{model}:{method}`, and
+//! Vertex AI's `/v1/projects/…/publishers/google/models/…`), JSON and SSE.
 //!
 //! Each request picks its behaviour with [`behavior::DIRECTIVES`] in the model name or
 //! `x-mock-*` headers. Usage numbers follow one fixed rule so tests can assert exact
@@ -15,7 +16,9 @@
 //! too, once their bodies end (`GET /_mock/responses`), for byte-exact comparisons.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod behavior;
+pub mod gemini;
 pub mod openai;
 pub mod responses;
 mod stream;
@@ -53,6 +56,9 @@ pub struct MockOptions {
     /// When set, requests must carry this credential (`Authorization: Bearer`, `api-key`
     /// or `x-api-key`) or get the provider's 401.
     pub require_key: Option<String>,
+    /// When set, `POST /token` is a Google OAuth2 token endpoint for this service
+    /// account, and Vertex AI routes accept only the bearer tokens it minted.
+    pub google_token: Option<gemini::TokenEndpoint>,
 }
 
 impl Default for MockOptions {
@@ -60,6 +66,7 @@ impl Default for MockOptions {
         Self {
             record_capacity: 10_000,
             require_key: None,
+            google_token: None,
         }
     }
 }
@@ -121,6 +128,8 @@ pub struct Shared {
     max_in_flight: AtomicU64,
     /// Source of unique response ids (`chatcmpl-mock-17`).
     ids: AtomicU64,
+    /// Access tokens `POST /token` has minted.
+    minted: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -134,6 +143,7 @@ impl Shared {
             in_flight: AtomicU64::new(0),
             max_in_flight: AtomicU64::new(0),
             ids: AtomicU64::new(0),
+            minted: Mutex::new(Vec::new()),
         })
     }
 
@@ -212,11 +222,16 @@ impl Shared {
     /// Checks the configured credential; `None` means the request may proceed.
     fn unauthorized(&self, headers: &HeaderMap, flavor: Flavor) -> Option<Response> {
         let expected = self.options.require_key.as_deref()?;
+        // AWS requests carry a SigV4 signature instead, checked by the Bedrock handlers.
+        if flavor == Flavor::Aws {
+            return None;
+        }
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let presented = header("authorization")
             .and_then(|v| v.strip_prefix("Bearer "))
             .or_else(|| header("api-key"))
-            .or_else(|| header("x-api-key"));
+            .or_else(|| header("x-api-key"))
+            .or_else(|| header("x-goog-api-key"));
         if presented == Some(expected) {
             return None;
         }
@@ -295,6 +310,22 @@ impl MockUpstream {
         self.shared.responses()
     }
 
+    /// [`Self::requests`] without those to the token endpoint: the calls themselves.
+    pub fn api_requests(&self) -> Vec<RecordedRequest> {
+        let mut requests = self.shared.requests();
+        requests.retain(|r| r.path != "/token");
+        requests
+    }
+
+    /// Requests to the token endpoint (`POST /token`).
+    pub fn token_requests(&self) -> usize {
+        self.shared
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/token")
+            .count()
+    }
+
     pub fn stats(&self) -> Stats {
         self.shared.stats()
     }
@@ -342,6 +373,21 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/openai/deployments/{deployment}/embeddings",
             post(openai::azure_embeddings),
+        )
+        .route("/v1beta/models/{call}", post(gemini::call))
+        .route("/token", post(gemini::token))
+        .route("/model/{model}/converse", post(bedrock::converse))
+        .route(
+            "/model/{model}/converse-stream",
+            post(bedrock::converse_stream),
+        )
+        .route(
+            "/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{call}",
+            post(anthropic::vertex_messages),
+        )
+        .route(
+            "/v1/projects/{project}/locations/{location}/publishers/google/models/{call}",
+            post(gemini::vertex_call),
         )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), record));
@@ -455,6 +501,8 @@ async fn control_reset(State(shared): State<Arc<Shared>>) -> StatusCode {
 pub enum Flavor {
     OpenAi,
     Anthropic,
+    Google,
+    Aws,
 }
 
 /// The first steps every API handler shares: parse the body, read the model, parse the
@@ -543,6 +591,16 @@ pub fn error_response(
             };
             serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
         }
+        Flavor::Google => gemini::error_body(status, message),
+        Flavor::Aws => {
+            let mut response =
+                (status, Json(serde_json::json!({"message": message}))).into_response();
+            response.headers_mut().insert(
+                "x-amzn-errortype",
+                http::HeaderValue::from_static(bedrock::error_parts(status)),
+            );
+            return response;
+        }
     };
     (status, Json(body)).into_response()
 }
@@ -593,7 +651,7 @@ fn chosen_tool(body: &Value, flavor: Flavor) -> Option<String> {
     let choice = body.get("tool_choice");
     let forbidden = match flavor {
         Flavor::OpenAi => choice.and_then(Value::as_str) == Some("none"),
-        Flavor::Anthropic => {
+        Flavor::Anthropic | Flavor::Google | Flavor::Aws => {
             choice.and_then(|c| c.get("type")).and_then(Value::as_str) == Some("none")
         }
     };
@@ -602,7 +660,7 @@ fn chosen_tool(body: &Value, flavor: Flavor) -> Option<String> {
     }
     let named = match flavor {
         Flavor::OpenAi => choice.and_then(|c| c.pointer("/function/name")),
-        Flavor::Anthropic => choice.and_then(|c| c.get("name")),
+        Flavor::Anthropic | Flavor::Google | Flavor::Aws => choice.and_then(|c| c.get("name")),
     };
     if let Some(name) = named.and_then(Value::as_str) {
         return Some(name.to_owned());
@@ -610,7 +668,7 @@ fn chosen_tool(body: &Value, flavor: Flavor) -> Option<String> {
     let first = tools.first()?;
     let name = match flavor {
         Flavor::OpenAi => first.pointer("/function/name"),
-        Flavor::Anthropic => first.get("name"),
+        Flavor::Anthropic | Flavor::Google | Flavor::Aws => first.get("name"),
     };
     name.and_then(Value::as_str).map(str::to_owned)
 }
