@@ -13,7 +13,7 @@ use tollgate_control_plane::api::error::ApiError;
 use tollgate_control_plane::api::models::NewModel;
 use tollgate_control_plane::api::providers::NewProvider;
 use tollgate_control_plane::api::regions::NewRegion;
-use tollgate_control_plane::api::{self, AppState};
+use tollgate_control_plane::api::{self, AppState, health};
 use tollgate_control_plane::config::Settings;
 use tollgate_control_plane::push;
 use tollgate_control_plane::store::{
@@ -113,6 +113,16 @@ enum Command {
     /// Operator helpers for deployments (a model through a provider in a region).
     #[command(subcommand)]
     Deployments(DeploymentsCommand),
+    /// Probe a running control plane (a container's HEALTHCHECK: the image has no shell):
+    /// exit 0 when its `/readyz` answers 2xx, 1 otherwise. Needs no database.
+    Healthcheck {
+        /// What to probe; default `http://<server.listen>/readyz` from the settings.
+        #[arg(long)]
+        url: Option<String>,
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -344,6 +354,24 @@ fn main() -> anyhow::Result<()> {
     if let Command::SigningKey(command) = &cli.command {
         return signing_key(command);
     }
+    if let Command::Healthcheck { url, timeout_ms } = &cli.command {
+        let url = url
+            .clone()
+            .unwrap_or_else(|| tollgate_serve::probe::local_url(settings.server.listen, "/readyz"));
+        return match tollgate_serve::probe::probe(
+            &url,
+            std::time::Duration::from_millis(*timeout_ms),
+        ) {
+            Ok(body) => {
+                report(&body);
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("unhealthy: {e}");
+                std::process::exit(1);
+            }
+        };
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -445,6 +473,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             ));
             let telemetry =
                 Telemetry::start(pool.clone(), &settings.telemetry, shutdown.clone()).await;
+            let mut sessions = None;
             match push::load_signer(&settings.signing)? {
                 Some(signer) => {
                     let running = push::start(
@@ -460,11 +489,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                         "tollgate-control config stream on {}",
                         running.addr
                     ));
+                    sessions = Some(running.sessions);
                 }
                 None => tracing::warn!(
                     "signing.key_file is not set: no config is pushed to gateways and no usage is taken in"
                 ),
             }
+            let health_pool = pool.clone();
             let key_pepper = settings.auth.key_pepper.clone();
             if key_pepper.is_none() {
                 tracing::warn!(
@@ -487,15 +518,32 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             .route(
                 "/metrics",
                 axum::routing::get(move || std::future::ready(metrics.render())),
-            );
+            )
+            .merge(health::router(health_pool, shutdown.clone()));
+            // At the signal the config streams end at once (gateways move to another
+            // replica) and /readyz turns 503; HTTP calls in flight still finish.
+            let stopping = shutdown.clone();
             tollgate_serve::serve(
                 listener,
                 app,
                 settings.server.connection_limits(),
-                shutdown_signal(),
+                async move {
+                    shutdown_signal().await;
+                    tracing::info!("shutting down: ending config streams, finishing API calls");
+                    stopping.cancel();
+                },
             )
             .await;
             shutdown.cancel();
+            if let Some(sessions) = sessions {
+                sessions.close();
+                if tokio::time::timeout(std::time::Duration::from_secs(10), sessions.wait())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("some config streams did not record their end before exit");
+                }
+            }
         }
         Command::Bootstrap { email, force } => {
             MIGRATOR.run(&pool).await?;
@@ -671,7 +719,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             tx.commit().await?;
             report(&minted.full);
         }
-        Command::SigningKey(_) => unreachable_signing(),
+        Command::SigningKey(_) | Command::Healthcheck { .. } => unreachable_signing(),
         Command::EnrollmentTokens(EnrollmentTokensCommand::Create { region, name }) => {
             let mut tx = pool.begin().await?;
             let (row, token) = fleet::create_token(&mut tx, &region, &name)
@@ -835,7 +883,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `signing-key` commands need no database and run before it is opened.
+/// `signing-key` and `healthcheck` need no database and run before it is opened.
 fn unreachable_signing() {}
 
 async fn shutdown_signal() {

@@ -225,6 +225,13 @@ pub struct ServerSettings {
     /// Serve `GET /metrics` on this address instead of `listen` (e.g. a port only the
     /// Prometheus scraper can reach). Absent: `/metrics` is on `listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// On SIGTERM, `/readyz` answers 503 for this long while new calls are still served,
+    /// so that load balancers stop sending before the listener closes (ms). SIGINT (a
+    /// person's Ctrl-C) skips it.
+    pub drain_delay_ms: u64,
+    /// After the listener closed, calls and streams in flight get this long to finish
+    /// (ms); then the gateway settles what it can and exits.
+    pub shutdown_deadline_ms: u64,
 }
 
 impl ServerSettings {
@@ -254,6 +261,8 @@ impl Default for ServerSettings {
             idle_timeout_ms: 75_000,
             max_connections: 4_096,
             metrics_listen: None,
+            drain_delay_ms: 5_000,
+            shutdown_deadline_ms: 20_000,
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct Gateway {
     pub region: String,
     /// Stops background loops at shutdown.
     pub shutdown: CancellationToken,
+    /// Cancelled when a shutdown begins: `/readyz` turns 503 while calls are still served.
+    pub draining: CancellationToken,
     pepper: SecretString,
 }
 
@@ -68,6 +70,7 @@ impl Gateway {
             gateway_id: settings.server.gateway_id.clone(),
             region: settings.server.region.clone(),
             shutdown: CancellationToken::new(),
+            draining: CancellationToken::new(),
             pepper: settings.auth.key_pepper.clone(),
         }
     }

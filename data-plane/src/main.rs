@@ -45,6 +45,8 @@ Settings (all optional except auth.key_pepper):
             header_read_timeout_ms = 10000  body_read_timeout_ms = 60000 (then 408)
             idle_timeout_ms = 75000  max_connections = 4096 (more wait in the listen backlog)
             metrics_listen = \"127.0.0.1:9090\"  serve /metrics there instead of on listen
+            drain_delay_ms = 5000   on SIGTERM /readyz says 503 this long before the listener closes
+            shutdown_deadline_ms = 20000   then calls in flight get this long to finish
   [auth]    key_pepper = \"...\"           >= 16 bytes; the secret in every key's HMAC.
                                          Prefer TOLLGATE_AUTH__KEY_PEPPER.
   [routing] max_attempts = 3  backoff_base_ms = 25  backoff_max_ms = 2000
@@ -108,11 +110,22 @@ enum Command {
     /// Manage virtual keys of a standalone gateway.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Probe a running gateway (a container's HEALTHCHECK: the image has no shell): exit 0
+    /// when its `/readyz` answers 2xx, 1 otherwise.
+    Healthcheck {
+        /// What to probe; default `http://<server.listen>/readyz` from the config.
+        #[arg(long)]
+        url: Option<String>,
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
-    /// Mint a key: prints it once, and the [[keys]] entry to paste into the config.
+    /// Mint a key: the [[keys]] entry goes to stdout (so `>> gateway.toml` appends valid
+    /// TOML), the key itself to stderr, once.
     New {
         /// Team the key belongs to.
         #[arg(long)]
@@ -170,6 +183,21 @@ fn main() -> anyhow::Result<()> {
             ));
             Ok(())
         }
+        Command::Healthcheck { url, timeout_ms } => {
+            let url = url.unwrap_or_else(|| {
+                tollgate_serve::probe::local_url(loaded.settings.server.listen, "/readyz")
+            });
+            match tollgate_serve::probe::probe(&url, Duration::from_millis(timeout_ms)) {
+                Ok(body) => {
+                    report(&body);
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("unhealthy: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
         Command::Keys(KeysCommand::New {
             team,
             project,
@@ -189,10 +217,13 @@ fn main() -> anyhow::Result<()> {
             if !name.is_empty() {
                 entry.push_str(&format!("name = {name:?}\n"));
             }
-            report(&format!(
-                "Your new key (shown once, store it now):\n\n  {}\n\nAdd this to the config:\n\n{entry}",
+            // The entry alone on stdout, so that `keys new >> gateway.toml` keeps the file
+            // TOML; the secret where a person sees it and a redirect does not catch it.
+            eprintln!(
+                "Your new key (shown once, store it now):\n\n  {}\n\nIts [[keys]] entry (on stdout):\n",
                 key.full
-            ));
+            );
+            report(entry.trim_end());
             Ok(())
         }
     }
@@ -490,13 +521,39 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     tracing::info!(%addr, config_version = version, "gateway ready");
     report(&format!("tollgate-gateway listening on http://{addr}"));
 
-    tollgate_serve::serve(
+    // Shutdown in three stages: draining (readyz 503, calls still taken), closing (no new
+    // connections, calls in flight finish), and past the deadline (whatever is still
+    // open is abandoned; its reservation expires with its lease).
+    let closing = tokio_util::sync::CancellationToken::new();
+    let serving = tollgate_serve::serve(
         listener,
         api::router(gateway.clone(), metrics_server.is_none()),
         limits,
-        shutdown_signal(),
-    )
-    .await;
+        closing.clone().cancelled_owned(),
+    );
+    let drain_delay = Duration::from_millis(settings.server.drain_delay_ms);
+    let deadline = Duration::from_millis(settings.server.shutdown_deadline_ms);
+    let stages = async {
+        let signal = shutdown_signal().await;
+        gateway.draining.cancel();
+        if signal == Signal::Terminate && !drain_delay.is_zero() {
+            tracing::info!(
+                drain_delay_ms = drain_delay.as_millis() as u64,
+                "draining: /readyz answers 503, calls are still served"
+            );
+            tokio::time::sleep(drain_delay).await;
+        }
+        tracing::info!("closing the listener: finishing calls in flight");
+        closing.cancel();
+        tokio::time::sleep(deadline).await;
+    };
+    tokio::select! {
+        () = serving => {}
+        () = stages => tracing::error!(
+            deadline_ms = deadline.as_millis() as u64,
+            "calls still in flight at the shutdown deadline were cut off"
+        ),
+    }
     stop_metrics.cancel();
     if let Some(server) = metrics_server {
         let _ = server.await;
@@ -524,7 +581,15 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// SIGINT: a person at a terminal, who wants the process gone now.
+    Interrupt,
+    /// SIGTERM: an orchestrator, whose load balancer needs time to notice.
+    Terminate,
+}
+
+async fn shutdown_signal() -> Signal {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -533,15 +598,17 @@ async fn shutdown_signal() {
                 Ok(term) => term,
                 Err(_) => {
                     let _ = ctrl_c.await;
-                    return;
+                    return Signal::Interrupt;
                 }
             };
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = ctrl_c => Signal::Interrupt,
+            _ = term.recv() => Signal::Terminate,
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutting down: finishing calls in flight");
+    {
+        let _ = ctrl_c.await;
+        Signal::Interrupt
+    }
 }

@@ -23,6 +23,8 @@
 //! This crate knows nothing of Tollgate's routes, errors or settings: callers pass the
 //! router and the limits.
 
+pub mod probe;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;

@@ -17,6 +17,7 @@ mod isolation;
 mod ledger;
 mod mock_upstream;
 mod shared_budget;
+mod shutdown;
 mod telemetry;
 mod telemetry_ingest;
 mod telemetry_integrity;
@@ -32,6 +33,8 @@ pub fn http() -> reqwest::Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
     reqwest::Client::builder()
+        // A safety net against a hung test, not an assertion: generous on a loaded machine.
+        .timeout(std::time::Duration::from_secs(120))
         .build()
         .expect("building the test HTTP client")
 }

@@ -256,10 +256,12 @@ function mintKey(gateway, minimalConfig, team) {
   const command = `\`${[gateway, ...args].join(' ')}\``;
   if (done.error) throw new Error(`${command} failed: ${done.error.message}`);
   if (done.status !== 0) throw new Error(`${command} failed (${done.status}):\n${done.stdout}\n${done.stderr}`);
-  const key = MINTED_KEY.exec(done.stdout);
-  const blockAt = done.stdout.indexOf('[[keys]]');
-  if (!key || blockAt < 0) throw new Error(`\`keys new\` printed no key or no [[keys]] block:\n${done.stdout}`);
-  return [key[1], done.stdout.slice(blockAt).trimEnd() + '\n'];
+  // The key goes to stderr (shown once), the entry alone to stdout (appendable TOML).
+  const key = MINTED_KEY.exec(done.stderr);
+  if (!key || !done.stdout.startsWith('[[keys]]')) {
+    throw new Error(`\`keys new\` printed no key on stderr or no bare [[keys]] entry on stdout:\n${done.stdout}\n${done.stderr}`);
+  }
+  return [key[1], done.stdout.trimEnd() + '\n'];
 }
 
 // What the mock upstream received, over its control endpoints.

@@ -224,11 +224,11 @@ def mint_key(gateway: Path, minimal_config: Path, team: str) -> tuple[str, str]:
     done = subprocess.run(args, capture_output=True, text=True, env=child_env(), timeout=60)
     if done.returncode != 0:
         raise RuntimeError(f"`{' '.join(args)}` failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    key = MINTED_KEY.search(done.stdout)
-    block_at = done.stdout.find("[[keys]]")
-    if key is None or block_at < 0:
-        raise RuntimeError(f"`keys new` printed no key or no [[keys]] block:\n{done.stdout}")
-    return key.group(1), done.stdout[block_at:].rstrip() + "\n"
+    # The key goes to stderr (shown once), the entry alone to stdout (appendable TOML).
+    key = MINTED_KEY.search(done.stderr)
+    if key is None or not done.stdout.startswith("[[keys]]"):
+        raise RuntimeError(f"`keys new` printed no key on stderr or no bare [[keys]] entry on stdout:\n{done.stdout}\n{done.stderr}")
+    return key.group(1), done.stdout.rstrip() + "\n"
 
 
 @dataclass

@@ -86,7 +86,7 @@ impl ControlPlane {
             .spawn()?;
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await??;
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await??;
         let url = match line {
             Some(line) if line.contains("listening on ") => {
                 line.rsplit(' ').next().unwrap_or_default().to_owned()
@@ -95,7 +95,7 @@ impl ControlPlane {
         };
         let signs = env.iter().any(|(k, _)| *k == "TOLLGATE_SIGNING__KEY_FILE");
         let grpc = if signs {
-            let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await??;
+            let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await??;
             match line {
                 Some(line) if line.contains("config stream on ") => {
                     Some(line.rsplit(' ').next().unwrap_or_default().to_owned())
@@ -118,6 +118,18 @@ impl ControlPlane {
     /// Kills the server outright (SIGKILL).
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
+    }
+
+    /// Stops the server gracefully (SIGTERM) and waits (up to a minute) for it to exit.
+    pub async fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status()
+                .await;
+        }
+        Ok(tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await??)
     }
 
     pub fn api(&self, path: &str) -> String {

@@ -101,6 +101,8 @@ impl GatewayProcess {
             .env("TOLLGATE_SERVER__USAGE_LOG", &usage_log)
             .env("TOLLGATE_AUTH__KEY_PEPPER", PEPPER)
             .env("RUST_LOG", "warn")
+            // Tests stop gateways often; one that studies the drain delay sets its own.
+            .env("TOLLGATE_SERVER__DRAIN_DELAY_MS", "0")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -108,7 +110,7 @@ impl GatewayProcess {
             .spawn()?;
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await;
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await;
         let url = match line {
             Ok(Ok(Some(line))) if line.contains("listening on ") => {
                 line.rsplit(' ').next().unwrap_or_default().to_owned()
@@ -127,10 +129,10 @@ impl GatewayProcess {
         format!("{}/v1", self.url)
     }
 
-    /// Usage events written so far, waiting up to 5 s for at least `expected` of them.
+    /// Usage events written so far, waiting up to 30 s for at least `expected` of them.
     pub async fn usage_events(&self, expected: usize) -> Vec<Value> {
         let path = self.dir.path().join("usage.jsonl");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let events: Vec<Value> = std::fs::read_to_string(&path)
                 .unwrap_or_default()
@@ -155,6 +157,12 @@ impl GatewayProcess {
 
     /// Stops the gateway gracefully (SIGTERM) and waits for it.
     pub async fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        self.terminate().await;
+        self.wait().await
+    }
+
+    /// Sends SIGTERM (a graceful shutdown begins) without waiting for the exit.
+    pub async fn terminate(&self) {
         if let Some(pid) = self.child.id() {
             let _ = Command::new("kill")
                 .arg("-TERM")
@@ -162,6 +170,10 @@ impl GatewayProcess {
                 .status()
                 .await;
         }
-        Ok(tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await??)
+    }
+
+    /// Waits (up to a minute) for the process to exit.
+    pub async fn wait(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        Ok(tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await??)
     }
 }

@@ -9,6 +9,7 @@ mod budgets;
 pub mod deployments;
 pub mod error;
 mod gateways;
+pub mod health;
 mod idempotent;
 mod keys;
 mod members;

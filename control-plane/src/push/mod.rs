@@ -87,6 +87,9 @@ fn tls(settings: &GrpcSettings) -> Result<Option<ServerTlsConfig>, PushError> {
 pub struct Running {
     pub addr: SocketAddr,
     pub latest: Arc<Latest>,
+    /// One task per open config stream; after `shutdown`, wait on it so that every
+    /// stream's disconnect is recorded before the process exits.
+    pub sessions: tokio_util::task::TaskTracker,
 }
 
 /// Binds the gRPC port and starts the publisher, the gateways' revocation listener and
@@ -136,7 +139,15 @@ pub async fn start(
         shutdown.clone(),
     );
     let telemetry = telemetry.service(auth.clone());
-    let streams = ConfigStreams::new(pool, latest.clone(), auth, replica);
+    let sessions = tokio_util::task::TaskTracker::new();
+    let streams = ConfigStreams::new(
+        pool,
+        latest.clone(),
+        auth,
+        replica,
+        shutdown.clone(),
+        sessions.clone(),
+    );
     let mut server = Server::builder()
         // Dead peers and silent middleboxes are found by HTTP/2 pings, not by waiting.
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
@@ -158,5 +169,9 @@ pub async fn start(
             tracing::error!(error = %e, "config stream server stopped");
         }
     });
-    Ok(Running { addr, latest })
+    Ok(Running {
+        addr,
+        latest,
+        sessions,
+    })
 }

@@ -33,17 +33,30 @@ pub struct ConfigStreams {
     pool: Pool,
     latest: Arc<Latest>,
     auth: Arc<GatewayAuth>,
+    /// Cancelled when this replica shuts down: every stream ends at once, so gateways
+    /// reconnect to another replica instead of waiting on a closing one.
+    stopping: tokio_util::sync::CancellationToken,
+    sessions: tokio_util::task::TaskTracker,
     /// This control-plane process, as shown in the fleet view.
     replica: String,
 }
 
 impl ConfigStreams {
-    pub fn new(pool: Pool, latest: Arc<Latest>, auth: Arc<GatewayAuth>, replica: String) -> Self {
+    pub fn new(
+        pool: Pool,
+        latest: Arc<Latest>,
+        auth: Arc<GatewayAuth>,
+        replica: String,
+        stopping: tokio_util::sync::CancellationToken,
+        sessions: tokio_util::task::TaskTracker,
+    ) -> Self {
         Self {
             pool,
             latest,
             auth,
             replica,
+            stopping,
+            sessions,
         }
     }
 }
@@ -58,6 +71,11 @@ impl ConfigService for ConfigStreams {
         &self,
         request: Request<Streaming<proto::GatewayMessage>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
+        if self.stopping.is_cancelled() {
+            return Err(Status::unavailable(
+                "this control-plane replica is shutting down; connect to another",
+            ));
+        }
         let gateway = self.auth.authenticate(request.metadata()).await?;
         let region = gateway.region.clone();
         let mut inbound = request.into_inner();
@@ -118,8 +136,9 @@ impl ConfigService for ConfigStreams {
         let (tx, rx) = mpsc::channel(2);
         let updates = self.latest.subscribe(&region);
         let revoked = self.auth.revoked(&gateway);
-        tokio::spawn(async move {
-            session.run(inbound, updates, revoked, tx).await;
+        let stopping = self.stopping.clone();
+        self.sessions.spawn(async move {
+            session.run(inbound, updates, revoked, stopping, tx).await;
             metrics::gauge!("tollgate_gateways_connected", "region" => region).decrement(1.0);
         });
         let out =
@@ -161,6 +180,7 @@ impl Session {
         mut inbound: Streaming<proto::GatewayMessage>,
         mut updates: tokio::sync::watch::Receiver<Option<Arc<super::publish::Signed>>>,
         revoked: impl std::future::Future<Output = ()> + Send,
+        stopping: tokio_util::sync::CancellationToken,
         tx: mpsc::Sender<Result<proto::ControlMessage, Status>>,
     ) {
         tokio::pin!(revoked);
@@ -199,6 +219,10 @@ impl Session {
                 },
                 _ = heartbeat.tick() => self.record(None).await,
                 () = tx.closed() => break,
+                () = stopping.cancelled() => {
+                    let _ = tx.send(Err(Status::unavailable("this control-plane replica is shutting down; reconnect"))).await;
+                    break;
+                }
                 () = &mut revoked => {
                     tracing::warn!(gateway = %self.id, "credential revoked or expired: ending the config stream");
                     let _ = tx.send(Err(Status::unauthenticated("credential revoked or expired"))).await;

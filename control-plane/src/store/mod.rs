@@ -31,6 +31,12 @@ use serde::{Deserialize, Serialize};
 pub type Pool = sqlx::PgPool;
 pub type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
 
+/// One round trip to the database, for readiness.
+pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("not found")]

@@ -12,8 +12,15 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready once a snapshot is loaded (version > 0) and the budget ledger is reachable.
+/// Ready once a snapshot is loaded (version > 0) and the budget ledger is reachable, and
+/// until a shutdown begins.
 pub async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
+    if gw.draining.is_cancelled() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: shutting down".to_owned(),
+        );
+    }
     let version = gw.live.version();
     if version == 0 {
         return (
