@@ -15,7 +15,10 @@ use crate::config_push::{Plane, call, send, until_status};
 use crate::http;
 
 fn dashboard() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/tollgate.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/grafana/tollgate.json"
+    );
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not JSON: {e}"))
 }
@@ -27,7 +30,10 @@ fn expressions(dashboard: &Value) -> Vec<(String, String)> {
             let title = panel["title"].as_str().unwrap_or("?").to_owned();
             for target in panel["targets"].as_array().into_iter().flatten() {
                 let expr = target["expr"].as_str().unwrap_or_default();
-                assert!(!expr.trim().is_empty(), "panel {title:?} has a target without expr");
+                assert!(
+                    !expr.trim().is_empty(),
+                    "panel {title:?} has a target without expr"
+                );
                 out.push((title.clone(), expr.to_owned()));
             }
             if let Some(nested) = panel["panels"].as_array() {
@@ -149,7 +155,9 @@ async fn every_metric_the_dashboard_queries_is_exported_by_the_binaries() {
     let streamed = http()
         .post(format!("{}/chat/completions", gateway.v1()))
         .bearer_auth(&key)
-        .json(&json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .json(
+            &json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+        )
         .send()
         .await
         .unwrap();
