@@ -144,8 +144,11 @@ impl Default for TelemetrySettings {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlSettings {
-    /// `https://host:8401` (TLS) or `http://…` (plaintext, loopback/tests only).
-    pub url: String,
+    /// `https://host:8401` (TLS) or `http://…` (plaintext, loopback/tests only); or a
+    /// list of them (`["https://cp-1:8401", "https://cp-2:8401"]`, or comma-separated in
+    /// `TOLLGATE_CONTROL__URL`): when a stream drops, the gateway moves to the next.
+    #[serde(deserialize_with = "one_or_more_urls")]
+    pub url: Vec<String>,
     /// The region's enrollment token (`tge_…`), exchanged at start for a short-lived
     /// credential of this gateway id (kept in memory, renewed while running). Prefer
     /// TOLLGATE_CONTROL__ENROLLMENT_TOKEN.
@@ -171,6 +174,27 @@ pub struct ControlSettings {
     /// Longest wait between reconnect attempts (ms); jittered, doubling from 100 ms.
     #[serde(default = "default_reconnect_max_ms")]
     pub reconnect_max_ms: u64,
+}
+
+/// A string (comma-separated for several, as an environment variable can only be) or a
+/// list of strings.
+fn one_or_more_urls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMore {
+        One(String),
+        More(Vec<String>),
+    }
+    let urls: Vec<String> = match OneOrMore::deserialize(d)? {
+        OneOrMore::One(s) => s.split(',').map(|u| u.trim().to_owned()).collect(),
+        OneOrMore::More(v) => v.into_iter().map(|u| u.trim().to_owned()).collect(),
+    };
+    if urls.is_empty() || urls.iter().any(String::is_empty) {
+        return Err(serde::de::Error::custom(
+            "a URL or a list of URLs, none of them empty",
+        ));
+    }
+    Ok(urls)
 }
 
 fn default_lkg_path() -> std::path::PathBuf {
@@ -443,8 +467,12 @@ impl Settings {
             problems.push("server.max_body_bytes: must be at least 1024".to_owned());
         }
         if let Some(control) = &self.control {
-            if !(control.url.starts_with("http://") || control.url.starts_with("https://")) {
-                problems.push("control.url: must start with https:// (or http://)".to_owned());
+            for url in &control.url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    problems.push(format!(
+                        "control.url: {url:?} must start with https:// (or http://)"
+                    ));
+                }
             }
             if control.trusted_keys.is_empty() {
                 problems.push("control.trusted_keys: at least one key id = public key".to_owned());
@@ -558,6 +586,35 @@ mod tests {
             RoutingSettings::default().cooldown_failures
         );
         assert!(loaded.snapshot.is_none());
+    }
+
+    #[test]
+    fn control_url_is_one_url_a_list_or_a_comma_separated_env_value() {
+        let control = "[control]\nenrollment_token = \"tge_x\"\ntrusted_keys = { k = \"WGZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmY=\" }\n";
+        let urls = |text: &str, pairs: &[(&str, &str)]| {
+            Settings::from_sources(Some(&format!("{PEPPER}{control}{text}")), env(pairs))
+                .map(|l| l.settings.control.map(|c| c.url).unwrap_or_default())
+        };
+        assert_eq!(
+            urls("url = \"https://a:8401\"\n", &[]).unwrap(),
+            ["https://a:8401"]
+        );
+        assert_eq!(
+            urls("url = [\"https://a:8401\", \"https://b:8401\"]\n", &[]).unwrap(),
+            ["https://a:8401", "https://b:8401"]
+        );
+        assert_eq!(
+            urls(
+                "url = \"https://a:8401\"\n",
+                &[("TOLLGATE_CONTROL__URL", "https://b:8401, https://c:8401")]
+            )
+            .unwrap(),
+            ["https://b:8401", "https://c:8401"]
+        );
+        let err = urls("url = []\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("control.url"), "{err}");
+        let err = urls("url = [\"https://a:8401\", \"ftp://b\"]\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("ftp://b"), "{err}");
     }
 
     #[test]

@@ -9,12 +9,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::snapshot::remote::ControlPlanes;
 use rand::RngExt;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tollgate_proto::config as proto;
 use tollgate_proto::config::config_service_client::ConfigServiceClient;
-use tonic::transport::Endpoint;
 
 /// Shortest wait before a renewal, whatever the credential's lifetime.
 const MIN_RENEW_WAIT: Duration = Duration::from_millis(500);
@@ -77,7 +77,7 @@ fn authorized<T>(message: T, bearer: &str) -> Result<tonic::Request<T>, String> 
 
 /// Keeps a [`Credential`] current until shutdown.
 pub struct Enroller {
-    endpoint: Endpoint,
+    endpoint: ControlPlanes,
     enrollment_token: String,
     gateway_id: String,
     region: String,
@@ -98,7 +98,7 @@ fn now_ms() -> i64 {
 
 impl Enroller {
     pub fn new(
-        endpoint: Endpoint,
+        endpoint: ControlPlanes,
         enrollment_token: String,
         gateway_id: String,
         region: String,
@@ -225,7 +225,9 @@ mod tests {
 
     fn enroller() -> (Enroller, Credential) {
         Enroller::new(
-            Endpoint::from_static("http://127.0.0.1:9"),
+            ControlPlanes::new(vec![tonic::transport::Endpoint::from_static(
+                "http://127.0.0.1:9",
+            )]),
             "tge_x".into(),
             "gw".into(),
             "eu".into(),

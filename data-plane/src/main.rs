@@ -58,7 +58,9 @@ Settings (all optional except auth.key_pepper):
             cluster = false  cluster_nodes = [\"redis://node1:6379/\", ...]
             maintenance_interval_ms = 1000  settle_queue_capacity = 100000
 
-  [control] url = \"https://control:8401\"    take config from a control plane (else: standalone)
+  [control] url = \"https://control:8401\"    take config from a control plane (else: standalone);
+            or a list [\"https://cp-1:8401\", \"https://cp-2:8401\"] (env: comma-separated):
+            the next replica is tried when a stream drops or a replica is unreachable
             enrollment_token = \"tge_...\"  the region's token; prefer TOLLGATE_CONTROL__ENROLLMENT_TOKEN
                       (exchanged at start for a short-lived credential of this gateway_id, kept in memory)
             trusted_keys = { key_id = \"<base64 Ed25519 public key>\", ... }   list two while rotating
@@ -170,7 +172,7 @@ fn main() -> anyhow::Result<()> {
                 remote::trusted_keys(control)?;
                 report(&format!(
                     "settings ok: config comes from the control plane at {}",
-                    control.url
+                    control.url.join(", ")
                 ));
                 return Ok(());
             }

@@ -247,3 +247,92 @@ async fn a_stopping_control_plane_ends_config_streams_and_the_fleet_records_it()
     // The gateway itself keeps serving from the config it has.
     assert_eq!(readyz(&gateway).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_gateway_given_two_replicas_moves_to_the_other_when_its_replica_stops() {
+    let mut plane = Plane::start().await;
+    let grpc_a = plane.cp.grpc.clone().unwrap();
+    let grpc_b = format!("127.0.0.1:{}", crate::config_push::free_port());
+    let env = Plane::env(&plane.key_file, &grpc_b);
+    let replica_b =
+        tollgate_tests::control::ControlPlane::serve(&plane.db, plane.cp.admin_token.clone(), &env)
+            .await
+            .unwrap();
+    let token = plane.enrollment_token("eu").await;
+    // Both replicas, in order; the gateway starts on the first.
+    let urls = format!(
+        "[\"http://{grpc_a}\", \"http://{}\"]",
+        replica_b.grpc.as_deref().unwrap()
+    );
+    let config = format!(
+        "[server]\nregion = \"eu\"\ngateway_id = \"gw-two\"\n\
+         [control]\nurl = {urls}\nenrollment_token = \"{token}\"\n\
+         trusted_keys = {{ {trusted} }}\nlast_known_good = \"{lkg}\"\nreconnect_max_ms = 300\n\
+         [telemetry]\nspool_dir = \"{lkg}.spool\"\n",
+        trusted = plane.trusted,
+        lkg = plane.dir.path().join("two.lkg").display(),
+    );
+    let gateway = GatewayProcess::start(&config, &[]).await.unwrap();
+    until_ready(&gateway).await;
+
+    let replica_of = |fleet: &[Value]| {
+        fleet
+            .iter()
+            .find(|g| g["id"] == "gw-two" && g["connected"] == true)
+            .map(|g| g["replica"].as_str().unwrap_or_default().to_owned())
+    };
+    let started = Instant::now();
+    let first = loop {
+        if let Some(replica) = replica_of(&plane.fleet().await) {
+            break replica;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    plane.cp.stop().await.unwrap();
+    // Replica B's API and stream carry on: the gateway reconnects there, and a key made
+    // now reaches it.
+    let fleet_b = || async {
+        let fleet: Value = crate::config_push::send(
+            reqwest::Method::GET,
+            &replica_b.api("/gateways"),
+            &replica_b.admin_token,
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        fleet["items"].as_array().unwrap().clone()
+    };
+    let started = Instant::now();
+    loop {
+        if let Some(replica) = replica_of(&fleet_b().await)
+            && replica != first
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the gateway did not move to the other replica:\n{}",
+            gateway.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let created: Value = crate::config_push::send(
+        reqwest::Method::POST,
+        &replica_b.api(&format!("/orgs/{}/keys", plane.org)),
+        &replica_b.admin_token,
+        Some(json!({"team_id": plane.team})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let key = created["key"].as_str().unwrap();
+    crate::config_push::until_status(&gateway, key, "m", 200).await;
+}

@@ -75,18 +75,99 @@ pub fn trusted_keys(settings: &ControlSettings) -> Result<TrustedKeys, ClientErr
     )?)
 }
 
-/// The control plane's gRPC endpoint (TLS, keepalives), shared by the config stream and
-/// the telemetry link.
-pub fn endpoint(settings: &ControlSettings) -> Result<Endpoint, ClientError> {
-    let bad = |e: &dyn std::fmt::Display| ClientError::Url(settings.url.clone(), e.to_string());
-    let mut endpoint = Endpoint::from_shared(settings.url.clone())
+/// The control plane's replicas, as gRPC endpoints (TLS, keepalives), shared by the
+/// config stream, enrollment and telemetry. `connect` starts at the replica that last
+/// worked and tries each in turn; [`ControlPlanes::advance`] moves on after a stream
+/// dropped, so a replica that is shutting down (and still accepts connections) is left
+/// at once.
+#[derive(Clone)]
+pub struct ControlPlanes {
+    endpoints: Arc<[Endpoint]>,
+    current: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl std::fmt::Debug for ControlPlanes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.endpoints.iter().map(Endpoint::uri))
+            .finish()
+    }
+}
+
+impl ControlPlanes {
+    /// Replicas in the order they are tried; at least one.
+    pub fn new(endpoints: Vec<Endpoint>) -> Self {
+        Self {
+            endpoints: endpoints.into(),
+            current: Arc::default(),
+        }
+    }
+
+    /// A channel to the first replica, from the current one on, that accepts a connection.
+    pub async fn connect(&self) -> Result<Channel, tonic::transport::Error> {
+        self.connect_to().await.map(|(channel, _)| channel)
+    }
+
+    /// As [`Self::connect`], with the index of the replica reached (for [`Self::left`]).
+    pub async fn connect_to(&self) -> Result<(Channel, usize), tonic::transport::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let start = self.current.load(Relaxed);
+        let mut last = None;
+        for i in 0..self.endpoints.len() {
+            let at = (start + i) % self.endpoints.len();
+            match self.endpoints[at].connect().await {
+                Ok(channel) => {
+                    self.current.store(at, Relaxed);
+                    return Ok((channel, at));
+                }
+                Err(e) => {
+                    if self.endpoints.len() > 1 {
+                        tracing::warn!(control_plane = %self.endpoints[at].uri(), error = %e, "control plane unreachable; trying the next");
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.expect("at least one control-plane URL (checked by the settings)"))
+    }
+
+    /// A stream to replica `at` dropped: the next connect starts at the replica after it
+    /// — unless another link (telemetry, enrollment) has moved on already, so that two
+    /// links leaving the same replica do not skip past the next one.
+    pub fn left(&self, at: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let next = (at + 1) % self.endpoints.len();
+        let _ = self.current.compare_exchange(at, next, Relaxed, Relaxed);
+    }
+
+    pub fn len(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty()
+    }
+}
+
+pub fn endpoint(settings: &ControlSettings) -> Result<ControlPlanes, ClientError> {
+    let endpoints = settings
+        .url
+        .iter()
+        .map(|url| one_endpoint(settings, url))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ControlPlanes::new(endpoints))
+}
+
+fn one_endpoint(settings: &ControlSettings, url: &str) -> Result<Endpoint, ClientError> {
+    let bad = |e: &dyn std::fmt::Display| ClientError::Url(url.to_owned(), e.to_string());
+    let mut endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| bad(&e))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(10))
         .keep_alive_while_idle(true);
-    if settings.url.starts_with("https://") {
+    if url.starts_with("https://") {
         let mut tls = ClientTlsConfig::new();
         tls = match &settings.ca_file {
             Some(ca) => tls.ca_certificate(Certificate::from_pem(read(ca)?)),
@@ -101,7 +182,7 @@ pub fn endpoint(settings: &ControlSettings) -> Result<Endpoint, ClientError> {
 }
 
 pub struct ConfigClient {
-    endpoint: Endpoint,
+    endpoint: ControlPlanes,
     credential: Credential,
     gateway_id: String,
     build: String,
@@ -144,10 +225,14 @@ impl ConfigClient {
     /// Streams until `shutdown`, reconnecting as needed.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
+        // A drop moves to the next replica at once, but only once in a row: replicas that
+        // all refuse the stream still get the backoff.
+        let mut moved_at_once = false;
         loop {
             metrics::gauge!("tollgate_config_connected").set(0.0);
+            let mut reached = None;
             let outcome = tokio::select! {
-                outcome = self.session() => outcome,
+                outcome = self.session(&mut reached) => outcome,
                 () = shutdown.cancelled() => return,
             };
             self.live.set_detached(now_ms());
@@ -157,6 +242,14 @@ impl ConfigClient {
                 Err(e) => tracing::warn!(error = %e, "config stream to the control plane failed"),
             }
             metrics::counter!("tollgate_config_reconnects_total").increment(1);
+            if let Some(at) = reached {
+                self.endpoint.left(at);
+                if self.endpoint.len() > 1 && !moved_at_once {
+                    moved_at_once = true;
+                    continue;
+                }
+            }
+            moved_at_once = false;
             let wait = rand::rng().random_range(backoff / 2..=backoff);
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
@@ -166,13 +259,15 @@ impl ConfigClient {
         }
     }
 
-    /// One stream, from connect to its end. `Ok` if it got going before it ended.
-    async fn session(&self) -> Result<(), String> {
-        let channel: Channel = self
+    /// One stream, from connect to its end. `Ok` if it got going before it ended;
+    /// `reached` says which replica it connected to.
+    async fn session(&self, reached: &mut Option<usize>) -> Result<(), String> {
+        let (channel, at): (Channel, usize) = self
             .endpoint
-            .connect()
+            .connect_to()
             .await
             .map_err(|e| format!("connecting: {e}"))?;
+        *reached = Some(at);
         let mut client =
             ConfigServiceClient::new(channel).max_decoding_message_size(MAX_SNAPSHOT_BYTES);
         let (tx, rx) = mpsc::channel::<proto::GatewayMessage>(4);

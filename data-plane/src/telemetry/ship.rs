@@ -7,12 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::snapshot::remote::ControlPlanes;
 use rand::RngExt;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tollgate_proto::telemetry::telemetry_service_client::TelemetryServiceClient;
 use tollgate_proto::telemetry::{BudgetPeriodRef, SpentRequest, UsageBatch};
-use tonic::transport::Endpoint;
 
 use super::spool::Spool;
 use crate::identity::Credential;
@@ -23,7 +23,7 @@ use crate::money::Micros;
 const WINDOW: u64 = 16;
 
 pub struct Shipper {
-    endpoint: Endpoint,
+    endpoint: ControlPlanes,
     credential: Credential,
     spool: Arc<Spool>,
     /// Poked by the spooler after each append.
@@ -33,7 +33,7 @@ pub struct Shipper {
 
 impl Shipper {
     pub fn new(
-        endpoint: Endpoint,
+        endpoint: ControlPlanes,
         credential: Credential,
         spool: Arc<Spool>,
         wake: Arc<Notify>,
@@ -151,7 +151,7 @@ impl Shipper {
 /// The control plane's durable spend (its rollups of every gateway's usage), to restore
 /// Redis counters after Redis lost them.
 pub struct ControlSpend {
-    pub endpoint: Endpoint,
+    pub endpoint: ControlPlanes,
     pub credential: Credential,
 }
 
