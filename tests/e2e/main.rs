@@ -11,6 +11,7 @@ mod control_plane;
 mod deletes;
 mod estimate;
 mod gateway;
+mod grafana;
 mod hardening;
 mod isolation;
 mod ledger;
