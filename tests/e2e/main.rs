@@ -16,6 +16,7 @@ mod isolation;
 mod ledger;
 mod mock_upstream;
 mod shared_budget;
+mod sign_in;
 mod telemetry;
 mod telemetry_ingest;
 mod telemetry_integrity;

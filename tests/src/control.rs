@@ -27,6 +27,7 @@ fn command(db: &TestDb) -> anyhow::Result<Command> {
             "TOLLGATE_TELEMETRY__WEBHOOK_ALLOW_HOSTS",
             r#"["127.0.0.1"]"#,
         )
+        .env("TOLLGATE_SIGN_IN__MASTER_KEY", crate::oidc::MASTER_KEY)
         .env("RUST_LOG", "warn")
         .kill_on_drop(true);
     Ok(command)
