@@ -180,6 +180,17 @@ async fn member(s: &Setup) -> String {
 
 /// Asserts the callback refused the sign-in, created no session, and logged why.
 async fn assert_refused(s: &Setup, browser: &mut Browser, callback: &oidc::Callback, reason: &str) {
+    assert_refused_among(s, browser, callback, reason, 0).await;
+}
+
+/// As [`assert_refused`], where `sessions` sessions of others exist.
+async fn assert_refused_among(
+    s: &Setup,
+    browser: &mut Browser,
+    callback: &oidc::Callback,
+    reason: &str,
+    sessions_before: i64,
+) {
     assert!(
         (400..500).contains(&callback.status),
         "refused with a 4xx page: {callback:?}"
@@ -191,7 +202,7 @@ async fn assert_refused(s: &Setup, browser: &mut Browser, callback: &oidc::Callb
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(sessions, 0, "no session for a refused sign-in");
+    assert_eq!(sessions, sessions_before, "no session for a refused sign-in");
     let failures = s.audit("sign_in_failed").await;
     let logged = failures
         .iter()
@@ -268,7 +279,7 @@ async fn a_later_sign_in_syncs_groups_and_keeps_roles_granted_by_hand() {
     assert_eq!(again.status, 303, "{}", again.body);
     assert_eq!(s.roles(&mut browser, &email).await, vec!["member@team"]);
     let (status, _) = s
-        .get(&mut browser, &format!("/orgs/{}/audit", s.org))
+        .get(&mut browser, &format!("/orgs/{}/sessions", s.org))
         .await;
     assert_eq!(status, 403, "the org_admin role is gone from the next request on");
 
@@ -549,7 +560,7 @@ async fn an_org_idp_gives_roles_in_its_org_only_and_its_domain_is_its_own() {
         .begin(&s.cp.url, &format!("?email={email}"))
         .await
         .unwrap();
-    assert!(auth.starts_with(&org_idp.issuer), "{auth}");
+    assert!(auth.starts_with(&org_idp.issuer), "{auth} should go to {} (platform {})", org_idp.issuer, s.idp.issuer);
     let callback = browser.authorize(&auth, &s.cp.url, &name).await.unwrap();
     let done = browser.callback(&callback).await.unwrap();
     assert_eq!(done.status, 303, "{}", done.body);
@@ -568,7 +579,7 @@ async fn an_org_idp_gives_roles_in_its_org_only_and_its_domain_is_its_own() {
         .await;
     let mut browser = Browser::new();
     let done = browser.sign_in(&s.cp.url, "", &intruder).await.unwrap();
-    assert_refused(&s, &mut browser, &done, "belongs to another org").await;
+    assert_refused_among(&s, &mut browser, &done, "belongs to another org", 1).await;
 }
 
 #[tokio::test]
@@ -609,7 +620,7 @@ async fn sign_out_makes_the_old_cookie_useless_and_uses_the_idp_logout() {
     let location = out.headers()["location"].to_str().unwrap().to_owned();
     assert!(
         location.starts_with(&format!("{}/session/end", s.idp.issuer)),
-        "RP-initiated logout at the IdP: {location}"
+        "RP-initiated logout at the IdP {}: {location}", s.idp.issuer
     );
     assert!(browser.cookie(&s.cp.url, "tollgate_session").is_none());
     // The old cookie, replayed, is worthless server-side.

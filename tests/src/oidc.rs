@@ -254,12 +254,13 @@ impl Provider {
         let response: Value = client()
             .post(format!("{}/token", self.issuer))
             .basic_auth(client_id, Some(client_secret))
-            .form(&[
+            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form_encode(&[
                 ("grant_type", "authorization_code"),
                 ("code", code.as_str()),
                 ("redirect_uri", redirect),
                 ("code_verifier", verifier.as_str()),
-            ])
+            ]))
             .send()
             .await?
             .json()
@@ -282,6 +283,13 @@ pub fn client() -> reqwest::Client {
         .timeout(DEADLINE)
         .build()
         .expect("building the harness HTTP client")
+}
+
+/// `application/x-www-form-urlencoded` of `pairs`.
+pub fn form_encode(pairs: &[(&str, &str)]) -> String {
+    let mut url = reqwest::Url::parse("http://x/").expect("static URL");
+    url.query_pairs_mut().extend_pairs(pairs.iter());
+    url.query().unwrap_or_default().to_owned()
 }
 
 pub fn query_param(url: &str, name: &str) -> Option<String> {
@@ -345,8 +353,10 @@ async fn proxy(
     let mut forward = client()
         .request(parts.method.clone(), format!("{upstream}{path}"))
         .body(body);
+    // The Host header goes along: the provider builds its endpoint URLs from it, and they
+    // must name the proxy, not the provider behind it.
     for (name, value) in &parts.headers {
-        if name != http::header::HOST && name != http::header::CONTENT_LENGTH {
+        if name != http::header::CONTENT_LENGTH {
             forward = forward.header(name, value);
         }
     }
@@ -517,7 +527,9 @@ impl Browser {
             .request(method, url)
             .header(http::header::COOKIE, self.cookie_header(url));
         if let Some(form) = form {
-            request = request.form(form);
+            request = request
+                .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(form_encode(form));
         }
         let response = request.send().await?;
         self.keep_cookies(url, &response);
