@@ -114,7 +114,10 @@ impl std::fmt::Debug for SignInSettings {
             .field("session_idle_s", &self.session_idle_s)
             .field("session_absolute_s", &self.session_absolute_s)
             .field("membership_max_age_s", &self.membership_max_age_s)
-            .field("attempts_per_ip_per_minute", &self.attempts_per_ip_per_minute)
+            .field(
+                "attempts_per_ip_per_minute",
+                &self.attempts_per_ip_per_minute,
+            )
             .field(
                 "attempts_per_connection_per_minute",
                 &self.attempts_per_connection_per_minute,
@@ -405,7 +408,8 @@ impl Settings {
                 "must be https (plain http only on localhost or 127.0.0.1)",
             );
         }
-        if sign_in.issuer.is_some() && (sign_in.client_id.is_empty() || sign_in.public_url.is_none())
+        if sign_in.issuer.is_some()
+            && (sign_in.client_id.is_empty() || sign_in.public_url.is_none())
         {
             return invalid(
                 "sign_in.issuer",
@@ -413,13 +417,21 @@ impl Settings {
             );
         }
         if sign_in.session_idle_s < 1 || sign_in.session_absolute_s < 1 {
-            return invalid("sign_in.session_idle_s", "session timeouts must be at least 1 s");
+            return invalid(
+                "sign_in.session_idle_s",
+                "session timeouts must be at least 1 s",
+            );
         }
         if sign_in.membership_max_age_s < 1 {
             return invalid("sign_in.membership_max_age_s", "must be at least 1");
         }
-        if sign_in.attempts_per_ip_per_minute == 0 || sign_in.attempts_per_connection_per_minute == 0 {
-            return invalid("sign_in.attempts_per_ip_per_minute", "sign-in limits must be at least 1");
+        if sign_in.attempts_per_ip_per_minute == 0
+            || sign_in.attempts_per_connection_per_minute == 0
+        {
+            return invalid(
+                "sign_in.attempts_per_ip_per_minute",
+                "sign-in limits must be at least 1",
+            );
         }
         Ok(settings)
     }
@@ -446,16 +458,28 @@ mod tests {
 
     #[test]
     fn sign_in_needs_a_safe_public_url() {
-        for ok in ["https://tg.example.com", "http://localhost:8400", "http://127.0.0.1"] {
+        for ok in [
+            "https://tg.example.com",
+            "http://localhost:8400",
+            "http://127.0.0.1",
+        ] {
             assert!(SignInSettings::public_url_ok(ok), "{ok}");
         }
-        for bad in ["http://tg.example.com", "http://localhost.evil.com", "ftp://x", "https://"] {
+        for bad in [
+            "http://tg.example.com",
+            "http://localhost.evil.com",
+            "ftp://x",
+            "https://",
+        ] {
             assert!(!SignInSettings::public_url_ok(bad), "{bad}");
         }
         let env = |k: &str, v: &str| [(k.to_owned(), v.to_owned())];
         assert!(
-            Settings::from_sources(None, env("TOLLGATE_SIGN_IN__PUBLIC_URL", "http://tg.example.com"))
-                .is_err()
+            Settings::from_sources(
+                None,
+                env("TOLLGATE_SIGN_IN__PUBLIC_URL", "http://tg.example.com")
+            )
+            .is_err()
         );
         let s = Settings::from_sources(
             Some("[sign_in]\nissuer = \"https://idp.example.com\"\nclient_id = \"tg\"\npublic_url = \"https://tg.example.com\"\nclient_secret = \"very-secret\""),

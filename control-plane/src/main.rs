@@ -603,7 +603,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let mut tx = pool.begin().await?;
             let user = users::upsert(&mut tx, &email, true).await?;
             let expires_at = time::OffsetDateTime::now_utc() + users::DEFAULT_TOKEN_LIFETIME;
-            let (_, token) = users::create_token(&mut tx, user.id, "bootstrap", expires_at, false).await?;
+            let (_, token) =
+                users::create_token(&mut tx, user.id, "bootstrap", expires_at, false).await?;
             let after = serde_json::json!({"email": user.email, "is_platform_admin": true});
             audit::record(
                 &mut tx,
@@ -633,7 +634,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let expires_at =
                 time::OffsetDateTime::now_utc() + time::Duration::days(i64::from(expires_days));
             let mut tx = pool.begin().await?;
-            let (row, token) = users::create_token(&mut tx, user.id, &name, expires_at, false).await?;
+            let (row, token) =
+                users::create_token(&mut tx, user.id, &name, expires_at, false).await?;
             audit::record(
                 &mut tx,
                 &cli_actor(),

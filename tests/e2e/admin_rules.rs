@@ -422,7 +422,10 @@ async fn permission_table(w: &World, people: &[(Role, String)]) {
             if *method == Method::POST && path == "/api/v1/tokens" {
                 let session = token.starts_with(tollgate_tests::control::SESSION_CALLER);
                 let expected = if session { 201 } else { 403 };
-                assert_eq!(status, expected, "personal tokens come from sessions: {what}");
+                assert_eq!(
+                    status, expected,
+                    "personal tokens come from sessions: {what}"
+                );
             } else if allows(*role, action) {
                 assert!(status != 401 && status != 403, "allowed, refused: {what}");
                 if org_route {

@@ -44,7 +44,13 @@ pub async fn setup_with(idp: &'static Provider, extra: &[(&str, &str)]) -> Setup
     env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let cp = ControlPlane::start_with(&db, &env).await.unwrap();
-    let org = admin(&cp, Method::POST, "/orgs", json!({"slug": "acme", "name": "Acme"})).await["id"]
+    let org = admin(
+        &cp,
+        Method::POST,
+        "/orgs",
+        json!({"slug": "acme", "name": "Acme"}),
+    )
+    .await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -149,13 +155,12 @@ impl Setup {
     /// Audit entries with `action`, newest first.
     pub async fn audit(&self, action: &str) -> Vec<Value> {
         let pool = self.db.pool().await.unwrap();
-        let rows: Vec<(String, Option<Value>)> = sqlx::query_as(
-            "SELECT actor, after FROM audit_log WHERE action = $1 ORDER BY id DESC",
-        )
-        .bind(action)
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+        let rows: Vec<(String, Option<Value>)> =
+            sqlx::query_as("SELECT actor, after FROM audit_log WHERE action = $1 ORDER BY id DESC")
+                .bind(action)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
         rows.into_iter()
             .map(|(actor, after)| json!({"actor": actor, "after": after}))
             .collect()
@@ -202,11 +207,17 @@ async fn assert_refused_among(
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(sessions, sessions_before, "no session for a refused sign-in");
+    assert_eq!(
+        sessions, sessions_before,
+        "no session for a refused sign-in"
+    );
     let failures = s.audit("sign_in_failed").await;
-    let logged = failures
-        .iter()
-        .any(|f| f["after"]["reason"].as_str().unwrap_or_default().contains(reason));
+    let logged = failures.iter().any(|f| {
+        f["after"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(reason)
+    });
     assert!(logged, "audited with {reason:?}: {failures:?}");
 }
 
@@ -229,7 +240,9 @@ async fn each_role_comes_from_its_group_and_works_with_the_session() {
         assert_eq!(s.roles(&mut browser, &email).await, vec![expected]);
         let (status, body) = s.get(&mut browser, &format!("/orgs/{org}")).await;
         assert_eq!(status, 200, "{group} reads its org: {body}");
-        let (status, _) = s.get(&mut browser, &format!("/orgs/{org}/teams/{}", s.team)).await;
+        let (status, _) = s
+            .get(&mut browser, &format!("/orgs/{org}/teams/{}", s.team))
+            .await;
         assert_eq!(status == 200, can_read_team, "{group} reads team search");
         let csrf = browser.csrf(&s.cp.url).await.unwrap();
         let created = browser
@@ -243,7 +256,11 @@ async fn each_role_comes_from_its_group_and_works_with_the_session() {
             .unwrap()
             .status()
             .as_u16();
-        assert_eq!(created == 201, can_create_team, "{group} creates a team: {created}");
+        assert_eq!(
+            created == 201,
+            can_create_team,
+            "{group} creates a team: {created}"
+        );
         let page = browser
             .request(Method::GET, &format!("{}/", s.cp.url), None)
             .await
@@ -281,10 +298,19 @@ async fn a_later_sign_in_syncs_groups_and_keeps_roles_granted_by_hand() {
     let (status, _) = s
         .get(&mut browser, &format!("/orgs/{}/sessions", s.org))
         .await;
-    assert_eq!(status, 403, "the org_admin role is gone from the next request on");
+    assert_eq!(
+        status, 403,
+        "the org_admin role is gone from the next request on"
+    );
 
     // A viewer role given by hand in another org stays through sign-ins.
-    let other = admin(&s.cp, Method::POST, "/orgs", json!({"slug": "other", "name": "O"})).await;
+    let other = admin(
+        &s.cp,
+        Method::POST,
+        "/orgs",
+        json!({"slug": "other", "name": "O"}),
+    )
+    .await;
     let other = other["id"].as_str().unwrap();
     admin(
         &s.cp,
@@ -295,7 +321,11 @@ async fn a_later_sign_in_syncs_groups_and_keeps_roles_granted_by_hand() {
     .await;
     s.idp.add_user(&name, &email, &[]).await;
     let last = browser.sign_in(&s.cp.url, "", &name).await.unwrap();
-    assert_eq!(last.status, 303, "the hand-made role still lets it in: {}", last.body);
+    assert_eq!(
+        last.status, 303,
+        "the hand-made role still lets it in: {}",
+        last.body
+    );
     assert_eq!(s.roles(&mut browser, &email).await, Vec::<String>::new());
     let (status, _) = s.get(&mut browser, &format!("/orgs/{other}")).await;
     assert_eq!(status, 200, "the role granted by hand stays");
@@ -306,7 +336,11 @@ async fn a_person_without_any_role_is_told_plainly() {
     let s = setup().await;
     let name = username("norole");
     s.idp
-        .add_user(&name, &format!("{name}@acme.example"), &["nobody-maps-this"])
+        .add_user(
+            &name,
+            &format!("{name}@acme.example"),
+            &["nobody-maps-this"],
+        )
         .await;
     let mut browser = Browser::new();
     let done = browser.sign_in(&s.cp.url, "", &name).await.unwrap();
@@ -372,8 +406,10 @@ async fn a_missing_pkce_verifier_is_refused() {
     let name = member(&s).await;
     let mut browser = Browser::new();
     let callback = to_callback(&s, &mut browser, &name).await;
-    s.idp
-        .rewrite(&query_param(&callback, "code").unwrap(), Rewrite::DropVerifier);
+    s.idp.rewrite(
+        &query_param(&callback, "code").unwrap(),
+        Rewrite::DropVerifier,
+    );
     let done = browser.callback(&callback).await.unwrap();
     assert_refused(&s, &mut browser, &done, "code exchange refused").await;
 }
@@ -384,8 +420,10 @@ async fn a_wrong_pkce_verifier_is_refused() {
     let name = member(&s).await;
     let mut browser = Browser::new();
     let callback = to_callback(&s, &mut browser, &name).await;
-    s.idp
-        .rewrite(&query_param(&callback, "code").unwrap(), Rewrite::WrongVerifier);
+    s.idp.rewrite(
+        &query_param(&callback, "code").unwrap(),
+        Rewrite::WrongVerifier,
+    );
     let done = browser.callback(&callback).await.unwrap();
     assert_refused(&s, &mut browser, &done, "code exchange refused").await;
 }
@@ -410,7 +448,8 @@ async fn refused_with(rewrite: impl FnOnce(&Setup, &str) -> Rewrite, reason: &st
     let mut browser = Browser::new();
     let callback = to_callback(&s, &mut browser, &name).await;
     let rule = rewrite(&s, &callback);
-    s.idp.rewrite(&query_param(&callback, "code").unwrap(), rule);
+    s.idp
+        .rewrite(&query_param(&callback, "code").unwrap(), rule);
     let done = browser.callback(&callback).await.unwrap();
     assert_refused(&s, &mut browser, &done, reason).await;
 }
@@ -452,7 +491,12 @@ async fn an_id_token_for_another_audience_is_refused() {
     // A real token of the same provider, same person and nonce, minted for another client.
     let foreign = s
         .idp
-        .id_token_for(oidc::OTHER_CLIENT_ID, oidc::OTHER_CLIENT_SECRET, &name, &nonce)
+        .id_token_for(
+            oidc::OTHER_CLIENT_ID,
+            oidc::OTHER_CLIENT_SECRET,
+            &name,
+            &nonce,
+        )
         .await
         .unwrap();
     s.idp.rewrite(
@@ -504,7 +548,13 @@ async fn an_expired_id_token_is_refused() {
 async fn an_org_idp_gives_roles_in_its_org_only_and_its_domain_is_its_own() {
     let s = setup().await;
     let org_idp = oidc::second();
-    let beta = admin(&s.cp, Method::POST, "/orgs", json!({"slug": "beta", "name": "Beta"})).await;
+    let beta = admin(
+        &s.cp,
+        Method::POST,
+        "/orgs",
+        json!({"slug": "beta", "name": "Beta"}),
+    )
+    .await;
     let beta = beta["id"].as_str().unwrap().to_owned();
     let connection = admin(
         &s.cp,
@@ -560,7 +610,12 @@ async fn an_org_idp_gives_roles_in_its_org_only_and_its_domain_is_its_own() {
         .begin(&s.cp.url, &format!("?email={email}"))
         .await
         .unwrap();
-    assert!(auth.starts_with(&org_idp.issuer), "{auth} should go to {} (platform {})", org_idp.issuer, s.idp.issuer);
+    assert!(
+        auth.starts_with(&org_idp.issuer),
+        "{auth} should go to {} (platform {})",
+        org_idp.issuer,
+        s.idp.issuer
+    );
     let callback = browser.authorize(&auth, &s.cp.url, &name).await.unwrap();
     let done = browser.callback(&callback).await.unwrap();
     assert_eq!(done.status, 303, "{}", done.body);
@@ -575,7 +630,11 @@ async fn an_org_idp_gives_roles_in_its_org_only_and_its_domain_is_its_own() {
     // An address in beta's domain cannot come in through the platform IdP.
     let intruder = username("intruder");
     s.idp
-        .add_user(&intruder, &format!("{intruder}@beta.example"), &["beta-admins"])
+        .add_user(
+            &intruder,
+            &format!("{intruder}@beta.example"),
+            &["beta-admins"],
+        )
         .await;
     let mut browser = Browser::new();
     let done = browser.sign_in(&s.cp.url, "", &intruder).await.unwrap();
@@ -604,7 +663,11 @@ async fn sign_out_makes_the_old_cookie_useless_and_uses_the_idp_logout() {
     let csrf = browser.csrf(&s.cp.url).await.unwrap();
     // Without the CSRF field sign-out is refused (a cross-site form cannot sign out).
     let refused = browser
-        .request(Method::POST, &format!("{}/auth/logout", s.cp.url), Some(&[]))
+        .request(
+            Method::POST,
+            &format!("{}/auth/logout", s.cp.url),
+            Some(&[]),
+        )
         .await
         .unwrap();
     assert_eq!(refused.status(), 403);
@@ -620,7 +683,8 @@ async fn sign_out_makes_the_old_cookie_useless_and_uses_the_idp_logout() {
     let location = out.headers()["location"].to_str().unwrap().to_owned();
     assert!(
         location.starts_with(&format!("{}/session/end", s.idp.issuer)),
-        "RP-initiated logout at the IdP {}: {location}", s.idp.issuer
+        "RP-initiated logout at the IdP {}: {location}",
+        s.idp.issuer
     );
     assert!(browser.cookie(&s.cp.url, "tollgate_session").is_none());
     // The old cookie, replayed, is worthless server-side.
@@ -841,7 +905,13 @@ async fn people_list_and_end_their_sessions_and_org_admins_end_members_sessions(
     let id = mine[0]["id"].as_str().unwrap().to_owned();
     let (status, listed) = s.get(&mut boss, &format!("/orgs/{}/sessions", s.org)).await;
     assert_eq!(status, 200);
-    assert!(listed.as_array().unwrap().iter().any(|x| x["id"] == json!(id)));
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == json!(id))
+    );
     // The member cannot end the boss's session; the boss can end the member's.
     let (_, boss_sessions) = s.get(&mut boss, "/sessions").await;
     let boss_id = boss_sessions[0]["id"].as_str().unwrap().to_owned();

@@ -193,8 +193,8 @@ pub fn authorize(request: reqwest::RequestBuilder, caller: &str) -> reqwest::Req
     {
         Some((secret, csrf)) => {
             // Test control planes have no plain-http public URL: the `__Host-` cookie.
-            let name = tollgate_control_plane::auth::session::Cookies { secure: true }
-                .session_name();
+            let name =
+                tollgate_control_plane::auth::session::Cookies { secure: true }.session_name();
             request
                 .header(http::header::COOKIE, format!("{name}={secret}"))
                 .header("x-csrf-token", csrf)

@@ -176,8 +176,7 @@ impl Provider {
                 .build()
                 .expect("proxy runtime");
             runtime.block_on(async move {
-                let listener =
-                    tokio::net::TcpListener::from_std(listener).expect("proxy listener");
+                let listener = tokio::net::TcpListener::from_std(listener).expect("proxy listener");
                 let app = axum::Router::new().fallback(move |request| {
                     proxy(request, proxy_upstream.clone(), proxy_rules.clone())
                 });
@@ -201,7 +200,8 @@ impl Provider {
 
     /// As [`Self::add_user`], with any claims (`email`, `email_verified`, `groups`, `org`).
     pub async fn add_user_with(&self, username: &str, claims: Value) {
-        let mut user = json!({"username": username, "password": format!("pw-{username}"), "sub": username});
+        let mut user =
+            json!({"username": username, "password": format!("pw-{username}"), "sub": username});
         if let (Some(user), Some(claims)) = (user.as_object_mut(), claims.as_object()) {
             user.extend(claims.clone());
         }
@@ -232,7 +232,11 @@ impl Provider {
         username: &str,
         nonce: &str,
     ) -> anyhow::Result<String> {
-        let verifier = format!("{}{}", uuid::Uuid::now_v7().simple(), uuid::Uuid::now_v7().simple());
+        let verifier = format!(
+            "{}{}",
+            uuid::Uuid::now_v7().simple(),
+            uuid::Uuid::now_v7().simple()
+        );
         let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(<sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes()));
         let redirect = "http://127.0.0.1:9/auth/callback";
@@ -254,7 +258,10 @@ impl Provider {
         let response: Value = client()
             .post(format!("{}/token", self.issuer))
             .basic_auth(client_id, Some(client_secret))
-            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
             .body(form_encode(&[
                 ("grant_type", "authorization_code"),
                 ("code", code.as_str()),
@@ -319,28 +326,25 @@ async fn proxy(
     let mut body = body.to_vec();
     let mut rewrite = None;
     if parts.method == http::Method::POST && path.starts_with("/token") {
-        let mut form: Vec<(String, String)> = reqwest::Url::parse(&format!(
-            "http://x/?{}",
-            String::from_utf8_lossy(&body)
-        ))
-        .map(|u| u.query_pairs().into_owned().collect())
-        .unwrap_or_default();
+        let mut form: Vec<(String, String)> =
+            reqwest::Url::parse(&format!("http://x/?{}", String::from_utf8_lossy(&body)))
+                .map(|u| u.query_pairs().into_owned().collect())
+                .unwrap_or_default();
         let code = form
             .iter()
             .find(|(k, _)| k == "code")
             .map(|(_, v)| v.clone());
-        rewrite = code.and_then(|c| {
-            rules
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&c)
-        });
+        rewrite = code.and_then(|c| rules.lock().unwrap_or_else(|e| e.into_inner()).remove(&c));
         match &rewrite {
             Some(Rewrite::DropVerifier) => form.retain(|(k, _)| k != "code_verifier"),
             Some(Rewrite::WrongVerifier) => {
                 for (k, v) in &mut form {
                     if k == "code_verifier" {
-                        *v = format!("{}{}", uuid::Uuid::now_v7().simple(), uuid::Uuid::now_v7().simple());
+                        *v = format!(
+                            "{}{}",
+                            uuid::Uuid::now_v7().simple(),
+                            uuid::Uuid::now_v7().simple()
+                        );
                     }
                 }
             }
@@ -471,7 +475,13 @@ impl Browser {
 
     fn authority(url: &str) -> String {
         reqwest::Url::parse(url)
-            .map(|u| format!("{}:{}", u.host_str().unwrap_or_default(), u.port_or_known_default().unwrap_or(0)))
+            .map(|u| {
+                format!(
+                    "{}:{}",
+                    u.host_str().unwrap_or_default(),
+                    u.port_or_known_default().unwrap_or(0)
+                )
+            })
             .unwrap_or_default()
     }
 
@@ -528,7 +538,10 @@ impl Browser {
             .header(http::header::COOKIE, self.cookie_header(url));
         if let Some(form) = form {
             request = request
-                .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(
+                    http::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
                 .body(form_encode(form));
         }
         let response = request.send().await?;
@@ -635,7 +648,9 @@ impl Browser {
 
     /// Calls Tollgate's callback URL.
     pub async fn callback(&mut self, callback_url: &str) -> anyhow::Result<Callback> {
-        let response = self.request(reqwest::Method::GET, callback_url, None).await?;
+        let response = self
+            .request(reqwest::Method::GET, callback_url, None)
+            .await?;
         let status = response.status().as_u16();
         let location = response
             .headers()
@@ -680,7 +695,10 @@ impl Browser {
 /// The environment that points a test control plane at `provider` as its platform IdP.
 pub fn platform_env(provider: &Provider) -> Vec<(&'static str, String)> {
     vec![
-        ("TOLLGATE_SIGN_IN__PUBLIC_URL", "http://127.0.0.1".to_owned()),
+        (
+            "TOLLGATE_SIGN_IN__PUBLIC_URL",
+            "http://127.0.0.1".to_owned(),
+        ),
         ("TOLLGATE_SIGN_IN__ISSUER", provider.issuer.clone()),
         ("TOLLGATE_SIGN_IN__CLIENT_ID", CLIENT_ID.to_owned()),
         ("TOLLGATE_SIGN_IN__CLIENT_SECRET", CLIENT_SECRET.to_owned()),

@@ -81,18 +81,36 @@ async fn put_connection(
         )
         .short_text("client_id", &new.client_id)
         .check(!new.client_id.is_empty(), "client_id", "must not be empty")
-        .check(!new.client_secret.is_empty(), "client_secret", "must not be empty")
+        .check(
+            !new.client_secret.is_empty(),
+            "client_secret",
+            "must not be empty",
+        )
         .short_text("groups_claim", &groups_claim)
-        .check(!groups_claim.is_empty(), "groups_claim", "must not be empty")
+        .check(
+            !groups_claim.is_empty(),
+            "groups_claim",
+            "must not be empty",
+        )
         .done()?;
-    let sealer = state
-        .sealer
-        .as_ref()
-        .ok_or_else(|| invalid("client_secret", "cannot be stored: sign_in.master_key is not set on this control plane"))?;
+    let sealer = state.sealer.as_ref().ok_or_else(|| {
+        invalid(
+            "client_secret",
+            "cannot be stored: sign_in.master_key is not set on this control plane",
+        )
+    })?;
     let sealed = sealer.seal(&new.client_secret, org_id.as_bytes());
     let mut tx = state.pool.begin().await?;
     let before = idp::get_connection(&state.pool, org_id).await.ok();
-    let after = idp::put_connection(&mut tx, org_id, &issuer, &new.client_id, &sealed, &groups_claim).await?;
+    let after = idp::put_connection(
+        &mut tx,
+        org_id,
+        &issuer,
+        &new.client_id,
+        &sealed,
+        &groups_claim,
+    )
+    .await?;
     audit::record(
         &mut tx,
         &principal.actor(),
@@ -172,7 +190,11 @@ async fn add_domain(
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
     Checks::default()
-        .check(well_formed, "domain", "must be a domain name such as example.com")
+        .check(
+            well_formed,
+            "domain",
+            "must be a domain name such as example.com",
+        )
         .done()?;
     let mut tx = state.pool.begin().await?;
     let created = idp::add_domain(&mut tx, org_id, &domain).await?;
@@ -268,7 +290,10 @@ async fn add_mapping(
     let issuer = match &new.issuer {
         Some(issuer) => issuer.trim_end_matches('/').to_owned(),
         None => allowed.first().cloned().ok_or_else(|| {
-            invalid("issuer", "the org has no identity provider and sign-in is not configured")
+            invalid(
+                "issuer",
+                "the org has no identity provider and sign-in is not configured",
+            )
         })?,
     };
     let default_claim = match (&own, &state.sign_in) {

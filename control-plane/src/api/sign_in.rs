@@ -84,10 +84,9 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
         escape(title)
     );
     let mut response = (status, Html(html)).into_response();
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -232,7 +231,9 @@ async fn finish(
         )));
     }
     let code = query.code.as_deref().ok_or(SignInError::BadState)?;
-    let connection: Connection = sign_in.connection_by_issuer(&state.pool, &flow.issuer).await?;
+    let connection: Connection = sign_in
+        .connection_by_issuer(&state.pool, &flow.issuer)
+        .await?;
     sign_in.throttle(&actor.source_ip, &connection)?;
     let identity = sign_in.oidc.finish(&connection, &flow, code).await?;
     actor.name = identity
@@ -301,10 +302,14 @@ async fn logout(
     {
         let actor = Actor {
             user_id: Some(live.user_id),
-            name: users::active_user(&state.pool, live.user_id, state.sessions.membership_max_age_s)
-                .await
-                .map(|u| u.email)
-                .unwrap_or_default(),
+            name: users::active_user(
+                &state.pool,
+                live.user_id,
+                state.sessions.membership_max_age_s,
+            )
+            .await
+            .map(|u| u.email)
+            .unwrap_or_default(),
             request_id: request_id(&headers),
             source_ip: client_ip(&extensions),
         };
@@ -320,11 +325,18 @@ async fn logout(
             None,
         )
         .await;
-        if ended.is_ok() && recorded.is_ok() && tx.commit().await.is_ok()
+        if ended.is_ok()
+            && recorded.is_ok()
+            && tx.commit().await.is_ok()
             && let Some(sign_in) = &state.sign_in
-            && let Ok(connection) = sign_in.connection_by_issuer(&state.pool, &live.issuer).await
+            && let Ok(connection) = sign_in
+                .connection_by_issuer(&state.pool, &live.issuer)
+                .await
         {
-            let back = format!("{}/", state.sessions.public_url.as_deref().unwrap_or_default());
+            let back = format!(
+                "{}/",
+                state.sessions.public_url.as_deref().unwrap_or_default()
+            );
             end_session = sign_in.oidc.end_session_url(&connection, &back).await;
         }
     }
@@ -368,7 +380,11 @@ async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let mut body = format!(
         "<p>Signed in as <strong id=\"email\">{}</strong>{}</p>",
         escape(&user.email),
-        if user.is_platform_admin { " (platform admin)" } else { "" }
+        if user.is_platform_admin {
+            " (platform admin)"
+        } else {
+            ""
+        }
     );
     body.push_str("<h2>Roles</h2><ul id=\"roles\">");
     for m in &memberships {

@@ -18,10 +18,10 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
+use super::validate::{Body, Checks};
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
 use crate::store::audit;
-use super::validate::{Body, Checks};
 use crate::store::users::{self, Token};
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -65,13 +65,22 @@ async fn mint_token(
     Checks::default()
         .short_text("name", &new.name)
         .check(!new.name.is_empty(), "name", "must not be empty")
-        .check((1..=365).contains(&days), "expires_in_days", "must be between 1 and 365")
+        .check(
+            (1..=365).contains(&days),
+            "expires_in_days",
+            "must be between 1 and 365",
+        )
         .done()?;
     let expires_at = time::OffsetDateTime::now_utc() + time::Duration::days(days);
     let mut tx = state.pool.begin().await?;
-    let (token, secret) =
-        users::create_token(&mut tx, principal.user_id, &new.name, expires_at, new.read_only)
-            .await?;
+    let (token, secret) = users::create_token(
+        &mut tx,
+        principal.user_id,
+        &new.name,
+        expires_at,
+        new.read_only,
+    )
+    .await?;
     audit::record(
         &mut tx,
         &principal.actor(),

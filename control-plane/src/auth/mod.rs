@@ -71,17 +71,13 @@ impl FromRequestParts<AppState> for Principal {
                 }
             }
             (None, Some(secret)) => {
-                let session = match sessions::touch_session(
-                    &state.pool,
-                    secret,
-                    state.sessions.idle_s,
-                )
-                .await
-                {
-                    Ok(session) => session,
-                    Err(StoreError::NotFound) => return Err(ApiError::unauthenticated()),
-                    Err(e) => return Err(e.into()),
-                };
+                let session =
+                    match sessions::touch_session(&state.pool, secret, state.sessions.idle_s).await
+                    {
+                        Ok(session) => session,
+                        Err(StoreError::NotFound) => return Err(ApiError::unauthenticated()),
+                        Err(e) => return Err(e.into()),
+                    };
                 // The cookie rides along on cross-site requests; a token only this
                 // session's pages know proves the request came from them.
                 if !parts.method.is_safe()

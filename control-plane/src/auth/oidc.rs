@@ -20,9 +20,9 @@ use openidconnect::core::{
     CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
 };
 use openidconnect::{
-    AdditionalProviderMetadata, AuthorizationCode, ClaimsVerificationError, ClientId,
-    ClientSecret, CsrfToken, IdTokenVerifier, IssuerUrl, Nonce, PkceCodeChallenge,
-    PkceCodeVerifier, ProviderMetadata, RedirectUrl, Scope, TokenResponse,
+    AdditionalProviderMetadata, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
+    CsrfToken, IdTokenVerifier, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
+    ProviderMetadata, RedirectUrl, Scope, TokenResponse,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -154,7 +154,11 @@ pub struct Oidc {
 
 impl Oidc {
     /// `redirect_url`: `<public_url>/auth/callback`.
-    pub fn new(http: BackChannel, redirect_url: &str, scopes: Vec<String>) -> Result<Self, OidcError> {
+    pub fn new(
+        http: BackChannel,
+        redirect_url: &str,
+        scopes: Vec<String>,
+    ) -> Result<Self, OidcError> {
         Ok(Self {
             http,
             redirect_url: RedirectUrl::new(redirect_url.to_owned())
@@ -269,9 +273,16 @@ impl Oidc {
     }
 
     /// The IdP's logout endpoint, for RP-initiated logout, if it has one.
-    pub async fn end_session_url(&self, connection: &Connection, post_logout: &str) -> Option<String> {
+    pub async fn end_session_url(
+        &self,
+        connection: &Connection,
+        post_logout: &str,
+    ) -> Option<String> {
         let metadata = self.metadata(&connection.issuer, false).await.ok()?;
-        let endpoint = metadata.additional_metadata().end_session_endpoint.clone()?;
+        let endpoint = metadata
+            .additional_metadata()
+            .end_session_endpoint
+            .clone()?;
         let mut url = reqwest::Url::parse(&endpoint).ok()?;
         url.query_pairs_mut()
             .append_pair("client_id", &connection.client_id)
@@ -286,18 +297,29 @@ fn identity_of(issuer: &str, id_token: &CoreIdToken) -> Result<Identity, OidcErr
     let payload = jwt
         .split('.')
         .nth(1)
-        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
         .and_then(|p| serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&p).ok())
         .ok_or_else(|| OidcError::IdToken("payload is not a JSON object".into()))?;
-    let text = |name: &str| payload.get(name).and_then(serde_json::Value::as_str).map(str::to_owned);
+    let text = |name: &str| {
+        payload
+            .get(name)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
     let subject = text("sub").ok_or_else(|| OidcError::IdToken("no sub claim".into()))?;
     Ok(Identity {
         issuer: issuer.to_owned(),
         subject,
         email: text("email"),
         // A string "true" is how some IdPs say it.
-        email_verified: matches!(payload.get("email_verified"), Some(serde_json::Value::Bool(true)))
-            || text("email_verified").as_deref() == Some("true"),
+        email_verified: matches!(
+            payload.get("email_verified"),
+            Some(serde_json::Value::Bool(true))
+        ) || text("email_verified").as_deref() == Some("true"),
         name: text("name").unwrap_or_default(),
         claims: payload,
     })

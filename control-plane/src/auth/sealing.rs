@@ -84,7 +84,10 @@ mod tests {
         let s = sealer();
         let sealed = s.seal("client-secret", b"org-a");
         assert!(!sealed.windows(6).any(|w| w == b"client"));
-        assert_eq!(s.open(&sealed, b"org-a").unwrap().expose_secret(), "client-secret");
+        assert_eq!(
+            s.open(&sealed, b"org-a").unwrap().expose_secret(),
+            "client-secret"
+        );
         assert!(s.open(&sealed, b"org-b").is_err(), "bound to its org");
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
@@ -99,7 +102,10 @@ mod tests {
     #[test]
     fn short_or_malformed_keys_are_refused() {
         for bad in ["", "not base64!", "AAAA"] {
-            assert!(Sealer::from_base64(&SecretString::from(bad)).is_err(), "{bad}");
+            assert!(
+                Sealer::from_base64(&SecretString::from(bad)).is_err(),
+                "{bad}"
+            );
         }
     }
 }

@@ -129,7 +129,10 @@ mod tests {
     #[test]
     fn cookie_values_are_found_among_others() {
         let mut headers = HeaderMap::new();
-        headers.insert(http::header::COOKIE, "a=1; tollgate_session=xyz; b=2".parse().unwrap());
+        headers.insert(
+            http::header::COOKIE,
+            "a=1; tollgate_session=xyz; b=2".parse().unwrap(),
+        );
         assert_eq!(cookie(&headers, "tollgate_session"), Some("xyz"));
         assert_eq!(cookie(&headers, "missing"), None);
     }

@@ -365,8 +365,14 @@ mod tests {
             assert!(t.allow("1.2.3.4", start));
         }
         assert!(!t.allow("1.2.3.4", start), "fourth in the same minute");
-        assert!(t.allow("5.6.7.8", start), "another key has its own allowance");
-        assert!(t.allow("1.2.3.4", start + Duration::from_secs(61)), "a new minute");
+        assert!(
+            t.allow("5.6.7.8", start),
+            "another key has its own allowance"
+        );
+        assert!(
+            t.allow("1.2.3.4", start + Duration::from_secs(61)),
+            "a new minute"
+        );
     }
 
     #[test]

@@ -85,10 +85,12 @@ pub async fn sealed_connection_of_org(
     org_id: Uuid,
 ) -> Result<Option<SealedConnection>, StoreError> {
     let sql = format!("SELECT {SEALED_COLUMNS} FROM idp_connections WHERE org_id = $1");
-    Ok(sqlx::query_as::<_, SealedConnection>(sqlx::AssertSqlSafe(sql))
-        .bind(org_id)
-        .fetch_optional(pool)
-        .await?)
+    Ok(
+        sqlx::query_as::<_, SealedConnection>(sqlx::AssertSqlSafe(sql))
+            .bind(org_id)
+            .fetch_optional(pool)
+            .await?,
+    )
 }
 
 pub async fn sealed_connection_by_issuer(
@@ -96,10 +98,12 @@ pub async fn sealed_connection_by_issuer(
     issuer: &str,
 ) -> Result<Option<SealedConnection>, StoreError> {
     let sql = format!("SELECT {SEALED_COLUMNS} FROM idp_connections WHERE issuer = $1");
-    Ok(sqlx::query_as::<_, SealedConnection>(sqlx::AssertSqlSafe(sql))
-        .bind(issuer)
-        .fetch_optional(pool)
-        .await?)
+    Ok(
+        sqlx::query_as::<_, SealedConnection>(sqlx::AssertSqlSafe(sql))
+            .bind(issuer)
+            .fetch_optional(pool)
+            .await?,
+    )
 }
 
 /// The org that owns email domain `domain`, if any.
@@ -232,7 +236,11 @@ pub async fn mappings_of_issuer(
         .await?)
 }
 
-pub async fn remove_mapping(tx: &mut Tx<'_>, org_id: Uuid, id: Uuid) -> Result<Mapping, StoreError> {
+pub async fn remove_mapping(
+    tx: &mut Tx<'_>,
+    org_id: Uuid,
+    id: Uuid,
+) -> Result<Mapping, StoreError> {
     let sql = format!(
         "DELETE FROM group_mappings WHERE org_id = $1 AND id = $2 RETURNING {MAPPING_COLUMNS}"
     );

@@ -87,12 +87,12 @@ pub async fn link_identity(
 
 /// Whether the user is deactivated (a deactivated person cannot sign in).
 pub async fn is_deactivated(tx: &mut Tx<'_>, user_id: Uuid) -> Result<bool, StoreError> {
-    Ok(sqlx::query_scalar::<_, bool>(
-        "SELECT deactivated_at IS NOT NULL FROM users WHERE id = $1",
+    Ok(
+        sqlx::query_scalar::<_, bool>("SELECT deactivated_at IS NOT NULL FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_one(&mut **tx)
+            .await?,
     )
-    .bind(user_id)
-    .fetch_one(&mut **tx)
-    .await?)
 }
 
 /// Records (or clears) platform admin granted by the platform IdP at this sign-in.
@@ -343,20 +343,21 @@ pub async fn deactivate_user(
     user_id: Uuid,
     revoke_keys: bool,
 ) -> Result<Deactivated, StoreError> {
-    let user = sqlx::query("UPDATE users SET deactivated_at = coalesce(deactivated_at, now()) WHERE id = $1")
-        .bind(user_id)
-        .execute(&mut **tx)
-        .await?;
-    if user.rows_affected() == 0 {
-        return Err(StoreError::NotFound);
-    }
-    let sessions = sqlx::query(
-        "UPDATE sessions SET ended_at = now() WHERE user_id = $1 AND ended_at IS NULL",
+    let user = sqlx::query(
+        "UPDATE users SET deactivated_at = coalesce(deactivated_at, now()) WHERE id = $1",
     )
     .bind(user_id)
     .execute(&mut **tx)
-    .await?
-    .rows_affected();
+    .await?;
+    if user.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    let sessions =
+        sqlx::query("UPDATE sessions SET ended_at = now() WHERE user_id = $1 AND ended_at IS NULL")
+            .bind(user_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
     let tokens = sqlx::query(
         "UPDATE admin_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
     )
