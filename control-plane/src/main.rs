@@ -417,17 +417,21 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// What `[sign_in]` gives the API: sign-in itself (if configured), the session policy,
+/// and the sealer of orgs' IdP client secrets (if a master key is set).
+type SignInSetup = (
+    Option<std::sync::Arc<tollgate_control_plane::auth::sign_in::SignIn>>,
+    api::SessionPolicy,
+    Option<std::sync::Arc<tollgate_control_plane::auth::sealing::Sealer>>,
+);
+
 /// Browser sign-in from `[sign_in]`: the platform connection, the sealer for orgs'
 /// connections, throttles and the session policy. A loopback public URL without a port
 /// takes the port actually listened on (so `listen = "127.0.0.1:0"` works locally).
 fn sign_in_setup(
     s: &tollgate_control_plane::config::SignInSettings,
     listening: std::net::SocketAddr,
-) -> anyhow::Result<(
-    Option<std::sync::Arc<tollgate_control_plane::auth::sign_in::SignIn>>,
-    api::SessionPolicy,
-    Option<std::sync::Arc<tollgate_control_plane::auth::sealing::Sealer>>,
-)> {
+) -> anyhow::Result<SignInSetup> {
     use tollgate_control_plane::auth::{http_client, oidc, sealing, session, sign_in};
     let public_url = s.public_url.as_deref().map(|url| {
         let url = url.trim_end_matches('/');
