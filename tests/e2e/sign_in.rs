@@ -940,3 +940,32 @@ async fn people_list_and_end_their_sessions_and_org_admins_end_members_sessions(
     let (status, _) = s.get(&mut member, "/sessions").await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn help_documents_every_sign_in_setting() {
+    let bin = tollgate_tests::gateway::binary("tollgate-control", "TOLLGATE_CONTROL_BIN").unwrap();
+    let out = tokio::process::Command::new(bin)
+        .arg("--help")
+        .output()
+        .await
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for field in [
+        "[sign_in]",
+        "public_url",
+        "issuer",
+        "client_id",
+        "client_secret",
+        "scopes",
+        "groups_claim",
+        "admin_groups",
+        "master_key",
+        "session_idle_s",
+        "session_absolute_s",
+        "membership_max_age_s",
+        "attempts_per_ip_per_minute",
+        "attempts_per_connection_per_minute",
+    ] {
+        assert!(help.contains(field), "{field} missing from --help");
+    }
+}
