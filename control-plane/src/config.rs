@@ -13,6 +13,7 @@ const SECTIONS: &[&str] = &[
     "grpc",
     "signing",
     "telemetry",
+    "sign_in",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -33,6 +34,107 @@ pub struct Settings {
     pub signing: SigningSettings,
     #[serde(default)]
     pub telemetry: TelemetrySettings,
+    #[serde(default)]
+    pub sign_in: SignInSettings,
+}
+
+/// Browser sign-in with OpenID Connect (authorization code + PKCE), sessions and the
+/// platform's own identity provider. Without `public_url` and `issuer` nobody signs in
+/// (bearer tokens still work).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignInSettings {
+    /// Where people reach this control plane, e.g. `https://tollgate.example.com`; the
+    /// redirect URI registered at every IdP is `<public_url>/auth/callback`. Must be
+    /// https, except `http://localhost` / `http://127.0.0.1` for local use.
+    pub public_url: Option<String>,
+    /// The platform IdP's issuer URL (its discovery document is
+    /// `<issuer>/.well-known/openid-configuration`).
+    pub issuer: Option<String>,
+    /// Tollgate's client id at the platform IdP.
+    pub client_id: String,
+    /// Tollgate's client secret at the platform IdP; prefer TOLLGATE_SIGN_IN__CLIENT_SECRET.
+    pub client_secret: Option<secrecy::SecretString>,
+    /// Scopes asked for besides `openid` (every connection).
+    pub scopes: Vec<String>,
+    /// The platform ID token claim holding the person's groups (a string or a list).
+    pub groups_claim: String,
+    /// Platform IdP groups whose members are platform admins (only the platform IdP can
+    /// make one).
+    pub admin_groups: Vec<String>,
+    /// 32 bytes, base64: seals orgs' IdP client secrets in Postgres (AES-256-GCM). The
+    /// same on every replica; prefer TOLLGATE_SIGN_IN__MASTER_KEY. Needed for org
+    /// connections.
+    pub master_key: Option<secrecy::SecretString>,
+    /// A session unused this long ends (seconds; default 8 h).
+    pub session_idle_s: i64,
+    /// A session ends this long after sign-in, used or not (seconds; default 7 days).
+    pub session_absolute_s: i64,
+    /// Roles an IdP granted lapse unless a sign-in renews them within this age
+    /// (seconds; default 30 days). Roles granted by hand never lapse.
+    pub membership_max_age_s: i64,
+    /// Sign-in attempts allowed per client IP per minute.
+    pub attempts_per_ip_per_minute: u32,
+    /// Sign-in attempts allowed per IdP connection per minute.
+    pub attempts_per_connection_per_minute: u32,
+}
+
+impl Default for SignInSettings {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            issuer: None,
+            client_id: String::new(),
+            client_secret: None,
+            scopes: vec!["email".into(), "profile".into()],
+            groups_claim: "groups".into(),
+            admin_groups: Vec::new(),
+            master_key: None,
+            session_idle_s: 8 * 3600,
+            session_absolute_s: 7 * 24 * 3600,
+            membership_max_age_s: 30 * 24 * 3600,
+            attempts_per_ip_per_minute: 30,
+            attempts_per_connection_per_minute: 600,
+        }
+    }
+}
+
+impl std::fmt::Debug for SignInSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |s: &Option<secrecy::SecretString>| s.as_ref().map(|_| "[redacted]");
+        f.debug_struct("SignInSettings")
+            .field("public_url", &self.public_url)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &redacted(&self.client_secret))
+            .field("scopes", &self.scopes)
+            .field("groups_claim", &self.groups_claim)
+            .field("admin_groups", &self.admin_groups)
+            .field("master_key", &redacted(&self.master_key))
+            .field("session_idle_s", &self.session_idle_s)
+            .field("session_absolute_s", &self.session_absolute_s)
+            .field("membership_max_age_s", &self.membership_max_age_s)
+            .field(
+                "attempts_per_ip_per_minute",
+                &self.attempts_per_ip_per_minute,
+            )
+            .field(
+                "attempts_per_connection_per_minute",
+                &self.attempts_per_connection_per_minute,
+            )
+            .finish()
+    }
+}
+
+impl SignInSettings {
+    /// `public_url` is acceptable: https, or plain http on localhost for local use.
+    pub fn public_url_ok(url: &str) -> bool {
+        let Some(rest) = url.strip_prefix("http://") else {
+            return url.starts_with("https://") && url.len() > "https://".len();
+        };
+        let host = rest.split(['/', ':']).next().unwrap_or_default();
+        host == "localhost" || host == "127.0.0.1"
+    }
 }
 
 /// Usage ingest, its retention, and budget alert webhooks.
@@ -295,6 +397,42 @@ impl Settings {
         if telemetry.webhook_timeout_ms == 0 {
             return invalid("telemetry.webhook_timeout_ms", "must be at least 1");
         }
+        let sign_in = &settings.sign_in;
+        if sign_in
+            .public_url
+            .as_deref()
+            .is_some_and(|u| !SignInSettings::public_url_ok(u))
+        {
+            return invalid(
+                "sign_in.public_url",
+                "must be https (plain http only on localhost or 127.0.0.1)",
+            );
+        }
+        if sign_in.issuer.is_some()
+            && (sign_in.client_id.is_empty() || sign_in.public_url.is_none())
+        {
+            return invalid(
+                "sign_in.issuer",
+                "needs sign_in.client_id and sign_in.public_url as well",
+            );
+        }
+        if sign_in.session_idle_s < 1 || sign_in.session_absolute_s < 1 {
+            return invalid(
+                "sign_in.session_idle_s",
+                "session timeouts must be at least 1 s",
+            );
+        }
+        if sign_in.membership_max_age_s < 1 {
+            return invalid("sign_in.membership_max_age_s", "must be at least 1");
+        }
+        if sign_in.attempts_per_ip_per_minute == 0
+            || sign_in.attempts_per_connection_per_minute == 0
+        {
+            return invalid(
+                "sign_in.attempts_per_ip_per_minute",
+                "sign-in limits must be at least 1",
+            );
+        }
         Ok(settings)
     }
 }
@@ -316,6 +454,40 @@ mod tests {
         assert_eq!(s.database.url, "postgres://x/y");
         assert_eq!(s.server.listen.port(), 8400);
         assert_eq!(s.telemetry.retention_days, 90);
+    }
+
+    #[test]
+    fn sign_in_needs_a_safe_public_url() {
+        for ok in [
+            "https://tg.example.com",
+            "http://localhost:8400",
+            "http://127.0.0.1",
+        ] {
+            assert!(SignInSettings::public_url_ok(ok), "{ok}");
+        }
+        for bad in [
+            "http://tg.example.com",
+            "http://localhost.evil.com",
+            "ftp://x",
+            "https://",
+        ] {
+            assert!(!SignInSettings::public_url_ok(bad), "{bad}");
+        }
+        let env = |k: &str, v: &str| [(k.to_owned(), v.to_owned())];
+        assert!(
+            Settings::from_sources(
+                None,
+                env("TOLLGATE_SIGN_IN__PUBLIC_URL", "http://tg.example.com")
+            )
+            .is_err()
+        );
+        let s = Settings::from_sources(
+            Some("[sign_in]\nissuer = \"https://idp.example.com\"\nclient_id = \"tg\"\npublic_url = \"https://tg.example.com\"\nclient_secret = \"very-secret\""),
+            [],
+        )
+        .unwrap();
+        assert_eq!(s.sign_in.session_idle_s, 8 * 3600);
+        assert!(!format!("{s:?}").contains("very-secret"));
     }
 
     #[test]

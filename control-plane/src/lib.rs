@@ -1,8 +1,9 @@
 //! The control plane (binary `tollgate-control`) owns the truth: the platform catalog
 //! (regions, providers, models, deployments), orgs, teams, projects, users and their roles,
 //! virtual keys, budgets and rate limits, in Postgres; the admin REST API over them
-//! (OpenAPI 3.1 at `/api/openapi.json`); RBAC and the append-only audit log. Still to come
-//! (see the issues): OIDC login and the web UI. [`push`] signs and streams config to
+//! (OpenAPI 3.1 at `/api/openapi.json`); RBAC and the append-only audit log; sign-in with OpenID
+//! Connect, browser sessions and personal tokens ([`auth`]). Still to come (see the
+//! issues): the web UI. [`push`] signs and streams config to
 //! gateways; [`telemetry`] takes their usage back (request log, rollups, budget alerts).
 //!
 //! Layout: [`store`] is the only place with SQL (one file per aggregate, tenant id in

@@ -46,7 +46,24 @@ variables override, e.g. TOLLGATE_DATABASE__URL=postgres://tollgate@db/tollgate.
               webhook_attempts = 5   webhook_backoff_ms = 1000 (doubled per retry)
               webhook_timeout_ms = 10000
               webhook_allow_hosts = []   hosts webhooks may reach although they are
-              internal (loopback, private, link-local, metadata ranges are refused otherwise)";
+              internal (loopback, private, link-local, metadata ranges are refused otherwise)
+  [sign_in]   browser sign-in with OpenID Connect (README \"Signing in\")
+              public_url = \"https://tollgate.example.com\"   where people reach this server;
+              register <public_url>/auth/callback at every IdP. https only, except
+              http://localhost or http://127.0.0.1 (without a port: the listen port)
+              issuer = \"https://idp.example.com\"   the platform IdP (discovery document at
+              <issuer>/.well-known/openid-configuration)   client_id = \"tollgate\"
+              client_secret = \"...\"   prefer TOLLGATE_SIGN_IN__CLIENT_SECRET
+              scopes = [\"email\", \"profile\"]   asked for besides openid (add \"groups\" where
+              the IdP needs a scope for the groups claim)
+              groups_claim = \"groups\"   admin_groups = []   platform IdP groups whose
+              members are platform admins (no org IdP can make one)
+              master_key = \"<32 bytes, base64>\"   seals orgs' IdP client secrets
+              (AES-256-GCM); the same on every replica; prefer TOLLGATE_SIGN_IN__MASTER_KEY
+              session_idle_s = 28800   session_absolute_s = 604800   (8 h idle, 7 days at most)
+              membership_max_age_s = 2592000   roles an IdP granted lapse unless a sign-in
+              renews them within this age (30 days); roles granted by hand never lapse
+              attempts_per_ip_per_minute = 30   attempts_per_connection_per_minute = 600";
 
 /// Tollgate control plane: the admin API over the platform catalog (regions, providers,
 /// models, deployments) and each org's teams, projects, members, keys, budgets and rate
@@ -434,6 +451,84 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// What `[sign_in]` gives the API: sign-in itself (if configured), the session policy,
+/// and the sealer of orgs' IdP client secrets (if a master key is set).
+type SignInSetup = (
+    Option<std::sync::Arc<tollgate_control_plane::auth::sign_in::SignIn>>,
+    api::SessionPolicy,
+    Option<std::sync::Arc<tollgate_control_plane::auth::sealing::Sealer>>,
+);
+
+/// Browser sign-in from `[sign_in]`: the platform connection, the sealer for orgs'
+/// connections, throttles and the session policy. A loopback public URL without a port
+/// takes the port actually listened on (so `listen = "127.0.0.1:0"` works locally).
+fn sign_in_setup(
+    s: &tollgate_control_plane::config::SignInSettings,
+    listening: std::net::SocketAddr,
+) -> anyhow::Result<SignInSetup> {
+    use tollgate_control_plane::auth::{http_client, oidc, sealing, session, sign_in};
+    let public_url = s.public_url.as_deref().map(|url| {
+        let url = url.trim_end_matches('/');
+        let host_only = url
+            .strip_prefix("http://")
+            .is_some_and(|rest| rest == "localhost" || rest == "127.0.0.1");
+        if host_only {
+            format!("{url}:{}", listening.port())
+        } else {
+            url.to_owned()
+        }
+    });
+    let policy = api::SessionPolicy {
+        cookies: session::Cookies {
+            secure: !public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("http://")),
+        },
+        idle_s: s.session_idle_s,
+        absolute_s: s.session_absolute_s,
+        membership_max_age_s: s.membership_max_age_s,
+        public_url: public_url.clone(),
+    };
+    let sealer = s
+        .master_key
+        .as_ref()
+        .map(sealing::Sealer::from_base64)
+        .transpose()
+        .context("sign_in.master_key")?
+        .map(std::sync::Arc::new);
+    let Some(public_url) = public_url else {
+        return Ok((None, policy, sealer));
+    };
+    let platform = match (&s.issuer, &s.client_secret) {
+        (Some(issuer), Some(secret)) => Some(oidc::Connection {
+            issuer: issuer.trim_end_matches('/').to_owned(),
+            client_id: s.client_id.clone(),
+            client_secret: secret.clone(),
+            groups_claim: s.groups_claim.clone(),
+            org_id: None,
+        }),
+        (Some(_), None) => anyhow::bail!("sign_in.issuer is set but sign_in.client_secret is not"),
+        _ => None,
+    };
+    let http = http_client::BackChannel::new(std::time::Duration::from_secs(10))
+        .context("building the sign-in HTTP client")?;
+    let mut scopes = s.scopes.clone();
+    scopes.retain(|scope| scope != "openid");
+    let oidc = oidc::Oidc::new(http, &format!("{public_url}/auth/callback"), scopes)?;
+    Ok((
+        Some(std::sync::Arc::new(sign_in::SignIn {
+            oidc,
+            platform,
+            sealer: sealer.clone(),
+            admin_groups: s.admin_groups.clone(),
+            per_ip: sign_in::Throttle::new(s.attempts_per_ip_per_minute),
+            per_connection: sign_in::Throttle::new(s.attempts_per_connection_per_minute),
+        })),
+        policy,
+        sealer,
+    ))
+}
+
 /// The actor of operator commands in the audit log.
 fn cli_actor() -> audit::Actor {
     audit::Actor {
@@ -508,8 +603,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                     "auth.key_pepper is not set (TOLLGATE_AUTH__KEY_PEPPER): creating keys will fail"
                 );
             }
+            let local_addr = listener.local_addr()?;
+            let (sign_in, sessions, sealer) = sign_in_setup(&settings.sign_in, local_addr)?;
             let app = api::router(
                 AppState {
+                    sign_in,
+                    sessions,
+                    sealer,
                     pool,
                     key_pepper,
                     hierarchy: settings.budgets.hierarchy,
@@ -561,7 +661,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let mut tx = pool.begin().await?;
             let user = users::upsert(&mut tx, &email, true).await?;
             let expires_at = time::OffsetDateTime::now_utc() + users::DEFAULT_TOKEN_LIFETIME;
-            let (_, token) = users::create_token(&mut tx, user.id, "bootstrap", expires_at).await?;
+            let (_, token) =
+                users::create_token(&mut tx, user.id, "bootstrap", expires_at, false).await?;
             let after = serde_json::json!({"email": user.email, "is_platform_admin": true});
             audit::record(
                 &mut tx,
@@ -591,7 +692,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let expires_at =
                 time::OffsetDateTime::now_utc() + time::Duration::days(i64::from(expires_days));
             let mut tx = pool.begin().await?;
-            let (row, token) = users::create_token(&mut tx, user.id, &name, expires_at).await?;
+            let (row, token) =
+                users::create_token(&mut tx, user.id, &name, expires_at, false).await?;
             audit::record(
                 &mut tx,
                 &cli_actor(),

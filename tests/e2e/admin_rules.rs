@@ -14,7 +14,7 @@ use crate::config_push::{Plane, call, until_ready, until_status};
 use crate::http;
 
 async fn send(method: Method, url: &str, token: &str, body: Option<Value>) -> reqwest::Response {
-    let mut request = http().request(method, url).bearer_auth(token);
+    let mut request = tollgate_tests::control::authorize(http().request(method, url), token);
     if let Some(body) = body {
         request = request.json(&body);
     }
@@ -60,6 +60,8 @@ struct World {
     t: String,
     /// `(role, token)`; the platform admin's is the control plane's own.
     people: Vec<(Role, String)>,
+    /// The email of each of `people`, in the same order.
+    emails: Vec<String>,
 }
 
 async fn world() -> World {
@@ -75,6 +77,7 @@ async fn world() -> World {
     )
     .await;
     let mut people = vec![(Role::PlatformAdmin, cp.admin_token.clone())];
+    let mut emails = vec!["admin@example.com".to_owned()];
     for (role, email, row, team) in [
         (Role::OrgAdmin, "oa@a.com", "org_admin", None),
         (Role::OrgMember, "om@a.com", "member", None),
@@ -84,6 +87,7 @@ async fn world() -> World {
         (Role::TeamViewer, "tv@a.com", "viewer", Some(t.as_str())),
     ] {
         people.push((role, person(&db, &cp, &a, email, row, team).await));
+        emails.push(email.to_owned());
     }
     World {
         db,
@@ -91,6 +95,7 @@ async fn world() -> World {
         a,
         t,
         people,
+        emails,
     }
 }
 
@@ -167,6 +172,34 @@ async fn fixture(w: &World, n: usize) -> Fixture {
     .await
     .unwrap();
     let token = token_rows.split_whitespace().next().unwrap().to_owned();
+    // Sign-in objects: an org connection to map from, a mapping, a session of gone-n.
+    let connection = send(
+        Method::PUT,
+        &cp.api(&format!("/orgs/{a}/idp-connection")),
+        &cp.admin_token,
+        Some(json!({"issuer": format!("https://idp-fixture-{n}.a.example"), "client_id": "tg", "client_secret": "s"})),
+    )
+    .await;
+    assert_eq!(connection.status(), 200);
+    let mapping = create(
+        cp,
+        &format!("/orgs/{a}/group-mappings"),
+        json!({"value": format!("g-{n}"), "role": "viewer"}),
+    )
+    .await;
+    let gone = format!("gone-{n}@a.com");
+    tollgate_tests::control::session_caller(&w.db, &gone)
+        .await
+        .unwrap();
+    let pool = w.db.pool().await.unwrap();
+    let (session, user): (uuid::Uuid, uuid::Uuid) = sqlx::query_as(
+        "SELECT s.id, u.id FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.email = $1",
+    )
+    .bind(&gone)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
     Fixture {
         ids: vec![
             ("{project_id}", patched_project),
@@ -177,6 +210,10 @@ async fn fixture(w: &World, n: usize) -> Fixture {
             ("{team_id}", spare_team),
             ("{membership_id}", membership),
             ("{token_id}", token),
+            ("{mapping_id}", mapping),
+            ("{session_id}", session.to_string()),
+            ("{user_id}", user.to_string()),
+            ("{domain}", format!("d{n}.a.example")),
             ("{scope_project}", project),
         ],
         spare_org,
@@ -265,6 +302,33 @@ fn case(
         ("DELETE", "/orgs/{org_id}/webhooks/{webhook_id}") => (Action::AdminOrg, None),
         // Someone else's token: platform admins only.
         ("POST", "/tokens/{token_id}/revoke") => (Action::ManagePlatform, None),
+        ("PUT", "/orgs/{org_id}/idp-connection") => (
+            Action::AdminOrg,
+            Some(
+                json!({"issuer": format!("https://idp-{n}.a.example"), "client_id": "tg", "client_secret": "s"}),
+            ),
+        ),
+        ("DELETE", "/orgs/{org_id}/idp-connection") => (Action::AdminOrg, None),
+        // Which IdP may speak for an email domain is the platform's to say.
+        ("POST", "/orgs/{org_id}/domains") => (
+            Action::ManagePlatform,
+            Some(json!({"domain": format!("d{n}.a.example")})),
+        ),
+        ("DELETE", "/orgs/{org_id}/domains/{domain}") => (Action::ManagePlatform, None),
+        ("POST", "/orgs/{org_id}/group-mappings") => (
+            Action::AdminOrg,
+            Some(json!({"value": format!("new-{n}"), "role": "viewer"})),
+        ),
+        ("DELETE", "/orgs/{org_id}/group-mappings/{mapping_id}") => (Action::AdminOrg, None),
+        ("POST", "/orgs/{org_id}/sessions/{session_id}/end") => (Action::AdminOrg, None),
+        // Someone else's session: platform admins only.
+        ("POST", "/sessions/{session_id}/end") => (Action::ManagePlatform, None),
+        ("POST", "/users/{user_id}/deactivate") => (
+            Action::ManagePlatform,
+            Some(json!({"keys": "hand_to_team"})),
+        ),
+        // Minted from a session by anyone with one; never with a token (checked apart).
+        ("POST", "/tokens") => (Action::ReadModels, Some(json!({"name": "mine"}))),
         ("DELETE", "/gateways/credentials/{credential_id}") => (Action::ManagePlatform, None),
         (_, p)
             if ["/regions", "/providers", "/models", "/deployments"]
@@ -307,6 +371,24 @@ fn case(
 #[tokio::test]
 async fn the_permission_table_decides_every_write_for_every_role() {
     let w = world().await;
+    permission_table(&w, &w.people).await;
+}
+
+/// The same with browser sessions (cookie and CSRF token) instead of bearer tokens.
+#[tokio::test]
+async fn the_permission_table_decides_every_write_for_every_role_with_sessions() {
+    let w = world().await;
+    let mut people = Vec::new();
+    for ((role, _), email) in w.people.iter().zip(&w.emails) {
+        let caller = tollgate_tests::control::session_caller(&w.db, email)
+            .await
+            .unwrap();
+        people.push((*role, caller));
+    }
+    permission_table(&w, &people).await;
+}
+
+async fn permission_table(w: &World, people: &[(Role, String)]) {
     let doc: Value = http()
         .get(format!("{}/api/openapi.json", w.cp.url))
         .send()
@@ -328,23 +410,33 @@ async fn the_permission_table_decides_every_write_for_every_role() {
     writes.sort_by_key(|(method, path)| (*method == Method::DELETE, path.clone()));
     assert!(writes.len() >= 35, "only {} write routes", writes.len());
     let mut checked = 0;
-    for (n, (role, token)) in w.people.iter().enumerate() {
-        let f = fixture(&w, n).await;
+    for (n, (role, token)) in people.iter().enumerate() {
+        let f = fixture(w, n).await;
         for (method, path) in &writes {
-            let (action, org_route, url, body) = case(&w, &f, method, path)
+            let (action, org_route, url, body) = case(w, &f, method, path)
                 .unwrap_or_else(|| panic!("{method} {path}: teach this test the new write route"));
             let response = send(method.clone(), &format!("{}{url}", w.cp.url), token, body).await;
             let status = response.status().as_u16();
             let text = response.text().await.unwrap();
             let what = format!("{method} {path} as {role:?} ({action:?}): {status} {text}");
-            if allows(*role, action) {
+            if *method == Method::POST && path == "/api/v1/tokens" {
+                let session = token.starts_with(tollgate_tests::control::SESSION_CALLER);
+                let expected = if session { 201 } else { 403 };
+                assert_eq!(
+                    status, expected,
+                    "personal tokens come from sessions: {what}"
+                );
+            } else if allows(*role, action) {
                 assert!(status != 401 && status != 403, "allowed, refused: {what}");
                 if org_route {
                     assert_ne!(status, 404, "allowed, refused: {what}");
                 }
             } else if org_route && url.contains(&w.a) {
                 assert_eq!(status, 403, "denied within its org: {what}");
-            } else if org_route || path.starts_with("/api/v1/tokens") {
+            } else if org_route
+                || path.starts_with("/api/v1/tokens")
+                || path.starts_with("/api/v1/sessions")
+            {
                 assert_eq!(status, 404, "denied, and must not learn it exists: {what}");
             } else {
                 assert_eq!(status, 403, "denied: {what}");

@@ -10,7 +10,7 @@ use tollgate_tests::env::TestDb;
 use crate::http;
 
 async fn send(method: Method, url: &str, token: &str, body: Option<Value>) -> reqwest::Response {
-    let mut request = http().request(method, url).bearer_auth(token);
+    let mut request = tollgate_tests::control::authorize(http().request(method, url), token);
     if let Some(body) = body {
         request = request.json(&body);
     }
@@ -464,7 +464,22 @@ async fn team_in_a(t: &Tenants) -> String {
 
 #[tokio::test]
 async fn every_route_hides_other_orgs_objects_behind_404() {
-    let (_db, t) = tenants().await;
+    every_route_hides_other_orgs(false).await;
+}
+
+/// The same with a browser session (cookie and CSRF token) instead of a bearer token.
+#[tokio::test]
+async fn every_route_hides_other_orgs_objects_behind_404_with_a_session() {
+    every_route_hides_other_orgs(true).await;
+}
+
+async fn every_route_hides_other_orgs(with_session: bool) {
+    let (db, mut t) = tenants().await;
+    if with_session {
+        t.alice = tollgate_tests::control::session_caller(&db, "alice@a.com")
+            .await
+            .unwrap();
+    }
     let doc: Value = http()
         .get(format!("{}/api/openapi.json", t.cp.url))
         .send()
@@ -486,7 +501,11 @@ async fn every_route_hides_other_orgs_objects_behind_404() {
             .replace("{project_id}", &t.b_project)
             .replace("{rate_limit_id}", &t.b_rate_limit)
             .replace("{webhook_id}", &t.b_webhook)
-            .replace("{membership_id}", &t.b_membership);
+            .replace("{membership_id}", &t.b_membership)
+            // Objects of sign-in need not exist: org b is hidden before any lookup.
+            .replace("{mapping_id}", "01900000-0000-7000-8000-000000000000")
+            .replace("{session_id}", "01900000-0000-7000-8000-000000000000")
+            .replace("{domain}", "b.example");
         assert!(
             !concrete.contains('{'),
             "{path}: teach this test the new path parameter"

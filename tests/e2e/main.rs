@@ -21,6 +21,7 @@ mod providers;
 mod responses;
 mod shared_budget;
 mod shutdown;
+mod sign_in;
 mod telemetry;
 mod telemetry_ingest;
 mod telemetry_integrity;

@@ -27,6 +27,7 @@ fn command(db: &TestDb) -> anyhow::Result<Command> {
             "TOLLGATE_TELEMETRY__WEBHOOK_ALLOW_HOSTS",
             r#"["127.0.0.1"]"#,
         )
+        .env("TOLLGATE_SIGN_IN__MASTER_KEY", crate::oidc::MASTER_KEY)
         .env("RUST_LOG", "warn")
         .kill_on_drop(true);
     Ok(command)
@@ -178,4 +179,52 @@ pub async fn enroll(
         .map_err(|_| tonic::Status::invalid_argument("token is not a header value"))?;
     request.metadata_mut().insert("authorization", bearer);
     Ok(client.enroll(request).await?.into_inner())
+}
+
+/// Callers of the route-table tests are strings: an admin API token (`tga_…`), or a
+/// browser session made by [`session_caller`] (`session:<cookie value>:<csrf token>`).
+pub const SESSION_CALLER: &str = "session:";
+
+/// A browser session for the user with `email`, as a caller for [`authorize`]. Made
+/// directly in the test database (signing in through an IdP is what `sign_in` tests):
+/// what the route tables check with it is the session path of authentication — the
+/// cookie, its CSRF token, and roles read afresh.
+pub async fn session_caller(db: &TestDb, email: &str) -> anyhow::Result<String> {
+    use sha2::Digest;
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::now_v7().simple(),
+        uuid::Uuid::now_v7().simple()
+    );
+    let pool = db.pool().await?;
+    sqlx::query(
+        "INSERT INTO sessions (id, secret_sha256, user_id, issuer, expires_at)
+         SELECT $1, $2, id, 'test', now() + interval '1 day' FROM users WHERE email = lower($3)",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(sha2::Sha256::digest(secret.as_bytes()).to_vec())
+    .bind(email)
+    .execute(&pool)
+    .await?;
+    pool.close().await;
+    let csrf = tollgate_control_plane::auth::session::csrf_token(&secret);
+    Ok(format!("{SESSION_CALLER}{secret}:{csrf}"))
+}
+
+/// `request` authenticated as `caller` (a token, or a [`session_caller`]).
+pub fn authorize(request: reqwest::RequestBuilder, caller: &str) -> reqwest::RequestBuilder {
+    match caller
+        .strip_prefix(SESSION_CALLER)
+        .and_then(|rest| rest.split_once(':'))
+    {
+        Some((secret, csrf)) => {
+            // Test control planes have no plain-http public URL: the `__Host-` cookie.
+            let name =
+                tollgate_control_plane::auth::session::Cookies { secure: true }.session_name();
+            request
+                .header(http::header::COOKIE, format!("{name}={secret}"))
+                .header("x-csrf-token", csrf)
+        }
+        None => request.bearer_auth(caller),
+    }
 }

@@ -8,9 +8,13 @@
 //! - [`env`]: per-test isolation on the real local services — a fresh Postgres database
 //!   and a Redis key prefix per test, both removed afterwards, even when the test panics.
 //!
+//! - [`oidc`]: a real OpenID provider (npm `oidc-provider`) behind a rewriting proxy,
+//!   and a cookie-keeping client that drives sign-ins over HTTP.
+//!
 //! Nothing here may depend on fixed ports or on tests running one at a time.
 
 pub mod control;
 pub mod env;
 pub mod gateway;
 pub mod mock;
+pub mod oidc;

@@ -40,7 +40,7 @@ impl ApiError {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "Unauthenticated",
-            "send a valid admin API token as 'Authorization: Bearer tga_…' (tokens expire and can be revoked)",
+            "send a valid admin API token as 'Authorization: Bearer tga_…' or sign in at /auth/login (tokens and sessions expire and can be ended)",
         )
     }
 
@@ -49,6 +49,15 @@ impl ApiError {
             StatusCode::FORBIDDEN,
             "Forbidden",
             "your role does not allow this",
+        )
+    }
+
+    /// A cookie-authenticated write without the session's CSRF token.
+    pub fn csrf() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "CSRF token missing or wrong",
+            "requests made with a session cookie that change anything must send the session's CSRF token in the X-CSRF-Token header",
         )
     }
 

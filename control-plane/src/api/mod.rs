@@ -11,16 +11,20 @@ pub mod error;
 mod gateways;
 pub mod health;
 mod idempotent;
+mod idp;
 mod keys;
 mod members;
 pub mod models;
 mod orgs;
 mod patch;
+mod people;
 mod projects;
 pub mod providers;
 mod rate_limits;
 pub mod regions;
 mod scope;
+mod sessions;
+pub mod sign_in;
 mod teams;
 mod tokens;
 mod usage;
@@ -46,13 +50,32 @@ pub struct AppState {
     pub webhook_key: Option<secrecy::SecretString>,
     /// Where webhooks may point (public addresses, and the allow-listed hosts).
     pub webhook_destinations: crate::telemetry::destination::Destinations,
+    /// Browser sign-in; `None` = not configured (bearer tokens only).
+    pub sign_in: Option<std::sync::Arc<crate::auth::sign_in::SignIn>>,
+    pub sessions: SessionPolicy,
+    /// Seals orgs' IdP client secrets (`sign_in.master_key`); `None` = none can be stored.
+    pub sealer: Option<std::sync::Arc<crate::auth::sealing::Sealer>>,
+}
+
+/// How sessions and IdP-granted roles behave (from `[sign_in]`).
+#[derive(Debug, Clone)]
+pub struct SessionPolicy {
+    pub cookies: crate::auth::session::Cookies,
+    /// Seconds a session may sit unused.
+    pub idle_s: i64,
+    /// Seconds a session lives at most.
+    pub absolute_s: i64,
+    /// Seconds an IdP-granted role lasts without a renewing sign-in.
+    pub membership_max_age_s: i64,
+    /// `<public_url>` without a trailing slash, when sign-in is configured.
+    pub public_url: Option<String>,
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Tollgate admin API",
-        description = "The platform catalog (regions, providers, models, deployments) and, per org, teams, projects, members, virtual keys, budgets, rate limits, usage, budget alerts, alert webhooks and the audit log of a Tollgate control plane. Authenticate with `Authorization: Bearer tga_…` (from `tollgate-control bootstrap` or `tokens create`)."
+        description = "The platform catalog (regions, providers, models, deployments) and, per org, teams, projects, members, virtual keys, budgets, rate limits, usage, budget alerts, alert webhooks and the audit log of a Tollgate control plane. Authenticate with `Authorization: Bearer tga_…` (from `tollgate-control bootstrap`, `tokens create`, or minted from a browser session) or with the browser session cookie of `/auth/login` (writes then need the `X-CSRF-Token` header)."
     ),
     components(schemas(error::FieldError))
 )]
@@ -79,10 +102,14 @@ pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
                 .merge(usage::router())
                 .merge(alerts::router())
                 .merge(webhooks::router())
-                .merge(tokens::router()),
+                .merge(tokens::router())
+                .merge(sessions::router())
+                .merge(idp::router())
+                .merge(people::router()),
         )
         .split_for_parts();
-    api.route("/api/openapi.json", get(move || async move { Json(doc) }))
+    api.merge(sign_in::router())
+        .route("/api/openapi.json", get(move || async move { Json(doc) }))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::map_response(problem_json_for_rejections))
         .with_state(state)

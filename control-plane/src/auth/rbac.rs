@@ -314,6 +314,7 @@ mod tests {
                     role: (*role).into(),
                 })
                 .collect(),
+            session_id: None,
             request_id: String::new(),
             source_ip: String::new(),
         }

@@ -44,6 +44,10 @@ const SECRET_FIELDS: &[&str] = &[
     "token_sha256",
     "key",
     "credential_ciphertext",
+    "client_secret",
+    "client_secret_ciphertext",
+    "secret_sha256",
+    "id_token",
 ];
 
 /// A copy of `value` with secret fields replaced by `"[redacted]"`.

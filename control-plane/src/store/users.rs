@@ -91,10 +91,12 @@ pub struct Token {
     pub last_used_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// Minted read-only: its owner's roles, each reduced to viewing.
+    pub read_only: bool,
 }
 
 const TOKEN_COLUMNS: &str = "t.id, t.user_id, u.email, t.prefix, t.name, t.expires_at, t.revoked_at, \
-                             t.last_used_at, t.created_at";
+                             t.last_used_at, t.created_at, t.read_only";
 
 /// A new token for `user_id`, valid until `expires_at`; the returned text is the only
 /// copy of the secret.
@@ -103,12 +105,13 @@ pub async fn create_token(
     user_id: Uuid,
     name: &str,
     expires_at: OffsetDateTime,
+    read_only: bool,
 ) -> Result<(Token, String), StoreError> {
     let secret: [u8; 32] = rand::rng().random();
     let token = format!("{TOKEN_PREFIX}{}", hex::encode(secret));
     let sql = format!(
-        "WITH t AS (INSERT INTO admin_tokens (id, user_id, token_sha256, prefix, name, expires_at)
-                    VALUES ($1, $2, $3, $4, $5, $6) RETURNING *)
+        "WITH t AS (INSERT INTO admin_tokens (id, user_id, token_sha256, prefix, name, expires_at, read_only)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *)
          SELECT {TOKEN_COLUMNS} FROM t JOIN users u ON u.id = t.user_id"
     );
     let row = sqlx::query_as::<_, Token>(sqlx::AssertSqlSafe(sql))
@@ -118,6 +121,7 @@ pub async fn create_token(
         .bind(&token[..TOKEN_PREFIX.len() + 6])
         .bind(name)
         .bind(expires_at)
+        .bind(read_only)
         .fetch_one(&mut **tx)
         .await?;
     Ok((row, token))
@@ -160,25 +164,74 @@ pub async fn revoke_token(tx: &mut Tx<'_>, id: Uuid) -> Result<Token, StoreError
         .await?)
 }
 
-/// The user a live (not revoked, not expired) token belongs to.
-pub async fn user_for_token(pool: &Pool, token: &str) -> Result<User, StoreError> {
+/// What a live token stands for: its owner, and whether it was minted read-only.
+#[derive(Debug, Clone)]
+pub struct TokenOwner {
+    pub user: User,
+    pub read_only: bool,
+}
+
+/// The owner of a live (not revoked, not expired) token, unless the owner is deactivated.
+/// `idp_max_age_s`: how long platform admin granted by the IdP lasts without a sign-in.
+pub async fn user_for_token(
+    pool: &Pool,
+    token: &str,
+    idp_max_age_s: i64,
+) -> Result<TokenOwner, StoreError> {
+    let (id, email, name, is_platform_admin, read_only) =
+        sqlx::query_as::<_, (Uuid, String, String, bool, bool)>(
+            "UPDATE admin_tokens t SET last_used_at = now()
+             FROM users u
+             WHERE t.token_sha256 = $1 AND t.user_id = u.id AND t.revoked_at IS NULL
+               AND (t.expires_at IS NULL OR t.expires_at > now()) AND u.deactivated_at IS NULL
+             RETURNING u.id, u.email, u.name,
+                       u.is_platform_admin OR coalesce(u.idp_platform_admin_at > now() - make_interval(secs => $2), false),
+                       t.read_only",
+        )
+        .bind(Sha256::digest(token.as_bytes()).to_vec())
+        .bind(idp_max_age_s as f64)
+        .fetch_one(pool)
+        .await?;
+    Ok(TokenOwner {
+        user: User {
+            id,
+            email,
+            name,
+            is_platform_admin,
+        },
+        read_only,
+    })
+}
+
+/// The user `id` as a session sees it (platform admin from the IdP only while renewed);
+/// `NotFound` once deactivated.
+pub async fn active_user(pool: &Pool, id: Uuid, idp_max_age_s: i64) -> Result<User, StoreError> {
     Ok(sqlx::query_as::<_, User>(
-        "UPDATE admin_tokens t SET last_used_at = now()
-         FROM users u
-         WHERE t.token_sha256 = $1 AND t.user_id = u.id AND t.revoked_at IS NULL
-           AND (t.expires_at IS NULL OR t.expires_at > now())
-         RETURNING u.id, u.email, u.name, u.is_platform_admin",
+        "SELECT id, email, name,
+                is_platform_admin OR coalesce(idp_platform_admin_at > now() - make_interval(secs => $2), false)
+                  AS is_platform_admin
+         FROM users WHERE id = $1 AND deactivated_at IS NULL",
     )
-    .bind(Sha256::digest(token.as_bytes()).to_vec())
+    .bind(id)
+    .bind(idp_max_age_s as f64)
     .fetch_one(pool)
     .await?)
 }
 
-pub async fn memberships(pool: &Pool, user_id: Uuid) -> Result<Vec<Membership>, StoreError> {
+/// The roles `user_id` holds now: every one granted by hand, and those the IdP granted
+/// that a sign-in renewed within `idp_max_age_s` (offboarding: the rest lapse).
+pub async fn memberships(
+    pool: &Pool,
+    user_id: Uuid,
+    idp_max_age_s: i64,
+) -> Result<Vec<Membership>, StoreError> {
     Ok(sqlx::query_as::<_, Membership>(
-        "SELECT id, user_id, org_id, team_id, role FROM memberships WHERE user_id = $1",
+        "SELECT id, user_id, org_id, team_id, role FROM memberships
+         WHERE user_id = $1
+           AND (source = 'manual' OR renewed_at > now() - make_interval(secs => $2))",
     )
     .bind(user_id)
+    .bind(idp_max_age_s as f64)
     .fetch_all(pool)
     .await?)
 }
