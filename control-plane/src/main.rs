@@ -574,7 +574,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             ));
             let telemetry =
                 Telemetry::start(pool.clone(), &settings.telemetry, shutdown.clone()).await;
-            let mut sessions = None;
+            let mut streams = None;
             match push::load_signer(&settings.signing)? {
                 Some(signer) => {
                     let running = push::start(
@@ -590,7 +590,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                         "tollgate-control config stream on {}",
                         running.addr
                     ));
-                    sessions = Some(running.sessions);
+                    streams = Some(running.sessions);
                 }
                 None => tracing::warn!(
                     "signing.key_file is not set: no config is pushed to gateways and no usage is taken in"
@@ -641,9 +641,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             )
             .await;
             shutdown.cancel();
-            if let Some(sessions) = sessions {
-                sessions.close();
-                if tokio::time::timeout(std::time::Duration::from_secs(10), sessions.wait())
+            if let Some(streams) = streams {
+                streams.close();
+                if tokio::time::timeout(std::time::Duration::from_secs(10), streams.wait())
                     .await
                     .is_err()
                 {
