@@ -369,7 +369,7 @@ async fn a_deployment_cannot_send_the_gateways_pepper_upstream() {
     };
     let message = error.to_string();
     assert!(
-        message.contains("deployments[0].credential_ref: deployment \"leaky\"")
+        message.contains("deployments[0].credential: deployment \"leaky\"")
             && message.contains("TOLLGATE_AUTH__KEY_PEPPER is not one this gateway lets"),
         "{message}"
     );
