@@ -316,7 +316,12 @@ async fn hang_up_after_two_chunks(model: &str, upstream: &str) -> Value {
     let events = gateway.usage_events(1).await;
     assert_eq!(events.len(), 1, "{}", gateway.stderr());
     assert_eq!(events[0]["status"], "CALL_STATUS_CLIENT_DISCONNECTED");
-    // The provider finished the answer after the client left (and billed it).
+    // The provider finished the answer after the client left (and billed it). The mock
+    // counts its answer done a moment after the gateway read its last byte: poll.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while mock.stats().in_flight != 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(mock.stats().in_flight, 0);
     events[0].clone()
 }
