@@ -9,10 +9,9 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AppState;
-use super::error::{ApiError, FieldError};
+use super::error::ApiError;
 use crate::auth::Principal;
-use crate::auth::rbac::{Permission, require};
-use crate::store::audit::{self, AuditEntry};
+use crate::store::audit::AuditEntry;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_audit))
@@ -41,34 +40,13 @@ async fn list_audit(
     principal: Principal,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid(vec![FieldError {
-            field: "limit".into(),
-            message: "must be between 1 and 500".into(),
-        }]));
-    }
-    // Postgres text cannot hold NUL: a 422 here, not a failed query.
-    super::validate::Checks::default()
-        .text("action", q.action.as_deref().unwrap_or_default())
-        .text("object_type", q.object_type.as_deref().unwrap_or_default())
-        .done()?;
-    let orgs = match q.org_id {
-        Some(org) => {
-            require(&principal, Permission::ReadOrg(org))?;
-            Some(vec![org])
-        }
-        None => principal.visible_orgs(),
+    let filter = crate::service::audit::AuditFilter {
+        org_id: q.org_id,
+        action: q.action,
+        object_type: q.object_type,
+        before_id: q.before_id,
     };
     Ok(Json(
-        audit::list(
-            &state.pool,
-            orgs.as_deref(),
-            q.action.as_deref(),
-            q.object_type.as_deref(),
-            q.before_id,
-            limit,
-        )
-        .await?,
+        crate::service::audit::list(&state, &principal, &filter, q.limit.unwrap_or(100)).await?,
     ))
 }

@@ -13,43 +13,22 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::error::{ApiError, FieldError};
+use super::error::ApiError;
 use super::validate::{Body, Checks};
 use super::{AppState, scope};
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
 use crate::config::HierarchyPolicy;
 use crate::store::audit;
-use crate::store::budgets::{self, Budget, Neighbours};
+use crate::store::budgets::{self, Budget};
 
-const PERIODS: &[&str] = &["day", "week", "month", "total"];
+pub use crate::service::budgets::NewBudget;
+use crate::service::budgets::{check_amounts, json, violation};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_budget, list_budgets))
         .routes(routes!(get_budget, update_budget, delete_budget))
-}
-
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewBudget {
-    /// `org`, `team`, `project` or `key`.
-    #[schema(pattern = "^(org|team|project|key)$")]
-    pub scope_kind: String,
-    /// The org's, team's, project's or key's id.
-    pub scope_id: Uuid,
-    /// Micro-USD (1 USD = 1,000,000).
-    #[schema(minimum = 0)]
-    pub amount_micros: i64,
-    /// `day`, `week`, `month` (UTC calendar) or `total`.
-    #[schema(pattern = "^(day|week|month|total)$")]
-    pub period: String,
-    /// Percentages at which alerts fire (1–100); default 50, 80, 100.
-    #[serde(default)]
-    pub alert_thresholds_pct: Option<Vec<i32>>,
-    /// Lower max_tokens to what is left instead of refusing (default false).
-    #[serde(default)]
-    pub clamp: bool,
 }
 
 /// Absent fields keep their value.
@@ -73,48 +52,16 @@ pub struct BudgetQuery {
     pub scope_id: Option<Uuid>,
 }
 
-fn json(budget: &Budget) -> serde_json::Value {
-    serde_json::to_value(budget).unwrap_or_default()
-}
-
-fn over(field: &str, message: String) -> ApiError {
-    ApiError::invalid(vec![FieldError {
-        field: field.into(),
-        message,
-    }])
-}
-
-fn check_amounts(checks: Checks, amount_micros: Option<i64>, thresholds: Option<&[i32]>) -> Checks {
-    checks.at_least("amount_micros", amount_micros, 0).check(
-        thresholds.is_none_or(|t| t.iter().all(|t| (1..=100).contains(t))),
-        "alert_thresholds_pct",
-        "each between 1 and 100",
-    )
-}
-
-/// What is wrong with `amount` between the budgets around it, if anything.
-fn violation(around: Neighbours, amount: i64) -> Option<String> {
-    match (around.parent, around.largest_child) {
-        (Some(parent), _) if amount > parent => Some(format!(
-            "exceeds the enclosing budget of this period ({parent} micro-USD)"
-        )),
-        (_, Some(child)) if amount < child => Some(format!(
-            "is below a budget it contains for this period ({child} micro-USD)"
-        )),
-        _ => None,
-    }
-}
-
 /// 422 under the `error` policy; otherwise the `Warning` header to answer with.
 fn judge(policy: HierarchyPolicy, violation: Option<String>) -> Result<HeaderMap, ApiError> {
+    warning_header(crate::service::budgets::judge(policy, violation)?)
+}
+
+fn warning_header(warning: Option<String>) -> Result<HeaderMap, ApiError> {
     let mut headers = HeaderMap::new();
-    let Some(problem) = violation else {
-        return Ok(headers);
-    };
-    if policy == HierarchyPolicy::Error {
-        return Err(over("amount_micros", problem));
-    }
-    if let Ok(value) = HeaderValue::from_str(&format!("199 tollgate \"amount_micros {problem}\"")) {
+    if let Some(value) =
+        warning.and_then(|w| HeaderValue::from_str(&format!("199 tollgate \"{w}\"")).ok())
+    {
         headers.insert(http::header::WARNING, value);
     }
     Ok(headers)
@@ -129,57 +76,13 @@ async fn create_budget(
     Path(org_id): Path<Uuid>,
     body: Result<Body<NewBudget>, ApiError>,
 ) -> Result<(StatusCode, HeaderMap, Json<Budget>), ApiError> {
-    require(&principal, Permission::ReadOrg(org_id))?;
     let Body(new) = body?;
-    let checks = Checks::default()
-        .one_of("scope_kind", &new.scope_kind, scope::KINDS)
-        .one_of("period", &new.period, PERIODS);
-    check_amounts(
-        checks,
-        Some(new.amount_micros),
-        new.alert_thresholds_pct.as_deref(),
-    )
-    .done()?;
-    let thresholds = new
-        .alert_thresholds_pct
-        .clone()
-        .unwrap_or_else(|| vec![50, 80, 100]);
-    scope::require_admin(
-        &state.pool,
-        &principal,
-        org_id,
-        &new.scope_kind,
-        new.scope_id,
-    )
-    .await?;
-    let mut tx = state.pool.begin().await?;
-    let around =
-        budgets::neighbours(&mut tx, org_id, &new.scope_kind, new.scope_id, &new.period).await?;
-    let headers = judge(state.hierarchy, violation(around, new.amount_micros))?;
-    let budget = budgets::create(
-        &mut tx,
-        org_id,
-        &new.scope_kind,
-        new.scope_id,
-        new.amount_micros,
-        &new.period,
-        &thresholds,
-        new.clamp,
-    )
-    .await?;
-    audit::record(
-        &mut tx,
-        &principal.actor(),
-        Some(org_id),
-        "create",
-        "budget",
-        &budget.id.to_string(),
-        None,
-        Some(json(&budget)),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, headers, Json(budget)))
+    let written = crate::service::budgets::create(&state, &principal, org_id, &new).await?;
+    Ok((
+        StatusCode::CREATED,
+        warning_header(written.warning)?,
+        Json(written.budget),
+    ))
 }
 
 #[utoipa::path(get, path = "/orgs/{org_id}/budgets", tag = "budgets", params(("org_id" = Uuid, Path), BudgetQuery),
@@ -190,14 +93,15 @@ async fn list_budgets(
     Path(org_id): Path<Uuid>,
     Query(q): Query<BudgetQuery>,
 ) -> Result<Json<Vec<Budget>>, ApiError> {
-    super::orgs::require_read(&state.pool, &principal, org_id).await?;
-    if let Some(kind) = &q.scope_kind {
-        Checks::default()
-            .one_of("scope_kind", kind, scope::KINDS)
-            .done()?;
-    }
     Ok(Json(
-        budgets::list(&state.pool, org_id, q.scope_kind.as_deref(), q.scope_id).await?,
+        crate::service::budgets::list(
+            &state,
+            &principal,
+            org_id,
+            q.scope_kind.as_deref(),
+            q.scope_id,
+        )
+        .await?,
     ))
 }
 

@@ -9,7 +9,6 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;
@@ -23,11 +22,11 @@ use super::validate::{Body, Checks};
 use super::{AppState, models, page_limit, teams};
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
-use crate::store::keys::{self, Filter, Key, NewKeyRow};
+use crate::store::keys::{self, Key};
 use crate::store::{Page, audit};
 
-/// Longest grace period of a rotation (30 days), in seconds.
-const MAX_GRACE_SECS: i64 = 30 * 24 * 3600;
+use crate::service::keys::{self as service, KeyFilter, json, require_manage};
+pub use crate::service::keys::{CreatedKey, NewKey};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -35,34 +34,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_key, update_key))
         .routes(routes!(rotate_key))
         .routes(routes!(revoke_key))
-}
-
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewKey {
-    pub team_id: Uuid,
-    pub project_id: Option<Uuid>,
-    #[serde(default)]
-    #[schema(max_length = 200)]
-    pub name: String,
-    /// Narrows the team's allow-list: absent or `null` = as the team, `[]` = no model.
-    #[serde(default)]
-    pub allowed_models: Option<Vec<String>>,
-    /// RFC 3339; absent = never expires.
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    pub expires_at: Option<OffsetDateTime>,
-}
-
-/// A key with its full text — the only time the secret is shown.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct CreatedKey {
-    /// `tg_<public id>_<secret>`: store it now, it cannot be shown again. Absent from
-    /// the answer replayed to a retry with the same `Idempotency-Key`: the secret is
-    /// never stored, so only the first answer has it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-    #[serde(flatten)]
-    pub info: Key,
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -103,47 +74,6 @@ pub struct KeyQuery {
     pub cursor: Option<Uuid>,
 }
 
-fn pepper(state: &AppState) -> Result<&[u8], ApiError> {
-    state
-        .key_pepper
-        .as_ref()
-        .map(|p| p.expose_secret().as_bytes())
-        .ok_or_else(|| {
-            tracing::error!("auth.key_pepper is not set: keys cannot be minted");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Keys unavailable",
-                "this control plane has no key pepper configured",
-            )
-        })
-}
-
-/// May `principal` change a key of `team` owned by `owner`? Admins of the team any;
-/// others their own, if their role in the team lets them manage own keys.
-fn require_manage(
-    principal: &Principal,
-    org: Uuid,
-    team: Uuid,
-    owner: Option<Uuid>,
-) -> Result<(), ApiError> {
-    if principal.allows(Permission::AdminTeam { org, team }) {
-        return Ok(());
-    }
-    if owner == Some(principal.user_id) {
-        return Ok(require(principal, Permission::ManageOwnKey { org, team })?);
-    }
-    Ok(require(principal, Permission::AdminTeam { org, team })?)
-}
-
-/// Org-wide readers (and admins) see every key; others only their own.
-fn owner_filter(principal: &Principal, org: Uuid) -> Option<Uuid> {
-    (!principal.allows(Permission::ReadAllKeys(org))).then_some(principal.user_id)
-}
-
-fn json(key: &Key) -> serde_json::Value {
-    serde_json::to_value(key).unwrap_or_default()
-}
-
 /// Mint a key. Admins of the team create keys for it; members create their own.
 #[utoipa::path(post, path = "/orgs/{org_id}/keys", tag = "keys", params(("org_id" = Uuid, Path),
     ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the first answer")),
@@ -158,88 +88,25 @@ async fn create_key(
 ) -> Result<Response, ApiError> {
     require(&principal, Permission::ReadOrg(org_id))?;
     let Body(new) = body?;
-    require(
-        &principal,
-        Permission::MintKey {
-            org: org_id,
-            team: new.team_id,
-        },
-    )?;
-    // Admins create team keys; anyone else's key is their own.
-    let owner = (!principal.allows(Permission::AdminTeam {
-        org: org_id,
-        team: new.team_id,
-    }))
-    .then_some(principal.user_id);
-    let allowed = new.allowed_models.as_deref();
-    let mut checks = Checks::default()
-        .text("name", &new.name)
-        .models("allowed_models", allowed.unwrap_or_default());
-    if new.name.chars().count() > 200 {
-        checks = checks.name("name", &new.name);
-    }
-    checks.done()?;
-    if new
-        .expires_at
-        .is_some_and(|at| at <= OffsetDateTime::now_utc())
-    {
-        return Err(ApiError::invalid(vec![FieldError {
-            field: "expires_at".into(),
-            message: "must be in the future".into(),
-        }]));
-    }
-    models::require_known(&state.pool, "allowed_models", allowed.unwrap_or_default()).await?;
-    let team = crate::store::teams::get(&state.pool, org_id, new.team_id).await?;
-    teams::require_within(&state.pool, "allowed_models", &team, allowed).await?;
-    if let Some(project_id) = new.project_id {
-        let project = crate::store::projects::get(&state.pool, org_id, project_id).await?;
-        if project.team_id != new.team_id {
-            return Err(ApiError::invalid(vec![FieldError {
-                field: "project_id".into(),
-                message: "the project belongs to another team".into(),
-            }]));
-        }
-    }
-    let minted = tollgate_keys::generate(pepper(&state)?);
     let idempotency = Idempotency::from_request(&headers, "keys", Some(org_id), &new)?;
     let mut tx = state.pool.begin().await?;
     if let Some(replayed) = idempotency.replay(&mut tx, &principal).await? {
         return Ok(replayed);
     }
-    let row = NewKeyRow {
-        org_id,
-        team_id: new.team_id,
-        project_id: new.project_id,
-        owner_user_id: owner,
-        name: &new.name,
-        allowed_models: allowed,
-        expires_at: new.expires_at,
-        rotated_from: None,
-    };
-    let key = keys::create(&mut tx, &row, &minted).await?;
-    audit::record(
-        &mut tx,
-        &principal.actor(),
-        Some(org_id),
-        "create",
-        "key",
-        &key.id.to_string(),
-        None,
-        Some(json(&key)),
-    )
-    .await?;
+    let created = service::create(&state, &mut tx, &principal, org_id, &new).await?;
     // A retry gets the key without its secret: the secret is shown once and never stored.
     idempotency
-        .remember(&mut tx, &principal, StatusCode::CREATED, &json(&key))
+        .remember(
+            &mut tx,
+            &principal,
+            StatusCode::CREATED,
+            &json(&created.info),
+        )
         .await?;
     tx.commit().await?;
-    let body = CreatedKey {
-        key: Some(minted.full),
-        info: key,
-    };
     Ok(axum::response::IntoResponse::into_response((
         StatusCode::CREATED,
-        Json(body),
+        Json(created),
     )))
 }
 
@@ -251,21 +118,21 @@ async fn list_keys(
     Path(org_id): Path<Uuid>,
     Query(q): Query<KeyQuery>,
 ) -> Result<Json<Page<Key>>, ApiError> {
-    super::orgs::require_read(&state.pool, &principal, org_id).await?;
-    let limit = page_limit(q.limit)?;
-    if let Some(status) = &q.status {
-        Checks::default()
-            .one_of("status", status, &["active", "revoked"])
-            .done()?;
-    }
-    let filter = Filter {
+    let filter = KeyFilter {
         team_id: q.team_id,
         project_id: q.project_id,
-        status: q.status.as_deref(),
-        owner: owner_filter(&principal, org_id),
+        status: q.status,
     };
     Ok(Json(
-        keys::list(&state.pool, org_id, filter, q.cursor, limit).await?,
+        service::list(
+            &state,
+            &principal,
+            org_id,
+            &filter,
+            q.cursor,
+            page_limit(q.limit)?,
+        )
+        .await?,
     ))
 }
 
@@ -277,12 +144,9 @@ async fn get_key(
     principal: Principal,
     Path((org_id, key_id)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<Key>, ApiError> {
-    require(&principal, Permission::ReadOrg(org_id))?;
-    let key = keys::get(&state.pool, org_id, key_id).await?;
-    if owner_filter(&principal, org_id).is_some_and(|me| key.owner_user_id != Some(me)) {
-        return Err(ApiError::not_found());
-    }
-    Ok(Json(key))
+    Ok(Json(
+        service::get(&state, &principal, org_id, key_id).await?,
+    ))
 }
 
 /// Rename a key, change its allow-list or expiry; never its secret (rotate for that).
@@ -369,72 +233,9 @@ async fn rotate_key(
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     require(&principal, Permission::ReadOrg(org_id))?;
     let Body(rotation) = body?;
-    let grace = rotation.grace_seconds.unwrap_or(86_400);
-    if !(0..=MAX_GRACE_SECS).contains(&grace) {
-        return Err(ApiError::invalid(vec![FieldError {
-            field: "grace_seconds".into(),
-            message: format!("between 0 and {MAX_GRACE_SECS}"),
-        }]));
-    }
-    let minted = tollgate_keys::generate(pepper(&state)?);
-    let mut tx = state.pool.begin().await?;
-    let old = keys::get_for_update(&mut tx, org_id, key_id).await?;
-    require_manage(&principal, org_id, old.team_id, old.owner_user_id)?;
-    if old.status != "active" {
-        return Err(ApiError::invalid(vec![FieldError {
-            field: "key_id".into(),
-            message: "a revoked key cannot be rotated".into(),
-        }]));
-    }
-    let row = NewKeyRow {
-        org_id,
-        team_id: old.team_id,
-        project_id: old.project_id,
-        owner_user_id: old.owner_user_id,
-        name: &old.name,
-        allowed_models: old.allowed_models.as_deref(),
-        expires_at: old.expires_at,
-        rotated_from: Some(old.id),
-    };
-    let new = keys::create(&mut tx, &row, &minted).await?;
-    let graced = keys::start_grace(
-        &mut tx,
-        org_id,
-        key_id,
-        OffsetDateTime::now_utc() + time::Duration::seconds(grace),
-    )
-    .await?;
-    let actor = principal.actor();
-    audit::record(
-        &mut tx,
-        &actor,
-        Some(org_id),
-        "update",
-        "key",
-        &key_id.to_string(),
-        Some(json(&old)),
-        Some(json(&graced)),
-    )
-    .await?;
-    audit::record(
-        &mut tx,
-        &actor,
-        Some(org_id),
-        "create",
-        "key",
-        &new.id.to_string(),
-        None,
-        Some(json(&new)),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedKey {
-            key: Some(minted.full),
-            info: new,
-        }),
-    ))
+    let created =
+        service::rotate(&state, &principal, org_id, key_id, rotation.grace_seconds).await?;
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 /// Revoke a key, effective immediately.
@@ -446,22 +247,7 @@ async fn revoke_key(
     principal: Principal,
     Path((org_id, key_id)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<Key>, ApiError> {
-    require(&principal, Permission::ReadOrg(org_id))?;
-    let mut tx = state.pool.begin().await?;
-    let before = keys::get_for_update(&mut tx, org_id, key_id).await?;
-    require_manage(&principal, org_id, before.team_id, before.owner_user_id)?;
-    let after = keys::revoke(&mut tx, org_id, key_id).await?;
-    audit::record(
-        &mut tx,
-        &principal.actor(),
-        Some(org_id),
-        "update",
-        "key",
-        &key_id.to_string(),
-        Some(json(&before)),
-        Some(json(&after)),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Json(after))
+    Ok(Json(
+        service::revoke(&state, &principal, org_id, key_id).await?,
+    ))
 }

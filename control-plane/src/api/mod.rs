@@ -37,39 +37,7 @@ use axum::routing::get;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::store::Pool;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: Pool,
-    /// Mixed into every key's HMAC; `None` = keys cannot be minted here.
-    pub key_pepper: Option<secrecy::SecretString>,
-    /// Budget hierarchy violations: refused, or only warned about.
-    pub hierarchy: crate::config::HierarchyPolicy,
-    /// Webhook signing secrets derive from it; `None` = webhooks cannot be created here.
-    pub webhook_key: Option<secrecy::SecretString>,
-    /// Where webhooks may point (public addresses, and the allow-listed hosts).
-    pub webhook_destinations: crate::telemetry::destination::Destinations,
-    /// Browser sign-in; `None` = not configured (bearer tokens only).
-    pub sign_in: Option<std::sync::Arc<crate::auth::sign_in::SignIn>>,
-    pub sessions: SessionPolicy,
-    /// Seals orgs' IdP client secrets (`sign_in.master_key`); `None` = none can be stored.
-    pub sealer: Option<std::sync::Arc<crate::auth::sealing::Sealer>>,
-}
-
-/// How sessions and IdP-granted roles behave (from `[sign_in]`).
-#[derive(Debug, Clone)]
-pub struct SessionPolicy {
-    pub cookies: crate::auth::session::Cookies,
-    /// Seconds a session may sit unused.
-    pub idle_s: i64,
-    /// Seconds a session lives at most.
-    pub absolute_s: i64,
-    /// Seconds an IdP-granted role lasts without a renewing sign-in.
-    pub membership_max_age_s: i64,
-    /// `<public_url>` without a trailing slash, when sign-in is configured.
-    pub public_url: Option<String>,
-}
+pub use crate::service::{Services as AppState, SessionPolicy};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -109,6 +77,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
         )
         .split_for_parts();
     api.merge(sign_in::router())
+        .merge(crate::ui::router())
         .route("/api/openapi.json", get(move || async move { Json(doc) }))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::map_response(problem_json_for_rejections))

@@ -23,9 +23,10 @@ use super::validate::{Body, Checks};
 use super::{AppState, page_limit};
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
+pub use crate::service::models::require_known;
 use crate::store::audit::{self, Actor};
 use crate::store::models::{self, Model, ModelRow};
-use crate::store::{Page, Pool, Tx, deployments};
+use crate::store::{Page, Tx, deployments};
 
 pub const TOKENIZERS: &[&str] = &["o200k_base", "cl100k_base"];
 /// The endpoints a model may serve (`modes`); a model serves all of them unless told.
@@ -253,24 +254,6 @@ async fn check_clashes(
             "a name or alias is already taken",
         )
     })
-}
-
-/// 422 on `field` unless every entry of an allow-list names a model or an alias of one.
-pub async fn require_known(pool: &Pool, field: &str, names: &[String]) -> Result<(), ApiError> {
-    if names.is_empty() {
-        return Ok(());
-    }
-    let unknown = models::unknown(pool, names).await?;
-    if unknown.is_empty() {
-        return Ok(());
-    }
-    Err(ApiError::invalid(vec![FieldError {
-        field: field.into(),
-        message: format!(
-            "not a model name or alias of the catalog: {}",
-            unknown.join(", ")
-        ),
-    }]))
 }
 
 /// Validates, creates and audits a model.

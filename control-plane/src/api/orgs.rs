@@ -26,35 +26,22 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NewOrg {
-    /// URL-safe identifier, unique: lowercase letters, digits and '-'.
-    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$", min_length = 1, max_length = 63)]
-    pub slug: String,
-    #[schema(pattern = "\\S", min_length = 1, max_length = 200)]
-    pub name: String,
-}
-
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct OrgUpdate {
     #[schema(pattern = "\\S", min_length = 1, max_length = 200)]
     pub name: String,
 }
 
-/// [`Permission::ReadOrg`], then 404 unless the org exists: a platform admin passes the
-/// permission for any id, and a list under a missing org must not answer an empty 200.
+pub use crate::service::orgs::NewOrg;
+use crate::service::orgs::json;
+
+/// [`Permission::ReadOrg`], then 404 unless the org exists.
 pub async fn require_read(
     pool: &crate::store::Pool,
     principal: &Principal,
     org_id: Uuid,
 ) -> Result<(), ApiError> {
-    require(principal, Permission::ReadOrg(org_id))?;
-    orgs::get(pool, org_id).await?;
+    crate::service::orgs::require_read(pool, principal, org_id).await?;
     Ok(())
-}
-
-fn json(org: &Org) -> serde_json::Value {
-    serde_json::to_value(org).unwrap_or_default()
 }
 
 /// Create an org (platform admins). Send `Idempotency-Key` to make retries safe.
@@ -69,27 +56,12 @@ async fn create_org(
 ) -> Result<Response, ApiError> {
     require(&principal, Permission::ManagePlatform)?;
     let Body(new) = body?;
-    Checks::default()
-        .slug("slug", &new.slug)
-        .name("name", &new.name)
-        .done()?;
     let idempotency = Idempotency::from_request(&headers, "orgs", None, &new)?;
     let mut tx = state.pool.begin().await?;
     if let Some(replayed) = idempotency.replay(&mut tx, &principal).await? {
         return Ok(replayed);
     }
-    let org = orgs::create(&mut tx, &new.slug, new.name.trim()).await?;
-    audit::record(
-        &mut tx,
-        &principal.actor(),
-        Some(org.id),
-        "create",
-        "org",
-        &org.id.to_string(),
-        None,
-        Some(json(&org)),
-    )
-    .await?;
+    let org = crate::service::orgs::create(&mut tx, &principal, &new).await?;
     let response = idempotency
         .answer(&mut tx, &principal, StatusCode::CREATED, json(&org))
         .await?;
@@ -105,9 +77,8 @@ async fn list_orgs(
     principal: Principal,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<Page<Org>>, ApiError> {
-    let visible = principal.visible_orgs();
     Ok(Json(
-        orgs::list(&state.pool, visible.as_deref(), page.cursor, page.limit()?).await?,
+        crate::service::orgs::list(&state, &principal, page.cursor, page.limit()?).await?,
     ))
 }
 

@@ -26,7 +26,6 @@ use crate::store::{StoreError, users};
 
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
-        .route("/", get(home))
         .route("/auth/login", get(login))
         .route("/auth/callback", get(callback))
         .route("/auth/logout", post(logout))
@@ -345,79 +344,4 @@ async fn logout(
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
-}
-
-async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let cookies = state.sessions.cookies;
-    let live = match session::cookie(&headers, cookies.session_name()) {
-        Some(secret) => sessions::touch_session(&state.pool, secret, state.sessions.idle_s)
-            .await
-            .ok()
-            .map(|s| (secret.to_owned(), s)),
-        None => None,
-    };
-    let Some((secret, live)) = live else {
-        return page(
-            StatusCode::OK,
-            "Tollgate",
-            "<p>You are not signed in.</p><p><a id=\"sign-in\" href=\"/auth/login\">Sign in</a></p>",
-        );
-    };
-    let max_age = state.sessions.membership_max_age_s;
-    let Ok(user) = users::active_user(&state.pool, live.user_id, max_age).await else {
-        return page(StatusCode::OK, "Tollgate", "<p>You are not signed in.</p>");
-    };
-    let memberships = users::memberships(&state.pool, user.id, max_age)
-        .await
-        .unwrap_or_default();
-    let own_sessions = sessions::list_sessions(&state.pool, Some(user.id), None)
-        .await
-        .unwrap_or_default();
-    let tokens = users::list_tokens(&state.pool, Some(user.id))
-        .await
-        .unwrap_or_default();
-    let csrf = session::csrf_token(&secret);
-    let mut body = format!(
-        "<p>Signed in as <strong id=\"email\">{}</strong>{}</p>",
-        escape(&user.email),
-        if user.is_platform_admin {
-            " (platform admin)"
-        } else {
-            ""
-        }
-    );
-    body.push_str("<h2>Roles</h2><ul id=\"roles\">");
-    for m in &memberships {
-        body.push_str(&format!(
-            "<li>{} in org {}{}</li>",
-            escape(&m.role),
-            m.org_id,
-            m.team_id.map(|t| format!(", team {t}")).unwrap_or_default()
-        ));
-    }
-    body.push_str("</ul><h2>Sessions</h2><ul id=\"sessions\">");
-    for s in &own_sessions {
-        body.push_str(&format!(
-            "<li>{}{} from {} since {}</li>",
-            s.id,
-            if s.id == live.id { " (this one)" } else { "" },
-            escape(&s.source_ip),
-            s.created_at
-        ));
-    }
-    body.push_str("</ul><h2>Personal API tokens</h2><ul id=\"tokens\">");
-    for t in tokens.iter().filter(|t| t.revoked_at.is_none()) {
-        body.push_str(&format!(
-            "<li>{} {}… until {}</li>",
-            escape(&t.name),
-            escape(&t.prefix),
-            t.expires_at
-        ));
-    }
-    body.push_str(&format!(
-        "</ul><p>API calls from this page's scripts send <code>X-CSRF-Token: <span id=\"csrf\">{csrf}</span></code>.</p>\
-         <form method=\"post\" action=\"/auth/logout\"><input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
-         <button id=\"sign-out\" type=\"submit\">Sign out</button></form>"
-    ));
-    page(StatusCode::OK, "Tollgate", &body)
 }

@@ -30,19 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_team, update_team, delete_team))
 }
 
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewTeam {
-    /// Unique within the org.
-    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$", min_length = 1, max_length = 63)]
-    pub slug: String,
-    #[schema(pattern = "\\S", min_length = 1, max_length = 200)]
-    pub name: String,
-    /// Names or aliases of catalog models the team may call; absent or `null` = every
-    /// model, `[]` = none.
-    #[serde(default)]
-    pub allowed_models: Option<Vec<String>>,
-}
+pub use crate::service::teams::{NewTeam, require_within};
 
 /// Absent fields keep their value.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -56,9 +44,7 @@ pub struct TeamUpdate {
     pub allowed_models: Option<Option<Vec<String>>>,
 }
 
-fn json(team: &Team) -> serde_json::Value {
-    serde_json::to_value(team).unwrap_or_default()
-}
+use crate::service::teams::json;
 
 /// Create a team (org admins).
 #[utoipa::path(post, path = "/orgs/{org_id}/teams", tag = "teams", params(("org_id" = Uuid, Path),
@@ -74,37 +60,12 @@ async fn create_team(
 ) -> Result<Response, ApiError> {
     require(&principal, Permission::AdminOrg(org_id))?;
     let Body(new) = body?;
-    let allowed = new.allowed_models.as_deref().unwrap_or_default();
-    Checks::default()
-        .slug("slug", &new.slug)
-        .name("name", &new.name)
-        .models("allowed_models", allowed)
-        .done()?;
-    models::require_known(&state.pool, "allowed_models", allowed).await?;
     let idempotency = Idempotency::from_request(&headers, "teams", Some(org_id), &new)?;
     let mut tx = state.pool.begin().await?;
     if let Some(replayed) = idempotency.replay(&mut tx, &principal).await? {
         return Ok(replayed);
     }
-    let team = teams::create(
-        &mut tx,
-        org_id,
-        &new.slug,
-        new.name.trim(),
-        new.allowed_models.as_deref(),
-    )
-    .await?;
-    audit::record(
-        &mut tx,
-        &principal.actor(),
-        Some(org_id),
-        "create",
-        "team",
-        &team.id.to_string(),
-        None,
-        Some(json(&team)),
-    )
-    .await?;
+    let team = crate::service::teams::create(&state, &mut tx, &principal, org_id, &new).await?;
     let response = idempotency
         .answer(&mut tx, &principal, StatusCode::CREATED, json(&team))
         .await?;
@@ -120,9 +81,8 @@ async fn list_teams(
     Path(org_id): Path<Uuid>,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<Page<Team>>, ApiError> {
-    super::orgs::require_read(&state.pool, &principal, org_id).await?;
     Ok(Json(
-        teams::list(&state.pool, org_id, page.cursor, page.limit()?).await?,
+        crate::service::teams::list(&state, &principal, org_id, page.cursor, page.limit()?).await?,
     ))
 }
 
@@ -237,43 +197,4 @@ async fn delete_team(
     .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// 422 on `field` unless every entry of `list` names a model `team` allows: a project's or
-/// key's allow-list narrows its team's, never widens it. Entries are compared by the
-/// model they name, so an alias and its model's name are the same entry.
-pub async fn require_within(
-    pool: &crate::store::Pool,
-    field: &str,
-    team: &Team,
-    list: Option<&[String]>,
-) -> Result<(), ApiError> {
-    let (Some(team_list), Some(list)) = (&team.allowed_models, list) else {
-        return Ok(());
-    };
-    let mut allowed = std::collections::HashSet::new();
-    for name in team_list {
-        // An entry naming a model deleted since allows nothing.
-        if let Ok(model) = crate::store::models::resolve(pool, name).await {
-            allowed.insert(model.name);
-        }
-    }
-    let mut outside = Vec::new();
-    for name in list {
-        match crate::store::models::resolve(pool, name).await {
-            Ok(model) if allowed.contains(&model.name) => {}
-            Ok(_) | Err(crate::store::StoreError::NotFound) => outside.push(name.as_str()),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if outside.is_empty() {
-        return Ok(());
-    }
-    Err(ApiError::invalid(vec![super::error::FieldError {
-        field: field.into(),
-        message: format!(
-            "not allowed to the team (its allow-list is set by org admins): {}",
-            outside.join(", ")
-        ),
-    }]))
 }

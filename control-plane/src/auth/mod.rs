@@ -15,8 +15,7 @@ use axum::extract::FromRequestParts;
 use http::request::Parts;
 use uuid::Uuid;
 
-use crate::api::AppState;
-use crate::api::error::ApiError;
+use crate::service::{Problem, Services};
 use crate::store::users::{self, Membership};
 use crate::store::{StoreError, audit::Actor, sessions};
 
@@ -44,84 +43,101 @@ impl Principal {
     }
 }
 
-impl FromRequestParts<AppState> for Principal {
-    type Rejection = ApiError;
+/// Where a cookie-authenticated write carries its CSRF token.
+#[derive(Debug, Clone, Copy)]
+pub enum Csrf<'a> {
+    /// In the `X-CSRF-Token` header (API calls from the session's pages' scripts).
+    Header,
+    /// In a form field the caller read from the body (the web UI's plain forms).
+    Form(Option<&'a str>),
+}
+
+impl FromRequestParts<Services> for Principal {
+    type Rejection = Problem;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &AppState,
+        state: &Services,
     ) -> Result<Self, Self::Rejection> {
-        let max_age = state.sessions.membership_max_age_s;
-        let bearer = parts
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        let cookie = session::cookie(&parts.headers, state.sessions.cookies.session_name());
-        let (user, read_only, session_id) = match (bearer, cookie) {
-            (Some(token), _) => {
-                if !token.starts_with(users::TOKEN_PREFIX) {
-                    return Err(ApiError::unauthenticated());
-                }
-                match users::user_for_token(&state.pool, token, max_age).await {
-                    Ok(owner) => (owner.user, owner.read_only, None),
-                    Err(StoreError::NotFound) => return Err(ApiError::unauthenticated()),
-                    Err(e) => return Err(e.into()),
-                }
+        authenticate(parts, state, Csrf::Header).await
+    }
+}
+
+/// Who is calling, with the roles it holds now. A session's unsafe request must prove
+/// it came from the session's own pages (`csrf`); a bearer token needs no such proof.
+pub async fn authenticate(
+    parts: &Parts,
+    state: &Services,
+    csrf: Csrf<'_>,
+) -> Result<Principal, Problem> {
+    let max_age = state.sessions.membership_max_age_s;
+    let bearer = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let cookie = session::cookie(&parts.headers, state.sessions.cookies.session_name());
+    let (user, read_only, session_id) = match (bearer, cookie) {
+        (Some(token), _) => {
+            if !token.starts_with(users::TOKEN_PREFIX) {
+                return Err(Problem::unauthenticated());
             }
-            (None, Some(secret)) => {
-                let session =
-                    match sessions::touch_session(&state.pool, secret, state.sessions.idle_s).await
-                    {
-                        Ok(session) => session,
-                        Err(StoreError::NotFound) => return Err(ApiError::unauthenticated()),
-                        Err(e) => return Err(e.into()),
-                    };
-                // The cookie rides along on cross-site requests; a token only this
-                // session's pages know proves the request came from them.
-                if !parts.method.is_safe()
-                    && !session::csrf_matches(
-                        secret,
-                        parts
-                            .headers
-                            .get(session::CSRF_HEADER)
-                            .and_then(|v| v.to_str().ok()),
-                    )
-                {
-                    return Err(ApiError::csrf());
-                }
-                match users::active_user(&state.pool, session.user_id, max_age).await {
-                    Ok(user) => (user, false, Some(session.id)),
-                    Err(StoreError::NotFound) => return Err(ApiError::unauthenticated()),
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            (None, None) => return Err(ApiError::unauthenticated()),
-        };
-        let mut memberships = users::memberships(&state.pool, user.id, max_age).await?;
-        if read_only {
-            // A read-only token keeps where its owner's roles reach, never what they write.
-            for m in &mut memberships {
-                m.role = "viewer".into();
+            match users::user_for_token(&state.pool, token, max_age).await {
+                Ok(owner) => (owner.user, owner.read_only, None),
+                Err(StoreError::NotFound) => return Err(Problem::unauthenticated()),
+                Err(e) => return Err(e.into()),
             }
         }
-        let request_id = parts
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        Ok(Self {
-            user_id: user.id,
-            email: user.email,
-            platform_admin: user.is_platform_admin && !read_only,
-            memberships,
-            request_id,
-            source_ip: source_ip(parts),
-            session_id,
-        })
+        (None, Some(secret)) => {
+            let session =
+                match sessions::touch_session(&state.pool, secret, state.sessions.idle_s).await {
+                    Ok(session) => session,
+                    Err(StoreError::NotFound) => return Err(Problem::unauthenticated()),
+                    Err(e) => return Err(e.into()),
+                };
+            // The cookie rides along on cross-site requests; a token only this
+            // session's pages know proves the request came from them.
+            let presented = match csrf {
+                Csrf::Header => parts
+                    .headers
+                    .get(session::CSRF_HEADER)
+                    .and_then(|v| v.to_str().ok()),
+                Csrf::Form(field) => field,
+            };
+            if !parts.method.is_safe() && !session::csrf_matches(secret, presented) {
+                return Err(Problem::csrf());
+            }
+            match users::active_user(&state.pool, session.user_id, max_age).await {
+                Ok(user) => (user, false, Some(session.id)),
+                Err(StoreError::NotFound) => return Err(Problem::unauthenticated()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        (None, None) => return Err(Problem::unauthenticated()),
+    };
+    let mut memberships = users::memberships(&state.pool, user.id, max_age).await?;
+    if read_only {
+        // A read-only token keeps where its owner's roles reach, never what they write.
+        for m in &mut memberships {
+            m.role = "viewer".into();
+        }
     }
+    let request_id = parts
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    Ok(Principal {
+        user_id: user.id,
+        email: user.email,
+        platform_admin: user.is_platform_admin && !read_only,
+        memberships,
+        request_id,
+        source_ip: source_ip(parts),
+        session_id,
+    })
 }
 
 /// The client's address as the server saw it.
