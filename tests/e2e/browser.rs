@@ -10,8 +10,7 @@ use tollgate_tests::env::TestDb;
 use tollgate_tests::oidc;
 
 #[tokio::test]
-async fn a_platform_admin_signs_in_in_chromium_through_the_provider_sees_its_email_and_signs_out()
-{
+async fn a_platform_admin_signs_in_in_chromium_through_the_provider_sees_its_email_and_signs_out() {
     let db = TestDb::create().await.unwrap();
     let idp = oidc::shared();
     let env = oidc::platform_env(idp);
@@ -22,6 +21,15 @@ async fn a_platform_admin_signs_in_in_chromium_through_the_provider_sees_its_ema
     idp.add_user(&name, &email, &[oidc::ADMIN_GROUP]).await;
 
     let browser = Browser::start().await.unwrap();
+    let refused = browser
+        .sign_in(&cp.url, idp, &name, "not-the-password")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("wrong username or password"),
+        "a wrong password fails the sign-in with the provider's word: {refused}"
+    );
     browser
         .sign_in(&cp.url, idp, &name, &format!("pw-{name}"))
         .await
@@ -49,11 +57,15 @@ async fn a_platform_admin_signs_in_in_chromium_through_the_provider_sees_its_ema
     // Tollgate ends its session, then hands over to the provider's logout (RP-initiated).
     let at = browser.url().await.unwrap();
     assert!(
-        at.as_str().starts_with(&format!("{}/session/end", idp.issuer)),
+        at.as_str()
+            .starts_with(&format!("{}/session/end", idp.issuer)),
         "sign-out goes on to the provider's logout: {at}"
     );
     browser.goto(&format!("{}/", cp.url)).await.unwrap();
-    let text = browser.wait_for_text("You are not signed in").await.unwrap();
+    let text = browser
+        .wait_for_text("You are not signed in")
+        .await
+        .unwrap();
     assert!(!text.contains(&email), "{text}");
     browser.find("#sign-in").await.unwrap();
 
@@ -141,12 +153,20 @@ async fn the_harness_fills_fields_by_label_or_name_and_submits_the_form() {
     browser.fill("Expires", "2027-01-31").await.unwrap();
     browser.check("Send alerts", true).await.unwrap();
 
-    let missing = browser.fill("Team size", "3").await.unwrap_err().to_string();
+    let missing = browser
+        .fill("Team size", "3")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         missing.contains("nothing matches \"Team size\"") && missing.contains("Team name"),
         "a missing field names the ones there are: {missing}"
     );
-    let checkbox = browser.fill("Send alerts", "x").await.unwrap_err().to_string();
+    let checkbox = browser
+        .fill("Send alerts", "x")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(checkbox.contains("use check()"), "{checkbox}");
     let vague = browser.click("Create").await.unwrap_err().to_string();
     assert!(vague.contains("nothing matches"), "{vague}");

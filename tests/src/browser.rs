@@ -4,8 +4,9 @@
 //!
 //! - One chromedriver per test binary (a process-wide `OnceLock`), on a port it picks
 //!   itself, ready once its `/status` says so (a generous deadline: the machine is
-//!   loaded). It runs under a small shell that kills it when its stdin — our pipe —
-//!   closes, so it goes with the test process however that ends.
+//!   loaded). It runs in a process group of its own under a small shell that ends the
+//!   group when its stdin — our pipe — closes, so it and every Chromium it started go
+//!   with the test process however that ends.
 //! - A fresh Chromium per test ([`Browser::start`]) with its own `--user-data-dir`: no
 //!   cookie, storage or cache crosses tests. Its session is deleted when the [`Browser`]
 //!   is dropped, from a panicking test too (the test's runtime may be gone by then, so
@@ -92,10 +93,13 @@ impl Driver {
             );
         }
         // The shell waits on its stdin (our pipe, closed when this process ends however it
-        // ends) and then stops chromedriver: nothing outlives the test binary.
+        // ends) and then stops chromedriver's process group — the Chromiums it started
+        // too, which would otherwise outlive it: nothing outlives the test binary.
         let mut child = Command::new("sh")
             .arg("-c")
-            .arg(r#""$0" --port=0 </dev/null & pid=$!; cat >/dev/null; kill "$pid" 2>/dev/null"#)
+            .arg(
+                r#"setsid "$0" --port=0 </dev/null & pid=$!; cat >/dev/null; kill -s TERM -- -"$pid" 2>/dev/null"#,
+            )
             .arg(&path)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -149,20 +153,36 @@ impl Driver {
 }
 
 /// One blocking HTTP/1.1 request to chromedriver; the response body. For readiness and
-/// for deleting a session from `Drop`, where no async runtime may be left.
+/// for deleting a session from `Drop`, where no async runtime may be left. chromedriver
+/// keeps connections open whatever the request says, so the body is read by its length.
 fn raw_http(method: &str, addr: &str, path: &str) -> std::io::Result<String> {
-    let mut stream = std::net::TcpStream::connect(addr)?;
+    let stream = std::net::TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(DEADLINE))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    (&stream).write_all(
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
     )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    Ok(response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default())
+    let mut reader = BufReader::new(&stream);
+    let mut length = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse::<u64>().ok();
+        }
+    }
+    let mut body = String::new();
+    match length {
+        Some(n) => reader.take(n).read_to_string(&mut body)?,
+        None => reader.read_to_string(&mut body)?,
+    };
+    Ok(body)
 }
 
 /// Polls `check` until it yields a value, for up to [`DEADLINE`]. An error counts as "not
@@ -242,7 +262,11 @@ pub fn serious_report(page: &str, violations: &[Violation]) -> Option<String> {
             let target: Vec<String> = node
                 .target
                 .iter()
-                .map(|t| t.as_str().map(str::to_owned).unwrap_or_else(|| t.to_string()))
+                .map(|t| {
+                    t.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| t.to_string())
+                })
                 .collect();
             out.push_str(&format!("\n    at {}: {}", target.join(" > "), node.html));
             if let Some(summary) = &node.failure_summary {
@@ -257,8 +281,8 @@ pub fn serious_report(page: &str, violations: &[Violation]) -> Option<String> {
 fn axe_source() -> anyhow::Result<&'static str> {
     static AXE: OnceLock<Result<String, String>> = OnceLock::new();
     AXE.get_or_init(|| {
-        let path =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser/node_modules/axe-core/axe.min.js");
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("browser/node_modules/axe-core/axe.min.js");
         std::fs::read_to_string(&path).map_err(|e| {
             format!(
                 "reading {}: {e} (run deploy/local/browser-deps: npm ci in tests/browser)",
@@ -390,13 +414,11 @@ impl Browser {
             "goog:chromeOptions".into(),
             json!({"binary": chromium_path(), "args": args}),
         );
-        let client = ClientBuilder::new(
-            hyper_util::client::legacy::connect::HttpConnector::new(),
-        )
-        .capabilities(capabilities)
-        .connect(&format!("http://{}", driver.addr))
-        .await
-        .context("opening a Chromium session")?;
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&format!("http://{}", driver.addr))
+            .await
+            .context("opening a Chromium session")?;
         let session = client
             .session_id()
             .await?
@@ -440,7 +462,9 @@ impl Browser {
 
     /// The current URL.
     pub async fn url(&self) -> anyhow::Result<reqwest::Url> {
-        Ok(reqwest::Url::parse(self.client.current_url().await?.as_str())?)
+        Ok(reqwest::Url::parse(
+            self.client.current_url().await?.as_str(),
+        )?)
     }
 
     pub async fn title(&self) -> anyhow::Result<String> {
@@ -451,7 +475,10 @@ impl Browser {
     pub async fn text(&self) -> anyhow::Result<String> {
         let text = self
             .client
-            .execute("return document.body ? document.body.innerText : ''", vec![])
+            .execute(
+                "return document.body ? document.body.innerText : ''",
+                vec![],
+            )
             .await?;
         Ok(text.as_str().unwrap_or_default().to_owned())
     }
@@ -564,7 +591,10 @@ impl Browser {
             element.click().await?;
         }
         if element.is_selected().await? != on {
-            bail!("{field} did not become {}", if on { "checked" } else { "unchecked" });
+            bail!(
+                "{field} did not become {}",
+                if on { "checked" } else { "unchecked" }
+            );
         }
         Ok(())
     }
@@ -598,7 +628,10 @@ impl Browser {
         // A mark on the old document: the new one does not have it.
         let mark = uuid::Uuid::now_v7().simple().to_string();
         self.client
-            .execute("window.__tollgateOldPage = arguments[0];", vec![json!(mark)])
+            .execute(
+                "window.__tollgateOldPage = arguments[0];",
+                vec![json!(mark)],
+            )
             .await?;
         element
             .click()
@@ -718,7 +751,10 @@ impl Browser {
             self.fill("password", password).await?;
             let mark = uuid::Uuid::now_v7().simple().to_string();
             self.client
-                .execute("window.__tollgateOldPage = arguments[0];", vec![json!(mark)])
+                .execute(
+                    "window.__tollgateOldPage = arguments[0];",
+                    vec![json!(mark)],
+                )
                 .await?;
             self.find("#submit").await?.click().await?;
             self.wait_for_new_page(&mark, "the provider's answer to the login form")
@@ -817,8 +853,7 @@ impl Browser {
         if let Some(error) = result["error"].as_str() {
             bail!("axe.run failed: {error}");
         }
-        Ok(serde_json::from_value(result["violations"].clone())
-            .context("reading axe's violations")?)
+        serde_json::from_value(result["violations"].clone()).context("reading axe's violations")
     }
 
     /// Fails (panics, as an assert does) listing every serious or critical
