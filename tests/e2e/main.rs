@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod admin_rules;
+mod browser;
 mod config_push;
 mod conformance;
 mod control_plane;

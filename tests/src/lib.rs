@@ -10,9 +10,13 @@
 //!
 //! - [`oidc`]: a real OpenID provider (npm `oidc-provider`) behind a rewriting proxy,
 //!   and a cookie-keeping client that drives sign-ins over HTTP.
+//! - [`browser`]: a real headless Chromium (Debian's, through chromedriver) for the web
+//!   UI's tests: sign-in through the real provider's form, label-based form helpers,
+//!   polling waits, screenshots and an axe-core accessibility check.
 //!
 //! Nothing here may depend on fixed ports or on tests running one at a time.
 
+pub mod browser;
 pub mod control;
 pub mod env;
 pub mod gateway;
