@@ -7,6 +7,7 @@
 mod admin_rules;
 mod browser;
 mod config_push;
+mod dashboard;
 mod conformance;
 mod control_plane;
 mod deletes;
