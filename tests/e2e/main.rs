@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod admin_rules;
+mod compat;
 mod config_push;
 mod conformance;
 mod control_plane;
@@ -19,6 +20,7 @@ mod messages;
 mod mock_upstream;
 mod providers;
 mod responses;
+mod rolling;
 mod shared_budget;
 mod shutdown;
 mod sign_in;
