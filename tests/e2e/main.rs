@@ -6,6 +6,7 @@
 
 mod admin_rules;
 mod browser;
+mod compat;
 mod config_push;
 mod dashboard;
 mod conformance;
@@ -21,6 +22,7 @@ mod messages;
 mod mock_upstream;
 mod providers;
 mod responses;
+mod rolling;
 mod shared_budget;
 mod shutdown;
 mod sign_in;

@@ -15,7 +15,7 @@ use crate::config_push::{Plane, call, send, until_ready, until_status};
 use crate::http;
 
 /// Requests and micro-USD the usage API reports for the plane's org (all time, by day).
-async fn usage_totals(plane: &Plane) -> (i64, i64) {
+pub(crate) async fn usage_totals(plane: &Plane) -> (i64, i64) {
     let from = (time::OffsetDateTime::now_utc() - time::Duration::days(2))
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();

@@ -10,6 +10,7 @@
 //   OIDC_CLIENTS       JSON [{"client_id", "client_secret"}], each a native client whose
 //                      loopback redirect URI /auth/callback matches on any port
 //   OIDC_ID_TOKEN_TTL  seconds an ID token lives (default 600)
+//   OIDC_EXIT_WITH_STDIN  0 = keep running when stdin closes (default: exit then)
 //
 // Test users are set at run time by the test itself: POST /test/users with JSON
 // {"username", "password", "sub", "email", "email_verified", "groups", "org"} replaces
@@ -161,9 +162,12 @@ const server = http.createServer(async (req, res) => {
   }
 });
 
-// The test process owns us: when it goes, so do we (stdin closes with it).
-process.stdin.on('end', () => process.exit(0));
-process.stdin.resume();
+// The test process owns us: when it goes, so do we (stdin closes with it). deploy/local/up
+// runs us in the background instead (OIDC_EXIT_WITH_STDIN=0) and stops us by pid.
+if (process.env.OIDC_EXIT_WITH_STDIN !== '0') {
+  process.stdin.on('end', () => process.exit(0));
+  process.stdin.resume();
+}
 
 server.listen(port, '127.0.0.1', () => {
   console.log(`oidc-provider ready issuer=${issuer} port=${server.address().port}`);

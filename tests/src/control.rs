@@ -1,6 +1,7 @@
 //! Runs the real `tollgate-control` binary for a test, on the test's own database and a
 //! free port, and its operator commands (bootstrap, tokens).
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -14,8 +15,10 @@ use crate::gateway::binary;
 /// The webhook key of test control planes (webhook secrets derive from it).
 pub const WEBHOOK_KEY: &str = "test-webhook-key-0123456789";
 
-fn command(db: &TestDb) -> anyhow::Result<Command> {
-    let mut command = Command::new(binary("tollgate-control", "TOLLGATE_CONTROL_BIN")?);
+/// The command of the control-plane binary at `bin` (this build's, or another release's),
+/// on the test's database with the test pepper and keys.
+fn command_of(bin: &Path, db: &TestDb) -> anyhow::Result<Command> {
+    let mut command = Command::new(bin);
     command
         .env("TOLLGATE_DATABASE__URL", &db.url)
         .env("TOLLGATE_SERVER__LISTEN", "127.0.0.1:0")
@@ -35,7 +38,17 @@ fn command(db: &TestDb) -> anyhow::Result<Command> {
 
 /// Runs an operator command; its stdout on success, its stderr as the error otherwise.
 pub async fn cli(db: &TestDb, args: &[&str]) -> anyhow::Result<String> {
-    let output = command(db)?.args(args).output().await?;
+    cli_of(
+        &binary("tollgate-control", "TOLLGATE_CONTROL_BIN")?,
+        db,
+        args,
+    )
+    .await
+}
+
+/// As [`cli`], with the control-plane binary at `bin`.
+pub async fn cli_of(bin: &Path, db: &TestDb, args: &[&str]) -> anyhow::Result<String> {
+    let output = command_of(bin, db)?.args(args).output().await?;
     if !output.status.success() {
         bail!("{}", String::from_utf8_lossy(&output.stderr));
     }
@@ -82,9 +95,27 @@ impl ControlPlane {
         admin_token: String,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        let bin = binary("tollgate-control", "TOLLGATE_CONTROL_BIN")?;
+        Self::serve_of(&bin, db, admin_token, env).await
+    }
+
+    /// The control-plane binary at `bin` (another release's, say): bootstraps
+    /// `admin@example.com` with it and serves the API on `db`.
+    pub async fn start_of(bin: &Path, db: &TestDb, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let admin_token =
+            token_in(&cli_of(bin, db, &["bootstrap", "--email", "admin@example.com"]).await?)?;
+        Self::serve_of(bin, db, admin_token, env).await
+    }
+
+    async fn serve_of(
+        bin: &Path,
+        db: &TestDb,
+        admin_token: String,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let logs = tempfile::tempdir()?;
         let stderr = std::fs::File::create(logs.path().join("stderr.log"))?;
-        let mut child = command(db)?
+        let mut child = command_of(bin, db)?
             .arg("serve")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())

@@ -86,12 +86,22 @@ impl GatewayProcess {
     /// address (port 0), the usage log and the pepper are set through the environment.
     /// Logs go to `stderr.log` at `RUST_LOG=warn` unless `env` says otherwise.
     pub async fn start(config: &str, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let bin = binary("tollgate-gateway", "TOLLGATE_GATEWAY_BIN")?;
+        Self::start_of(&bin, config, env).await
+    }
+
+    /// As [`Self::start`], with the gateway binary at `bin` (another release's, say).
+    pub async fn start_of(
+        bin: &std::path::Path,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let usage_log = dir.path().join("usage.jsonl");
         let config_path = dir.path().join("gateway.toml");
         std::fs::write(&config_path, config)?;
         let stderr = std::fs::File::create(dir.path().join("stderr.log"))?;
-        let mut child = Command::new(binary("tollgate-gateway", "TOLLGATE_GATEWAY_BIN")?)
+        let mut child = Command::new(bin)
             .arg("--config")
             .arg(&config_path)
             // Relative defaults (the usage spool, the last-known-good file) land here.

@@ -68,6 +68,8 @@ pub struct Provider {
     upstream: String,
     rules: Rules,
     _child: Mutex<Child>,
+    /// The provider's stderr.
+    _log: tempfile::NamedTempFile,
 }
 
 fn tests_dir() -> PathBuf {
@@ -130,6 +132,7 @@ impl Provider {
             {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
             {"client_id": OTHER_CLIENT_ID, "client_secret": OTHER_CLIENT_SECRET},
         ]);
+        let log = tempfile::NamedTempFile::new()?;
         let mut child = Command::new("node")
             .arg(tests_dir().join("oidc/provider.mjs"))
             .env("OIDC_ISSUER", &issuer)
@@ -138,7 +141,9 @@ impl Provider {
             .env("OIDC_ID_TOKEN_TTL", id_token_ttl_s.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            // Its start-up notices (the in-memory adapter, development keys) would be
+            // printed on every passing run: kept in a file, shown if it never gets ready.
+            .stderr(log.reopen()?)
             .spawn()
             .context("starting node tests/oidc/provider.mjs (is node installed?)")?;
         let stdout = child.stdout.take().context("provider stdout")?;
@@ -162,7 +167,10 @@ impl Provider {
             Ok(port) => port,
             Err(_) => {
                 let _ = child.kill();
-                bail!("the OIDC provider printed no ready line within {DEADLINE:?}");
+                bail!(
+                    "the OIDC provider printed no ready line within {DEADLINE:?}:\n{}",
+                    std::fs::read_to_string(log.path()).unwrap_or_default()
+                );
             }
         };
         let upstream = format!("http://127.0.0.1:{port}");
@@ -188,6 +196,7 @@ impl Provider {
             upstream,
             rules,
             _child: Mutex::new(child),
+            _log: log,
         })
     }
 
