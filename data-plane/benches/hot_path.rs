@@ -101,12 +101,7 @@ fn bench_request_and_pricing(c: &mut Criterion) {
     c.bench_function("count prompt tokens (o200k, 2 messages)", |b| {
         b.iter(|| Encoding::O200k.chat_prompt(black_box(&req.body)))
     });
-    let prices = Prices {
-        input: 2_500_000,
-        output: 10_000_000,
-        cached_input: 1_250_000,
-        cache_write: 0,
-    };
+    let prices = Prices::flat(2_500_000, 10_000_000, 1_250_000, 0);
     let usage = Usage {
         input: 1234,
         output: 567,

@@ -197,8 +197,11 @@ pub fn estimate(
         choices,
         amount: Micros::ZERO,
     };
-    estimate.amount =
-        money::worst_case(prompt_tokens, estimate.output_tokens(), &max_prices(model));
+    estimate.amount = money::worst_case(
+        prompt_tokens,
+        estimate.output_tokens(),
+        &max_prices(model, prompt_tokens),
+    );
     Ok(estimate)
 }
 
@@ -304,17 +307,12 @@ fn choices(model: &Model, req: &JsonRequest, endpoint: Endpoint) -> Result<u64, 
     Ok(n.max(best_of))
 }
 
-/// Per-field maximum over the model's deployments.
-pub fn max_prices(model: &Model) -> Prices {
-    model
-        .deployments
-        .iter()
-        .fold(Prices::default(), |acc, d| Prices {
-            input: acc.input.max(d.prices.input),
-            output: acc.output.max(d.prices.output),
-            cached_input: acc.cached_input.max(d.prices.cached_input),
-            cache_write: acc.cache_write.max(d.prices.cache_write),
-        })
+/// Per-field maximum over the model's deployments of the rates a prompt estimated at
+/// `prompt_tokens` is reserved at (each deployment's tier for it, [`Prices::reserved_at`]).
+pub fn max_prices(model: &Model, prompt_tokens: u64) -> Prices {
+    model.deployments.iter().fold(Prices::default(), |acc, d| {
+        acc.max_with(&d.prices.reserved_at(prompt_tokens))
+    })
 }
 
 /// A refusal names the budget as its owner knows it ("team search: $0.41 left this
@@ -471,7 +469,7 @@ pub fn reserve<'a>(
         ledger,
         lines,
         grant.estimate,
-        max_prices(&grant.model),
+        max_prices(&grant.model, grant.estimate.prompt_tokens),
         endpoint,
         deadline_ms,
     );
@@ -872,7 +870,7 @@ upstream_model = "gpt-4o-mini"
             Endpoint::Chat,
         )
         .unwrap();
-        let prices = max_prices(&g);
+        let prices = max_prices(&g, four.prompt_tokens);
         // 23 µ$ of prompt + 20,000 µ$ left = 2,000 output tokens = 500 per answer.
         assert_eq!(affordable_output(Micros(20_023), &four, &prices), 500);
     }
