@@ -629,6 +629,15 @@ model = "vision"
 provider = "openai"
 base_url = "https://api.openai.com/v1"
 upstream_model = "gpt-4o-mini"
+[[models]]
+name = "long"
+[[deployments]]
+id = "long"
+model = "long"
+provider = "openai"
+base_url = "https://api.openai.com/v1"
+upstream_model = "gpt-4o"
+prices = { input = 1000000, output = 2000000, tiers = [{ above_prompt_tokens = 100, input = 3000000, output = 5000000 }] }
 "#;
 
     fn grant(model: &str) -> Arc<Model> {
@@ -659,6 +668,37 @@ upstream_model = "gpt-4o-mini"
             b.extend(extra);
         }
         request(body)
+    }
+
+    #[test]
+    fn the_reservation_takes_the_long_context_tier_above_and_near_its_threshold() {
+        let g = grant("long");
+        let mut seen = [false; 3]; // base, near (within 5% below), above
+        for words in 1..140 {
+            let text = vec!["word"; words].join(" ");
+            let body = json!({"max_tokens": 10, "messages": [{"role": "user", "content": text}]});
+            let e = estimate(&g, &chat("long", body), Endpoint::Chat).unwrap();
+            let p = e.prompt_tokens;
+            // 1 µ$/2 µ$ per token up to 100 prompt tokens, 3 µ$/5 µ$ above.
+            let (tier, expected) = if p > 100 {
+                (2, p * 3 + 50)
+            } else if p + p / 20 > 100 {
+                (1, p * 3 + 50)
+            } else {
+                (0, p + 20)
+            };
+            seen[tier] = true;
+            assert_eq!(
+                e.amount,
+                Micros(i64::try_from(expected).unwrap()),
+                "{p} tokens"
+            );
+            assert_eq!(
+                max_prices(&g, p).output,
+                if tier == 0 { 2_000_000 } else { 5_000_000 }
+            );
+        }
+        assert_eq!(seen, [true; 3], "every side of the threshold was tried");
     }
 
     #[test]
