@@ -957,6 +957,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 output_price,
                 cached_input_price,
                 cache_write_price,
+                price_tiers: Vec::new(),
                 weight,
                 connect_ms,
                 first_byte_ms,

@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the gateway's per-call hot path: key lookup + HMAC, request
-//! parsing, token counting + pricing, and SSE chunk rewriting (OpenAI pass-through and
-//! Anthropic translation). Run: `cargo bench -p tollgate-data-plane --bench hot_path`.
+//! parsing, token counting + pricing, and per-chunk stream translation of each upstream
+//! format (OpenAI pass-through, Anthropic SSE, Gemini SSE, Bedrock event stream).
+//! Run: `cargo bench -p tollgate-data-plane --bench hot_path`.
 
 use std::hint::black_box;
 
@@ -12,8 +13,9 @@ use tollgate_data_plane::pipeline::authenticate::authenticate;
 use tollgate_data_plane::pipeline::request;
 use tollgate_data_plane::prices::PriceTable;
 use tollgate_data_plane::providers::anthropic::StreamTranslator;
-use tollgate_data_plane::providers::sse::SseEvent;
+use tollgate_data_plane::providers::stream_samples as samples;
 use tollgate_data_plane::providers::{Endpoint, openai};
+use tollgate_data_plane::providers::{bedrock, gemini};
 use tollgate_data_plane::snapshot::{Credentials, Snapshot};
 use tollgate_data_plane::tokenize::Encoding;
 use tollgate_keys as keys;
@@ -101,12 +103,7 @@ fn bench_request_and_pricing(c: &mut Criterion) {
     c.bench_function("count prompt tokens (o200k, 2 messages)", |b| {
         b.iter(|| Encoding::O200k.chat_prompt(black_box(&req.body)))
     });
-    let prices = Prices {
-        input: 2_500_000,
-        output: 10_000_000,
-        cached_input: 1_250_000,
-        cache_write: 0,
-    };
+    let prices = Prices::flat(2_500_000, 10_000_000, 1_250_000, 0);
     let usage = Usage {
         input: 1234,
         output: 567,
@@ -116,29 +113,48 @@ fn bench_request_and_pricing(c: &mut Criterion) {
     c.bench_function("price a call (micro-USD)", |b| {
         b.iter(|| money::cost(black_box(&usage), black_box(&prices)))
     });
+    let tiered = PriceTable::built_in()
+        .expect("price table")
+        .lookup("gemini-2.5-pro")
+        .expect("priced");
+    c.bench_function("price a call with a long-context tier (micro-USD)", |b| {
+        b.iter(|| money::cost(black_box(&usage), black_box(&tiered)))
+    });
 }
 
 fn bench_sse(c: &mut Criterion) {
-    let chunk = SseEvent {
-        event: "message".into(),
-        data: r#"{"id":"chatcmpl-abc","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o","system_fingerprint":"fp","choices":[{"index":0,"delta":{"content":" Paris"},"logprobs":null,"finish_reason":null}],"usage":null}"#.into(),
-    };
+    let chunk = samples::openai_event();
     c.bench_function("OpenAI SSE chunk pass-through (inspect + frame)", |b| {
         b.iter(|| openai::chunk(black_box(&chunk)).expect("chunk"))
     });
-    let start = SseEvent {
-        event: "message_start".into(),
-        data: r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":25,"output_tokens":1}}}"#.into(),
-    };
-    let delta = SseEvent {
-        event: "content_block_delta".into(),
-        data: r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" Paris"}}"#.into(),
-    };
+    let start = samples::anthropic_start();
+    let delta = samples::anthropic_event();
     let mut translator = StreamTranslator::new();
     let _ = translator.on_event(&start).expect("start");
     c.bench_function("Anthropic SSE event -> OpenAI chunk", |b| {
         b.iter(|| translator.on_event(black_box(&delta)).expect("delta"))
     });
+    let event = samples::gemini_event();
+    let mut translator = gemini::StreamTranslator::new("gemini-2.5-flash".into());
+    c.bench_function("Gemini SSE event -> OpenAI chunk", |b| {
+        b.iter(|| translator.on_event(black_box(&event)).expect("event"))
+    });
+    let message = samples::bedrock_message();
+    let mut translator = bedrock::StreamTranslator::new("claude".into());
+    c.bench_function("Bedrock event-stream message -> OpenAI chunk", |b| {
+        b.iter(|| translator.on_message(black_box(&message)).expect("message"))
+    });
+    let frame = samples::bedrock_frame();
+    let mut translator = bedrock::StreamTranslator::new("claude".into());
+    c.bench_function(
+        "Bedrock event-stream frame (decode, CRCs) -> OpenAI chunk",
+        |b| {
+            b.iter(|| {
+                let message = samples::decode_frame(black_box(&frame));
+                translator.on_message(&message).expect("message")
+            })
+        },
+    );
 }
 
 criterion_group!(

@@ -155,7 +155,7 @@ pub fn request(data: &[u8]) {
     let Ok(estimate) = reserve::estimate(model, &req, endpoint) else {
         return;
     };
-    let prices = reserve::max_prices(model);
+    let prices = reserve::max_prices(model, estimate.prompt_tokens);
     let granted = crate::money::Micros(estimate.amount.0 / 2);
     let tokens = reserve::affordable_output(granted, &estimate, &prices);
     let _ = req.model();

@@ -87,6 +87,13 @@ fn realistic_snapshot() -> Snapshot {
                 output_micros_per_mtok: 10_000_000,
                 cached_input_micros_per_mtok: 1_250_000,
                 cache_write_micros_per_mtok: 0,
+                tiers: vec![crate::config::PriceTier {
+                    above_prompt_tokens: 200_000,
+                    input_micros_per_mtok: 5_000_000,
+                    output_micros_per_mtok: 15_000_000,
+                    cached_input_micros_per_mtok: 2_500_000,
+                    cache_write_micros_per_mtok: 0,
+                }],
             }),
             weight: 3,
             region: "eu-west".into(),
@@ -158,6 +165,32 @@ fn unset_limits_stay_distinguishable_from_zero() {
         "an explicit 0 rpm must not read as 'no limit'"
     );
     assert_eq!(limits.tpm, None);
+}
+
+/// `Prices` as gateways before long-context tiers knew it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct PricesBeforeTiers {
+    #[prost(int64, tag = "1")]
+    input_micros_per_mtok: i64,
+    #[prost(int64, tag = "2")]
+    output_micros_per_mtok: i64,
+    #[prost(int64, tag = "3")]
+    cached_input_micros_per_mtok: i64,
+    #[prost(int64, tag = "4")]
+    cache_write_micros_per_mtok: i64,
+}
+
+#[test]
+fn an_older_reader_ignores_price_tiers_and_keeps_the_base_prices() {
+    let prices = realistic_snapshot().deployments[0].prices.clone().unwrap();
+    assert!(!prices.tiers.is_empty());
+    let old = PricesBeforeTiers::decode(prices.encode_to_vec().as_slice()).unwrap();
+    assert_eq!(old.input_micros_per_mtok, prices.input_micros_per_mtok);
+    assert_eq!(old.output_micros_per_mtok, prices.output_micros_per_mtok);
+    assert_eq!(
+        old.cached_input_micros_per_mtok,
+        prices.cached_input_micros_per_mtok
+    );
 }
 
 #[test]

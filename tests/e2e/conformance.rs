@@ -29,7 +29,7 @@ fn format(provider: &str) -> &str {
 
 /// The `[[deployments]]` block of `provider` for model `m`, with `directives` appended
 /// to the upstream model name (they steer the mock).
-fn deployment(provider: &str, mock: &str, directives: &str) -> String {
+fn deployment(provider: &str, mock: &str, directives: &str, prices: &str) -> String {
     let vertex_root = format!("{mock}/v1/projects/acme-ml/locations/europe-west4");
     let (provider, base, upstream, extra) = match provider {
         "vertex" => ("vertex", vertex_root, "gemini-2.5-flash", ""),
@@ -46,7 +46,7 @@ fn deployment(provider: &str, mock: &str, directives: &str) -> String {
     };
     format!(
         "[[deployments]]\nid = \"dep\"\nmodel = \"m\"\nprovider = \"{provider}\"\nbase_url = \"{base}\"\n\
-         upstream_model = \"{upstream}{directives}\"\ncredential = \"env:{credential}\"\n{extra}{PRICES}\n"
+         upstream_model = \"{upstream}{directives}\"\ncredential = \"env:{credential}\"\n{extra}{prices}\n"
     )
 }
 
@@ -70,6 +70,10 @@ fn plain_deployment(provider: &str, mock: &str) -> (String, &'static str, &'stat
 }
 
 async fn harness(provider: &str, directives: &str) -> Harness {
+    priced_harness(provider, directives, PRICES).await
+}
+
+async fn priced_harness(provider: &str, directives: &str, prices: &str) -> Harness {
     // Vertex authenticates with tokens minted from a service-account key; everything
     // else with the static secret.
     let vertex = provider.starts_with("vertex");
@@ -98,7 +102,7 @@ async fn harness(provider: &str, directives: &str) -> Harness {
     let config = format!(
         "[routing]\nmax_attempts = 2\nbackoff_base_ms = 1\n[[orgs]]\nid = \"o\"\n[[teams]]\nid = \"t\"\norg = \"o\"\n\
          [[models]]\nname = \"m\"\ndefault_max_output_tokens = 64\n{}{}",
-        deployment(provider, &mock.url(), directives),
+        deployment(provider, &mock.url(), directives, prices),
         key.entry("t", "")
     );
     let gateway = GatewayProcess::start(
@@ -375,6 +379,83 @@ pub async fn usage_and_cost(provider: &str) {
     }
 }
 
+/// [`PRICES`] up to 12 prompt tokens; above, a long-context tier of 3 µ$ per prompt
+/// token, 1 µ$ per cached one and 5 µ$ per output token.
+const TIERED: &str = "prices = { input = 1000000, output = 2000000, tiers = [\
+    { above_prompt_tokens = 12, input = 3000000, output = 5000000, cached_input = 1000000 }] }";
+
+/// `words` words of user prompt after the "be brief" system prompt.
+fn chat_of(words: usize) -> Value {
+    let text: Vec<String> = (0..words).map(|i| format!("w{i}")).collect();
+    json!({"model": "m", "messages": [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": text.join(" ")},
+    ]})
+}
+
+/// The provider's own prompt count picks the tier: a prompt of exactly the threshold
+/// bills at the base rates, one token more (or cache reads taking it over) at the
+/// tier's, every token of the call included.
+pub async fn long_context_tier(provider: &str) {
+    let h = priced_harness(provider, "", TIERED).await;
+    for (words, stream) in [(10, false), (11, false), (20, true)] {
+        let mut body = chat_of(words);
+        if stream {
+            body["stream"] = true.into();
+        }
+        let response = h.post("/chat/completions", body).await;
+        assert_eq!(response.status(), 200, "{}", h.gateway.stderr());
+        let _ = response.bytes().await.unwrap();
+    }
+    let events = h.gateway.usage_events(3).await;
+    let cost = |prompt: u64| {
+        events
+            .iter()
+            .find(|e| e["prompt_tokens"] == prompt)
+            .unwrap_or_else(|| panic!("no call of {prompt} prompt tokens: {events:?}"))["cost_micros"]
+            .clone()
+    };
+    // 12 prompt tokens (at the threshold): 12 × 1 + 8 × 2 µ$.
+    assert_eq!(cost(12), 28, "{events:?}");
+    // 13: 13 × 3 + 8 × 5 µ$.
+    assert_eq!(cost(13), 79, "{events:?}");
+    // 22, streamed: 22 × 3 + 8 × 5 µ$.
+    assert_eq!(cost(22), 106, "{events:?}");
+
+    // 5 fresh + 10 cached = 15 prompt tokens: 5 × 3 + 10 × 1 + 8 × 5 µ$.
+    let h = priced_harness(provider, "+cache_read=10", TIERED).await;
+    let response = h.post("/chat/completions", chat(json!({}))).await;
+    assert_eq!(response.status(), 200, "{}", h.gateway.stderr());
+    let events = h.gateway.usage_events(1).await;
+    assert_eq!(events[0]["prompt_tokens"], 15, "{}", events[0]);
+    assert_eq!(events[0]["cost_micros"], 65, "{}", events[0]);
+}
+
+/// Thinking/reasoning tokens come inside the provider's output count, are billed at the
+/// output price, and stay within the reserved ceiling the gateway sent (the model's
+/// default 64 here): 8 answer tokens + 56 of the 100 thinking tokens asked for.
+pub async fn thinking_within_ceiling(provider: &str) {
+    let h = harness(provider, "+thoughts=100").await;
+    let response = h.post("/chat/completions", chat(json!({}))).await;
+    assert_eq!(response.status(), 200, "{}", h.gateway.stderr());
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["usage"]["completion_tokens"], 64, "{body}");
+    let streamed = h
+        .post(
+            "/chat/completions",
+            chat(json!({"stream": true, "stream_options": {"include_usage": true}})),
+        )
+        .await;
+    assert_eq!(streamed.status(), 200);
+    let _ = streamed.bytes().await.unwrap();
+    let events = h.gateway.usage_events(2).await;
+    for e in &events {
+        assert_eq!(e["completion_tokens"], 64, "{e}");
+        // 5 prompt tokens × 1 µ$ + 64 output tokens × 2 µ$.
+        assert_eq!(e["cost_micros"], 133, "{e}");
+    }
+}
+
 pub async fn embeddings(provider: &str) {
     let h = harness(provider, "").await;
     let response = h
@@ -615,6 +696,8 @@ macro_rules! conformance {
             #[tokio::test] async fn tools_streaming() { super::tools_streaming(P).await }
             #[tokio::test] async fn upstream_errors() { super::upstream_errors(P).await }
             #[tokio::test] async fn usage_and_cost() { super::usage_and_cost(P).await }
+            #[tokio::test] async fn long_context_tier() { super::long_context_tier(P).await }
+            #[tokio::test] async fn thinking_within_ceiling() { super::thinking_within_ceiling(P).await }
             #[tokio::test] async fn messages_transcript() { super::lane_transcript(P, "messages").await }
             #[tokio::test] async fn responses_transcript() { super::lane_transcript(P, "responses").await }
             #[tokio::test] async fn json_mode() { super::json_mode(P).await }

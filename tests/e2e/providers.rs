@@ -358,3 +358,140 @@ async fn vertex_tokens_are_minted_once_then_refreshed_in_the_background_before_e
         );
     }
 }
+
+#[tokio::test]
+async fn price_tiers_are_validated_by_the_api_published_in_the_snapshot_and_patched() {
+    let plane = Plane::start().await;
+    let admin = |method: Method, path: &str, body: Option<Value>| {
+        let url = plane.cp.api(path);
+        let token = plane.cp.admin_token.clone();
+        async move { send(method, &url, &token, body).await }
+    };
+    let provider: Value = admin(
+        Method::POST,
+        "/providers",
+        Some(json!({"kind": "gemini", "name": "gemini",
+            "base_url": "https://generativelanguage.googleapis.com/v1beta",
+            "credential_ref": "env:TOLLGATE_PROVIDER_GEMINI_KEY"})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let tier = |above: i64, input: i64| json!({"above_prompt_tokens": above, "input_price": input, "output_price": 15_000_000});
+    let deployment = |tiers: Value, own_prices: bool| {
+        let mut d = json!({"model_id": MODEL_M, "region_id": "eu", "provider_id": provider["id"],
+            "upstream_model": "gemini-2.5-pro", "price_tiers": tiers});
+        if own_prices {
+            d["input_price"] = 1_250_000.into();
+            d["output_price"] = 10_000_000.into();
+        }
+        d
+    };
+    // Each bad tier list is a 422 naming the field.
+    for (tiers, own_prices, field) in [
+        (json!([tier(200_000, 2_500_000)]), false, "price_tiers"),
+        (
+            json!([tier(0, 2_500_000)]),
+            true,
+            "price_tiers[0].above_prompt_tokens",
+        ),
+        (
+            json!([tier(200_000, 2_500_000), tier(200_000, 3_000_000)]),
+            true,
+            "price_tiers[1].above_prompt_tokens",
+        ),
+        (
+            json!([tier(200_000, -1)]),
+            true,
+            "price_tiers[0].input_price",
+        ),
+        (
+            json!((1..=9).map(|i| tier(i, 1)).collect::<Vec<_>>()),
+            true,
+            "price_tiers",
+        ),
+    ] {
+        let refused = admin(
+            Method::POST,
+            "/deployments",
+            Some(deployment(tiers.clone(), own_prices)),
+        )
+        .await;
+        assert_eq!(refused.status(), 422, "{tiers}");
+        let problem: Value = refused.json().await.unwrap();
+        let fields: Vec<&str> = problem["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["field"].as_str())
+            .collect();
+        assert!(fields.contains(&field), "{tiers}: {problem}");
+    }
+    let created = admin(
+        Method::POST,
+        "/deployments",
+        Some(deployment(json!([tier(200_000, 2_500_000)]), true)),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(
+        created["price_tiers"][0]["above_prompt_tokens"], 200_000,
+        "{created}"
+    );
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    // The snapshot carries the tier; absent cache prices are the tier's input price.
+    let published_tiers = || async {
+        let pool = plane.db.pool().await.unwrap();
+        let started = Instant::now();
+        loop {
+            let payload: Option<(Vec<u8>,)> = sqlx::query_as(
+                "SELECT payload FROM config_versions WHERE region_id = 'eu' ORDER BY version DESC LIMIT 1",
+            )
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+            let snapshot = payload.map(|(p,)| proto::Snapshot::decode(p.as_slice()).unwrap());
+            if let Some(d) = snapshot.and_then(|s| s.deployments.into_iter().find(|d| d.id == id)) {
+                return d.prices.unwrap().tiers;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "never published"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let tiers = published_tiers().await;
+    assert_eq!(
+        tiers,
+        [proto::PriceTier {
+            above_prompt_tokens: 200_000,
+            input_micros_per_mtok: 2_500_000,
+            output_micros_per_mtok: 15_000_000,
+            cached_input_micros_per_mtok: 2_500_000,
+            cache_write_micros_per_mtok: 2_500_000,
+        }]
+    );
+
+    // PATCH: absent keeps the tiers, a bad list is refused, null removes them.
+    let patch = |body: Value| admin(Method::PATCH, &format!("/deployments/{id}"), Some(body));
+    let kept: Value = patch(json!({"weight": 2})).await.json().await.unwrap();
+    assert_eq!(kept["price_tiers"].as_array().unwrap().len(), 1, "{kept}");
+    let refused = patch(json!({"price_tiers": [tier(5, 1), tier(4, 1)]})).await;
+    assert_eq!(refused.status(), 422);
+    let cleared = patch(json!({"price_tiers": null})).await;
+    assert_eq!(cleared.status(), 200);
+    let cleared: Value = cleared.json().await.unwrap();
+    assert_eq!(cleared["price_tiers"], json!([]), "{cleared}");
+    let started = Instant::now();
+    while !published_tiers().await.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the removal was never published"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

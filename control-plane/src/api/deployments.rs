@@ -21,7 +21,7 @@ use super::{AppState, page_limit};
 use crate::auth::Principal;
 use crate::auth::rbac::{Permission, require};
 use crate::store::audit::{self, Actor};
-use crate::store::deployments::{self, Deployment, DeploymentSettings, Filter};
+use crate::store::deployments::{self, Deployment, DeploymentSettings, Filter, PriceTier};
 use crate::store::{Page, StoreError, Tx, models, providers, regions};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -60,6 +60,11 @@ pub struct NewDeployment {
     /// Micro-USD per 1M tokens written to the provider's cache.
     #[schema(minimum = 0)]
     pub cache_write_price: Option<i64>,
+    /// Long-context tiers of this deployment's prices (needs `input_price` and
+    /// `output_price`), at most 8, `above_prompt_tokens` strictly ascending.
+    #[serde(default)]
+    #[schema(max_items = 8)]
+    pub price_tiers: Vec<PriceTier>,
     /// Share of the model's traffic in the region (default 1).
     #[serde(default = "defaults::weight")]
     #[schema(minimum = 1)]
@@ -123,6 +128,10 @@ pub struct DeploymentUpdate {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<i64>, minimum = 0)]
     pub cache_write_price: Option<Option<i64>>,
+    /// Replaces the tiers; `[]` or `null` removes them.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Vec<PriceTier>>, max_items = 8)]
+    pub price_tiers: Option<Option<Vec<PriceTier>>>,
     #[schema(minimum = 1)]
     pub weight: Option<i32>,
     #[schema(minimum = 1)]
@@ -165,7 +174,7 @@ fn check(
     api_version: &str,
     s: &DeploymentSettings,
 ) -> Checks {
-    checks
+    let checks = checks
         .check(
             !upstream_model.trim().is_empty()
                 && upstream_model.chars().count() <= 200
@@ -183,6 +192,17 @@ fn check(
         .at_least("output_price", s.output_price, 0)
         .at_least("cached_input_price", s.cached_input_price, 0)
         .at_least("cache_write_price", s.cache_write_price, 0)
+        .check(
+            s.price_tiers.is_empty() || (s.input_price.is_some() && s.output_price.is_some()),
+            "price_tiers",
+            "tiers refine the deployment's own prices: set input_price and output_price too",
+        )
+        .check(
+            s.price_tiers.len() <= MAX_PRICE_TIERS,
+            "price_tiers",
+            "at most 8 tiers",
+        );
+    tier_checks(checks, &s.price_tiers)
         .at_least("weight", Some(s.weight), 1)
         .at_least("connect_ms", Some(s.connect_ms), 1)
         .at_least("first_byte_ms", Some(s.first_byte_ms), 1)
@@ -201,6 +221,34 @@ fn check(
             "cloud_region",
             "required for a bedrock provider (the AWS region, e.g. us-east-1)",
         )
+}
+
+/// As many as a gateway takes (`tollgate_data_plane::money::MAX_TIERS`).
+const MAX_PRICE_TIERS: usize = 8;
+
+/// Each tier's prices are non-negative and its threshold above the previous one's.
+fn tier_checks(mut checks: Checks, tiers: &[PriceTier]) -> Checks {
+    let mut previous = 0;
+    for (i, t) in tiers.iter().enumerate() {
+        let at = |field: &str| format!("price_tiers[{i}].{field}");
+        checks = checks
+            .check(
+                t.above_prompt_tokens >= 1,
+                &at("above_prompt_tokens"),
+                "must be at least 1",
+            )
+            .check(
+                i == 0 || t.above_prompt_tokens > previous,
+                &at("above_prompt_tokens"),
+                "must be above the previous tier's (tiers ascend)",
+            )
+            .at_least(&at("input_price"), Some(t.input_price), 0)
+            .at_least(&at("output_price"), Some(t.output_price), 0)
+            .at_least(&at("cached_input_price"), t.cached_input_price, 0)
+            .at_least(&at("cache_write_price"), t.cache_write_price, 0);
+        previous = t.above_prompt_tokens;
+    }
+    checks
 }
 
 /// `Ok(None)` for a missing row: the caller names the field in its 422.
@@ -236,6 +284,7 @@ pub async fn create(
         output_price: new.output_price,
         cached_input_price: new.cached_input_price,
         cache_write_price: new.cache_write_price,
+        price_tiers: new.price_tiers.clone(),
         weight: new.weight,
         connect_ms: new.connect_ms,
         first_byte_ms: new.first_byte_ms,
@@ -377,6 +426,10 @@ async fn update_deployment(
         output_price: u.output_price.unwrap_or(old.output_price),
         cached_input_price: u.cached_input_price.unwrap_or(old.cached_input_price),
         cache_write_price: u.cache_write_price.unwrap_or(old.cache_write_price),
+        price_tiers: match &u.price_tiers {
+            None => old.price_tiers.clone(),
+            Some(tiers) => tiers.clone().unwrap_or_default(),
+        },
         weight: u.weight.unwrap_or(old.weight),
         connect_ms: u.connect_ms.unwrap_or(old.connect_ms),
         first_byte_ms: u.first_byte_ms.unwrap_or(old.first_byte_ms),

@@ -10,6 +10,8 @@ use time::OffsetDateTime;
 use tollgate_proto::config as proto;
 use uuid::Uuid;
 
+use crate::store::deployments::PriceTier;
+
 #[derive(sqlx::FromRow)]
 struct OrgRow {
     id: Uuid,
@@ -77,6 +79,8 @@ struct DeploymentRow {
     output_price: Option<i64>,
     cached_input_price: Option<i64>,
     cache_write_price: Option<i64>,
+    #[sqlx(json)]
+    price_tiers: Vec<PriceTier>,
     weight: i32,
     connect_ms: i32,
     first_byte_ms: i32,
@@ -285,7 +289,7 @@ impl World {
             "SELECT d.id, m.name AS model, d.region_id, p.kind, p.preset, d.cloud_region,
                     p.base_url, p.credential_ref,
                     d.upstream_model, d.api_version, d.input_price, d.output_price,
-                    d.cached_input_price, d.cache_write_price, d.weight, d.connect_ms,
+                    d.cached_input_price, d.cache_write_price, d.price_tiers, d.weight, d.connect_ms,
                     d.first_byte_ms, d.total_ms, d.max_staleness_ms
                FROM deployments d
                JOIN models m ON m.id = d.model_id
@@ -383,6 +387,17 @@ fn deployment(d: &DeploymentRow) -> Option<proto::Deployment> {
             output_micros_per_mtok: output,
             cached_input_micros_per_mtok: d.cached_input_price.unwrap_or(input),
             cache_write_micros_per_mtok: d.cache_write_price.unwrap_or(input),
+            tiers: d
+                .price_tiers
+                .iter()
+                .map(|t| proto::PriceTier {
+                    above_prompt_tokens: u64::try_from(t.above_prompt_tokens).unwrap_or(0),
+                    input_micros_per_mtok: t.input_price,
+                    output_micros_per_mtok: t.output_price,
+                    cached_input_micros_per_mtok: t.cached_input_price.unwrap_or(t.input_price),
+                    cache_write_micros_per_mtok: t.cache_write_price.unwrap_or(t.input_price),
+                })
+                .collect(),
         }),
         _ => None,
     };

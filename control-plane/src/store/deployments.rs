@@ -34,6 +34,11 @@ pub struct DeploymentSettings {
     pub output_price: Option<i64>,
     pub cached_input_price: Option<i64>,
     pub cache_write_price: Option<i64>,
+    /// Long-context tiers of the deployment's own prices, thresholds ascending; empty =
+    /// one price at every prompt size (or the price table's tiers, without own prices).
+    #[serde(default)]
+    #[sqlx(json)]
+    pub price_tiers: Vec<PriceTier>,
     /// Share of the model's traffic in the region, relative to its other deployments.
     pub weight: i32,
     /// Connecting to the provider (ms).
@@ -50,6 +55,26 @@ pub struct DeploymentSettings {
     pub cloud_region: String,
 }
 
+/// The rates of a call whose prompt (fresh input, cache reads and cache writes together)
+/// is above `above_prompt_tokens`, micro-USD per 1M tokens; every token of such a call,
+/// output included, is billed at them. Absent cache prices are the tier's input price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriceTier {
+    #[schema(minimum = 1)]
+    pub above_prompt_tokens: i64,
+    #[schema(minimum = 0)]
+    pub input_price: i64,
+    #[schema(minimum = 0)]
+    pub output_price: i64,
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub cached_input_price: Option<i64>,
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub cache_write_price: Option<i64>,
+}
+
 /// Filters of [`list`]; all optional.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Filter<'a> {
@@ -59,8 +84,8 @@ pub struct Filter<'a> {
 }
 
 const COLUMNS: &str = "id, model_id, region_id, provider_id, upstream_model, api_version, input_price, \
-     output_price, cached_input_price, cache_write_price, weight, connect_ms, first_byte_ms, total_ms, \
-     max_staleness_ms, cloud_region, created_at, updated_at";
+     output_price, cached_input_price, cache_write_price, price_tiers, weight, connect_ms, first_byte_ms, \
+     total_ms, max_staleness_ms, cloud_region, created_at, updated_at";
 
 pub async fn create(
     tx: &mut Tx<'_>,
@@ -74,8 +99,8 @@ pub async fn create(
     let sql = format!(
         "INSERT INTO deployments (id, model_id, region_id, provider_id, upstream_model, api_version,
            input_price, output_price, cached_input_price, cache_write_price, weight, connect_ms,
-           first_byte_ms, total_ms, max_staleness_ms, cloud_region)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+           first_byte_ms, total_ms, max_staleness_ms, cloud_region, price_tiers)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
          RETURNING {COLUMNS}"
     );
     Ok(sqlx::query_as::<_, Deployment>(sqlx::AssertSqlSafe(sql))
@@ -95,6 +120,7 @@ pub async fn create(
         .bind(s.total_ms)
         .bind(s.max_staleness_ms)
         .bind(&s.cloud_region)
+        .bind(sqlx::types::Json(&s.price_tiers))
         .fetch_one(&mut **tx)
         .await?)
 }
@@ -158,7 +184,8 @@ pub async fn update(
     let sql = format!(
         "UPDATE deployments SET upstream_model = $2, api_version = $3, input_price = $4, output_price = $5,
            cached_input_price = $6, cache_write_price = $7, weight = $8, connect_ms = $9,
-           first_byte_ms = $10, total_ms = $11, max_staleness_ms = $12, cloud_region = $13
+           first_byte_ms = $10, total_ms = $11, max_staleness_ms = $12, cloud_region = $13,
+           price_tiers = $14
          WHERE id = $1 RETURNING {COLUMNS}"
     );
     Ok(sqlx::query_as::<_, Deployment>(sqlx::AssertSqlSafe(sql))
@@ -175,6 +202,7 @@ pub async fn update(
         .bind(s.total_ms)
         .bind(s.max_staleness_ms)
         .bind(&s.cloud_region)
+        .bind(sqlx::types::Json(&s.price_tiers))
         .fetch_one(&mut **tx)
         .await?)
 }

@@ -297,6 +297,9 @@ pub struct DeploymentPrices {
     pub output_price: Option<i64>,
     pub cached_input_price: Option<i64>,
     pub cache_write_price: Option<i64>,
+    /// Long-context tiers of the deployment's own prices.
+    #[sqlx(json)]
+    pub price_tiers: Vec<super::deployments::PriceTier>,
 }
 
 /// What the control plane knows that a batch's events are checked against.
@@ -324,7 +327,8 @@ pub async fn facts(
     .fetch_all(pool)
     .await?;
     let deployments: Vec<DeploymentPrices> = sqlx::query_as(
-        "SELECT id, upstream_model, input_price, output_price, cached_input_price, cache_write_price
+        "SELECT id, upstream_model, input_price, output_price, cached_input_price, cache_write_price,
+                price_tiers
            FROM deployments WHERE region_id = $1",
     )
     .bind(region_id)

@@ -143,18 +143,37 @@ impl Ceiling {
         }
         let mut ceiling = Self::default();
         for d in facts.deployments.values() {
+            // A long-context tier's rates are what the deployment charges at most.
             let (input, output) = match (d.input_price, d.output_price) {
-                (Some(input), Some(output)) => (
-                    input
-                        .max(d.cached_input_price.unwrap_or(input))
-                        .max(d.cache_write_price.unwrap_or(input)),
-                    output,
+                (Some(input), Some(output)) => d.price_tiers.iter().fold(
+                    (
+                        input
+                            .max(d.cached_input_price.unwrap_or(input))
+                            .max(d.cache_write_price.unwrap_or(input)),
+                        output,
+                    ),
+                    |(i, o), t| {
+                        let tier_input = t
+                            .input_price
+                            .max(t.cached_input_price.unwrap_or(t.input_price))
+                            .max(t.cache_write_price.unwrap_or(t.input_price));
+                        (i.max(tier_input), o.max(t.output_price))
+                    },
                 ),
-                _ => table
-                    .and_then(|t| t.lookup(&d.upstream_model))
-                    .map_or((FALLBACK_PRICE, FALLBACK_PRICE), |p| {
-                        (p.input.max(p.cached_input).max(p.cache_write), p.output)
-                    }),
+                _ => table.and_then(|t| t.lookup(&d.upstream_model)).map_or(
+                    (FALLBACK_PRICE, FALLBACK_PRICE),
+                    |p| {
+                        p.tiers.iter().fold(
+                            (p.input.max(p.cached_input).max(p.cache_write), p.output),
+                            |(i, o), t| {
+                                (
+                                    i.max(t.input).max(t.cached_input).max(t.cache_write),
+                                    o.max(t.output),
+                                )
+                            },
+                        )
+                    },
+                ),
             };
             ceiling.input = ceiling.input.max(input);
             ceiling.output = ceiling.output.max(output);

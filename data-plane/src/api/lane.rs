@@ -195,7 +195,11 @@ async fn run(
     .await?;
 
     let deployment = forwarded.deployment;
-    guard.routed(&deployment.id, deployment.prices, forwarded.attempts);
+    guard.routed(
+        &deployment.id,
+        deployment.prices.clone(),
+        forwarded.attempts,
+    );
     tracing::Span::current().record("deployment", deployment.id.as_str());
     let meta = Meta {
         deployment: deployment.id.clone(),

@@ -223,7 +223,11 @@ async fn run(
     let forwarded = forward(gw, &plan, endpoint, &req, id, headers, guard).await?;
 
     let deployment = forwarded.deployment;
-    guard.routed(&deployment.id, deployment.prices, forwarded.attempts);
+    guard.routed(
+        &deployment.id,
+        deployment.prices.clone(),
+        forwarded.attempts,
+    );
     tracing::Span::current().record("deployment", deployment.id.as_str());
     let meta = Meta {
         deployment: deployment.id.clone(),

@@ -197,8 +197,11 @@ pub fn estimate(
         choices,
         amount: Micros::ZERO,
     };
-    estimate.amount =
-        money::worst_case(prompt_tokens, estimate.output_tokens(), &max_prices(model));
+    estimate.amount = money::worst_case(
+        prompt_tokens,
+        estimate.output_tokens(),
+        &max_prices(model, prompt_tokens),
+    );
     Ok(estimate)
 }
 
@@ -304,17 +307,12 @@ fn choices(model: &Model, req: &JsonRequest, endpoint: Endpoint) -> Result<u64, 
     Ok(n.max(best_of))
 }
 
-/// Per-field maximum over the model's deployments.
-pub fn max_prices(model: &Model) -> Prices {
-    model
-        .deployments
-        .iter()
-        .fold(Prices::default(), |acc, d| Prices {
-            input: acc.input.max(d.prices.input),
-            output: acc.output.max(d.prices.output),
-            cached_input: acc.cached_input.max(d.prices.cached_input),
-            cache_write: acc.cache_write.max(d.prices.cache_write),
-        })
+/// Per-field maximum over the model's deployments of the rates a prompt estimated at
+/// `prompt_tokens` is reserved at (each deployment's tier for it, [`Prices::reserved_at`]).
+pub fn max_prices(model: &Model, prompt_tokens: u64) -> Prices {
+    model.deployments.iter().fold(Prices::default(), |acc, d| {
+        acc.max_with(&d.prices.reserved_at(prompt_tokens))
+    })
 }
 
 /// A refusal names the budget as its owner knows it ("team search: $0.41 left this
@@ -471,7 +469,7 @@ pub fn reserve<'a>(
         ledger,
         lines,
         grant.estimate,
-        max_prices(&grant.model),
+        max_prices(&grant.model, grant.estimate.prompt_tokens),
         endpoint,
         deadline_ms,
     );
@@ -631,6 +629,15 @@ model = "vision"
 provider = "openai"
 base_url = "https://api.openai.com/v1"
 upstream_model = "gpt-4o-mini"
+[[models]]
+name = "long"
+[[deployments]]
+id = "long"
+model = "long"
+provider = "openai"
+base_url = "https://api.openai.com/v1"
+upstream_model = "gpt-4o"
+prices = { input = 1000000, output = 2000000, tiers = [{ above_prompt_tokens = 100, input = 3000000, output = 5000000 }] }
 "#;
 
     fn grant(model: &str) -> Arc<Model> {
@@ -661,6 +668,37 @@ upstream_model = "gpt-4o-mini"
             b.extend(extra);
         }
         request(body)
+    }
+
+    #[test]
+    fn the_reservation_takes_the_long_context_tier_above_and_near_its_threshold() {
+        let g = grant("long");
+        let mut seen = [false; 3]; // base, near (within 5% below), above
+        for words in 1..140 {
+            let text = vec!["word"; words].join(" ");
+            let body = json!({"max_tokens": 10, "messages": [{"role": "user", "content": text}]});
+            let e = estimate(&g, &chat("long", body), Endpoint::Chat).unwrap();
+            let p = e.prompt_tokens;
+            // 1 µ$/2 µ$ per token up to 100 prompt tokens, 3 µ$/5 µ$ above.
+            let (tier, expected) = if p > 100 {
+                (2, p * 3 + 50)
+            } else if p + p / 20 > 100 {
+                (1, p * 3 + 50)
+            } else {
+                (0, p + 20)
+            };
+            seen[tier] = true;
+            assert_eq!(
+                e.amount,
+                Micros(i64::try_from(expected).unwrap()),
+                "{p} tokens"
+            );
+            assert_eq!(
+                max_prices(&g, p).output,
+                if tier == 0 { 2_000_000 } else { 5_000_000 }
+            );
+        }
+        assert_eq!(seen, [true; 3], "every side of the threshold was tried");
     }
 
     #[test]
@@ -872,7 +910,7 @@ upstream_model = "gpt-4o-mini"
             Endpoint::Chat,
         )
         .unwrap();
-        let prices = max_prices(&g);
+        let prices = max_prices(&g, four.prompt_tokens);
         // 23 µ$ of prompt + 20,000 µ$ left = 2,000 output tokens = 500 per answer.
         assert_eq!(affordable_output(Micros(20_023), &four, &prices), 500);
     }

@@ -138,7 +138,7 @@ impl CallGuard {
             .ceiling
             .unwrap_or(0)
             .saturating_mul(hold.estimate.choices);
-        self.prices = hold.prices;
+        self.prices = hold.prices.clone();
         self.deadline_ms = hold.deadline_ms;
         self.reservations.extend(hold.reservation.take());
         self.event.reserved_micros = self.reserved().0;

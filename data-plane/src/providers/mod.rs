@@ -20,6 +20,7 @@ pub mod google_auth;
 pub mod openai;
 pub mod preset;
 pub mod sse;
+pub mod stream_samples;
 pub mod vertex;
 
 use std::future::Future;

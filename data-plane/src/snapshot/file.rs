@@ -141,9 +141,25 @@ pub enum ModeEntry {
 }
 
 /// Micro-USD per 1M tokens.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PricesEntry {
+    pub input: i64,
+    pub output: i64,
+    #[serde(default)]
+    pub cached_input: i64,
+    #[serde(default)]
+    pub cache_write: i64,
+    /// Long-context tiers, ascending (see `prices/prices.toml`).
+    #[serde(default)]
+    pub tiers: Vec<TierEntry>,
+}
+
+/// The rates above a prompt size, micro-USD per 1M tokens.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierEntry {
+    pub above_prompt_tokens: u64,
     pub input: i64,
     pub output: i64,
     #[serde(default)]
@@ -415,6 +431,17 @@ impl StaticSnapshot {
                     output_micros_per_mtok: p.output,
                     cached_input_micros_per_mtok: p.cached_input,
                     cache_write_micros_per_mtok: p.cache_write,
+                    tiers: p
+                        .tiers
+                        .iter()
+                        .map(|t| proto::PriceTier {
+                            above_prompt_tokens: t.above_prompt_tokens,
+                            input_micros_per_mtok: t.input,
+                            output_micros_per_mtok: t.output,
+                            cached_input_micros_per_mtok: t.cached_input,
+                            cache_write_micros_per_mtok: t.cache_write,
+                        })
+                        .collect(),
                 }),
                 weight: d.weight,
                 region: if d.region.is_empty() {

@@ -21,7 +21,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tollgate_proto::config as proto;
 
 use crate::config::CredentialSettings;
-use crate::money::{Micros, Prices};
+use crate::money::{self, Micros, PriceTier, Prices};
 use crate::prices::PriceTable;
 use crate::providers::aws_sign;
 use crate::providers::preset::{self, Preset, Quirks};
@@ -770,12 +770,31 @@ impl Snapshot {
                 ));
             }
             let deployment_prices = match d.prices {
-                Some(p) => Some(Prices {
-                    input: p.input_micros_per_mtok,
-                    output: p.output_micros_per_mtok,
-                    cached_input: p.cached_input_micros_per_mtok,
-                    cache_write: p.cache_write_micros_per_mtok,
-                }),
+                Some(p) => {
+                    let tiers: Vec<PriceTier> = p
+                        .tiers
+                        .iter()
+                        .map(|t| PriceTier {
+                            above_prompt_tokens: t.above_prompt_tokens,
+                            input: t.input_micros_per_mtok,
+                            output: t.output_micros_per_mtok,
+                            cached_input: t.cached_input_micros_per_mtok,
+                            cache_write: t.cache_write_micros_per_mtok,
+                        })
+                        .collect();
+                    if let Err(e) = money::check_tiers(&tiers) {
+                        problems.push(format!("{}: {e}", at("prices.tiers")));
+                    }
+                    Some(Prices {
+                        tiers: tiers.into(),
+                        ..Prices::flat(
+                            p.input_micros_per_mtok,
+                            p.output_micros_per_mtok,
+                            p.cached_input_micros_per_mtok,
+                            p.cache_write_micros_per_mtok,
+                        )
+                    })
+                }
                 None => prices
                     .lookup(&upstream_model)
                     .or_else(|| prices.lookup(&d.model)),
@@ -789,7 +808,7 @@ impl Snapshot {
                 ));
                 continue;
             };
-            let p = deployment_prices;
+            let p = &deployment_prices;
             if [p.input, p.output, p.cached_input, p.cache_write]
                 .iter()
                 .any(|p| *p < 0)

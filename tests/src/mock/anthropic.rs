@@ -78,6 +78,8 @@ async fn messages_inner(
     let id = format!("msg_mock_{}", shared.next_id());
     let input_tokens = prompt_tokens(&body);
     let output_tokens = behavior.completion_tokens(Some(max_tokens));
+    // Thinking blocks are counted in `output_tokens` (their text is not sent here).
+    let thinking = behavior.thinking_tokens(Some(max_tokens), output_tokens);
     let tool = chosen_tool(&body, Flavor::Anthropic);
     let stop_reason = match (&tool, behavior.truncated(Some(max_tokens))) {
         (Some(_), _) => "tool_use",
@@ -89,7 +91,7 @@ async fn messages_inner(
             "input_tokens": input_tokens,
             "cache_creation_input_tokens": behavior.cache_write,
             "cache_read_input_tokens": behavior.cache_read,
-            "output_tokens": output,
+            "output_tokens": u64::from(output) + thinking,
         })
     };
     let tool_id = format!("toolu_mock_{id}");

@@ -134,10 +134,12 @@ async fn answer(
         (None, false) => "end_turn",
     };
     let input = prompt_tokens(&body);
+    // Claude's reasoning on Bedrock is counted in `outputTokens`.
+    let output = u64::from(completion) + behavior.thinking_tokens(cap, completion);
     let usage = json!({
         "inputTokens": input,
-        "outputTokens": completion,
-        "totalTokens": input + u64::from(completion) + behavior.cache_read + behavior.cache_write,
+        "outputTokens": output,
+        "totalTokens": input + output + behavior.cache_read + behavior.cache_write,
         "cacheReadInputTokens": behavior.cache_read,
         "cacheWriteInputTokens": behavior.cache_write,
     });

@@ -56,7 +56,8 @@ pub const DIRECTIVES: &[(&str, &str)] = &[
     ),
     (
         "thoughts=<n>",
-        "report n thinking tokens, within the output limit (Gemini)",
+        "report n thinking/reasoning tokens inside the output count, within the output limit \
+         (Gemini thoughtsTokenCount, OpenAI reasoning_tokens, Anthropic and Bedrock output tokens)",
     ),
 ];
 
@@ -177,6 +178,15 @@ impl Behavior {
         match max_tokens {
             Some(max) => self.chunks.min(u32::try_from(max).unwrap_or(u32::MAX)),
             None => self.chunks,
+        }
+    }
+
+    /// Thinking tokens reported beside an answer of `completion` tokens: `thoughts`, within
+    /// what `max_tokens` leaves (every provider counts thinking inside its output limit).
+    pub fn thinking_tokens(&self, max_tokens: Option<u64>, completion: u32) -> u64 {
+        match max_tokens {
+            Some(max) => self.thoughts.min(max.saturating_sub(u64::from(completion))),
+            None => self.thoughts,
         }
     }
 

@@ -124,6 +124,8 @@ struct Answer {
     model: String,
     prompt_tokens: u64,
     completion: u32,
+    /// Reasoning tokens, billed inside `completion_tokens` as OpenAI reports them.
+    reasoning: u64,
     finish_reason: &'static str,
     behavior: Behavior,
 }
@@ -140,6 +142,7 @@ impl Answer {
             model,
             prompt_tokens: prompt_tokens(body) + behavior.cache_read,
             completion: behavior.completion_tokens(max_tokens),
+            reasoning: behavior.thinking_tokens(max_tokens, behavior.completion_tokens(max_tokens)),
             finish_reason: if behavior.truncated(max_tokens) {
                 "length"
             } else {
@@ -154,12 +157,13 @@ impl Answer {
     }
 
     fn usage(&self) -> Value {
-        let completion = u64::from(self.completion);
+        let completion = u64::from(self.completion) + self.reasoning;
         json!({
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion,
             "total_tokens": self.prompt_tokens + completion,
             "prompt_tokens_details": {"cached_tokens": self.behavior.cache_read},
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning},
         })
     }
 

@@ -77,6 +77,7 @@ fn world() -> proto::Snapshot {
                 output_micros_per_mtok: 1,
                 cached_input_micros_per_mtok: 1,
                 cache_write_micros_per_mtok: 1,
+                tiers: Vec::new(),
             }),
             weight: 1,
             region: "eu".into(),

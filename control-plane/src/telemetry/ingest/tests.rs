@@ -146,6 +146,7 @@ fn setup() -> (proto::UsageEvent, Facts, Bounds) {
             output_price: Some(10_000_000),
             cached_input_price: None,
             cache_write_price: None,
+            price_tiers: Vec::new(),
         },
     );
     let ceiling = Ceiling::of(&facts, None);
@@ -286,6 +287,7 @@ fn the_ceiling_is_the_regions_highest_price_from_wherever_it_is_known() {
         output_price: output,
         cached_input_price: None,
         cache_write_price: Some(input.unwrap_or(0) * 2),
+        price_tiers: Vec::new(),
     };
     let facts = |ds: Vec<DeploymentPrices>| Facts {
         keys: Default::default(),
@@ -307,6 +309,29 @@ fn the_ceiling_is_the_regions_highest_price_from_wherever_it_is_known() {
     ]);
     let ceiling = Ceiling::of(&table_priced, Some(&table));
     assert_eq!(ceiling.output, gpt4o.output.max(300));
+    // A long-context tier, own or the table's, raises the ceiling to its rates.
+    let mut tiered = deployment("x", Some(100), Some(300));
+    tiered.price_tiers = vec![crate::store::deployments::PriceTier {
+        above_prompt_tokens: 1_000,
+        input_price: 400,
+        output_price: 900,
+        cached_input_price: Some(40),
+        cache_write_price: None,
+    }];
+    assert_eq!(
+        Ceiling::of(&facts(vec![tiered]), Some(&table)),
+        Ceiling {
+            input: 400,
+            output: 900
+        }
+    );
+    let pro = table.lookup("gemini-2.5-pro").unwrap();
+    let long = Ceiling::of(
+        &facts(vec![deployment("gemini-2.5-pro", None, None)]),
+        Some(&table),
+    );
+    assert_eq!(long.output, pro.tiers[0].output);
+    assert!(long.output > pro.output);
     // Unknown anywhere, or nothing to go by: the fallback.
     let unknown = facts(vec![deployment("no-such-model", None, None)]);
     assert_eq!(Ceiling::of(&unknown, Some(&table)).input, FALLBACK_PRICE);

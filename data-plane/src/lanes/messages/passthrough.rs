@@ -28,6 +28,9 @@ pub async fn call(req: &JsonRequest, cx: CallCx<'_>) -> Result<ChunkStream, Prov
         Value::String(cx.deployment.upstream_model.clone()),
     );
     apply_output_cap(&mut body, req.output_cap(), "max_tokens");
+    if let Some(cap) = req.output_cap() {
+        fit_thinking_budget(&mut body, cap);
+    }
     let version = client_header("anthropic-version").unwrap_or_else(|| DEFAULT_VERSION.into());
     let mut request = cx
         .http
@@ -71,6 +74,27 @@ pub async fn call(req: &JsonRequest, cx: CallCx<'_>) -> Result<ChunkStream, Prov
         }
     });
     Ok(Box::pin(chunks))
+}
+
+/// Anthropic's least thinking budget.
+const MIN_THINKING_BUDGET: u64 = 1024;
+
+/// Extended thinking is billed as output and counted inside `max_tokens`, which
+/// Anthropic requires to be above `thinking.budget_tokens`. When a clamping budget lowered
+/// `max_tokens` to or below the client's thinking budget, the thinking budget is lowered
+/// to fit (the answer's output stays within the reservation either way; this keeps the
+/// call from being refused for it). Below Anthropic's least budget it is left as sent:
+/// the provider's refusal says why better than a silent change would.
+fn fit_thinking_budget(body: &mut serde_json::Map<String, Value>, cap: u64) {
+    let Some(thinking) = body.get_mut("thinking").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let Some(budget) = thinking.get("budget_tokens").and_then(Value::as_u64) else {
+        return;
+    };
+    if budget >= cap && cap > MIN_THINKING_BUDGET {
+        thinking.insert("budget_tokens".into(), (cap - 1).into());
+    }
 }
 
 /// A whole JSON answer, its bytes untouched, its usage read.
@@ -129,6 +153,55 @@ mod tests {
 
     fn frame(event: &str, data: &str) -> Frame {
         Frame::parse(Frame::encode(event, data))
+    }
+
+    #[test]
+    fn a_thinking_budget_at_or_above_a_clamped_ceiling_is_lowered_below_it() {
+        let body = |budget: u64| {
+            serde_json::json!({"max_tokens": 8000, "thinking": {"type": "enabled", "budget_tokens": budget}})
+                .as_object()
+                .unwrap()
+                .clone()
+        };
+        let fitted = |budget, cap| {
+            let mut b = body(budget);
+            apply_output_cap(&mut b, Some(cap), "max_tokens");
+            fit_thinking_budget(&mut b, cap);
+            (
+                b["max_tokens"].as_u64().unwrap(),
+                b["thinking"]["budget_tokens"].as_u64().unwrap(),
+            )
+        };
+        assert_eq!(fitted(6000, 8000), (8000, 6000), "fits: untouched");
+        assert_eq!(fitted(6000, 3000), (3000, 2999), "clamped: lowered");
+        assert_eq!(
+            fitted(3000, 3000),
+            (3000, 2999),
+            "equal is refused upstream"
+        );
+        assert_eq!(
+            fitted(2000, 1024),
+            (1024, 2000),
+            "below the least budget: as sent"
+        );
+        let mut disabled = serde_json::json!({"thinking": {"type": "disabled"}})
+            .as_object()
+            .unwrap()
+            .clone();
+        fit_thinking_budget(&mut disabled, 10);
+        assert_eq!(
+            disabled["thinking"],
+            serde_json::json!({"type": "disabled"})
+        );
+    }
+
+    #[test]
+    fn thinking_tokens_are_inside_output_tokens_and_billed_as_output() {
+        // Anthropic counts a response's thinking blocks in `output_tokens`.
+        let mut usage = Usage::default();
+        let body = r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"input_tokens":12,"output_tokens":1500}}"#;
+        let (delta, _) = stream_chunk(frame("message_delta", body), &mut usage).unwrap();
+        assert_eq!(delta.usage.unwrap().output, 1500);
     }
 
     #[test]
