@@ -67,7 +67,7 @@ async fn a_platform_admin_signs_in_in_chromium_through_the_provider_sees_its_ema
         .await
         .unwrap();
     assert!(!text.contains(&email), "{text}");
-    browser.find("#sign-in").await.unwrap();
+    browser.find("a[href='/auth/login']").await.unwrap();
 
     if let Some(report) = browser::serious_report("the signed-in home page", &violations) {
         panic!("{report}");
