@@ -15,7 +15,7 @@ use tollgate_data_plane::providers::anthropic::StreamTranslator;
 use tollgate_data_plane::providers::sse::SseEvent;
 use tollgate_data_plane::providers::{Endpoint, openai};
 use tollgate_data_plane::snapshot::{Credentials, Snapshot};
-use tollgate_data_plane::tokenize::Encoding;
+use tollgate_data_plane::tokenize::{Counting, Encoding};
 use tollgate_keys as keys;
 use tollgate_proto::config as proto;
 
@@ -99,7 +99,10 @@ fn bench_request_and_pricing(c: &mut Criterion) {
     let req = request::parse(&body, Endpoint::Chat).expect("valid");
     Encoding::O200k.warm_up();
     c.bench_function("count prompt tokens (o200k, 2 messages)", |b| {
-        b.iter(|| Encoding::O200k.chat_prompt(black_box(&req.body)))
+        b.iter(|| Encoding::O200k.chat_prompt(black_box(&req.body), Counting::Exact))
+    });
+    c.bench_function("bound prompt tokens (UTF-8 bytes, 2 messages)", |b| {
+        b.iter(|| Encoding::O200k.chat_prompt(black_box(&req.body), Counting::Bound))
     });
     let prices = Prices {
         input: 2_500_000,

@@ -14,6 +14,7 @@ use super::update_usage;
 use crate::lanes::client_header;
 use crate::lanes::frames::{self, Frame};
 use crate::money::Usage;
+use crate::providers::patched::PatchedBody;
 use crate::providers::{
     CallCx, Chunk, ChunkStream, JsonRequest, ProviderError, TimeoutPhase, apply_output_cap, send,
 };
@@ -22,11 +23,8 @@ use crate::providers::{
 const DEFAULT_VERSION: &str = "2023-06-01";
 
 pub async fn call(req: &JsonRequest, cx: CallCx<'_>) -> Result<ChunkStream, ProviderError> {
-    let mut body = req.body.clone();
-    body.insert(
-        "model".into(),
-        Value::String(cx.deployment.upstream_model.clone()),
-    );
+    let mut body = PatchedBody::new(&req.body);
+    body.insert("model", Value::String(cx.deployment.upstream_model.clone()));
     apply_output_cap(&mut body, req.output_cap(), "max_tokens");
     let version = client_header("anthropic-version").unwrap_or_else(|| DEFAULT_VERSION.into());
     let mut request = cx
