@@ -779,16 +779,18 @@ upstream_model = "gpt-4o-mini"
     #[test]
     fn n_multiplies_the_output_part_and_the_tokens() {
         let g = grant("gpt-4o");
-        let one = estimate(
+        let one = estimate_counted(
             &g,
             &chat("gpt-4o", json!({"max_tokens": 1000})),
             Endpoint::Chat,
+            Counting::Exact,
         )
         .unwrap();
-        let four = estimate(
+        let four = estimate_counted(
             &g,
             &chat("gpt-4o", json!({"max_tokens": 1000, "n": 4})),
             Endpoint::Chat,
+            Counting::Exact,
         )
         .unwrap();
         assert_eq!((one.choices, four.choices), (1, 4));
