@@ -17,7 +17,7 @@ use tollgate_data_plane::providers::stream_samples as samples;
 use tollgate_data_plane::providers::{Endpoint, openai};
 use tollgate_data_plane::providers::{bedrock, gemini};
 use tollgate_data_plane::snapshot::{Credentials, Snapshot};
-use tollgate_data_plane::tokenize::Encoding;
+use tollgate_data_plane::tokenize::{Counting, Encoding};
 use tollgate_keys as keys;
 use tollgate_proto::config as proto;
 
@@ -101,7 +101,10 @@ fn bench_request_and_pricing(c: &mut Criterion) {
     let req = request::parse(&body, Endpoint::Chat).expect("valid");
     Encoding::O200k.warm_up();
     c.bench_function("count prompt tokens (o200k, 2 messages)", |b| {
-        b.iter(|| Encoding::O200k.chat_prompt(black_box(&req.body)))
+        b.iter(|| Encoding::O200k.chat_prompt(black_box(&req.body), Counting::Exact))
+    });
+    c.bench_function("bound prompt tokens (UTF-8 bytes, 2 messages)", |b| {
+        b.iter(|| Encoding::O200k.chat_prompt(black_box(&req.body), Counting::Bound))
     });
     let prices = Prices::flat(2_500_000, 10_000_000, 1_250_000, 0);
     let usage = Usage {

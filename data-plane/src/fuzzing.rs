@@ -155,6 +155,14 @@ pub fn request(data: &[u8]) {
     let Ok(estimate) = reserve::estimate(model, &req, endpoint) else {
         return;
     };
+    // The bound the reservation may use is never below the tokenizer's count.
+    let exact = reserve::estimate_counted(model, &req, endpoint, crate::tokenize::Counting::Exact);
+    if let Ok(exact) = exact {
+        assert!(
+            estimate.prompt_tokens >= exact.prompt_tokens && estimate.amount >= exact.amount,
+            "bound {estimate:?} below the tokenizer's {exact:?}"
+        );
+    }
     let prices = reserve::max_prices(model, estimate.prompt_tokens);
     let granted = crate::money::Micros(estimate.amount.0 / 2);
     let tokens = reserve::affordable_output(granted, &estimate, &prices);

@@ -2,6 +2,10 @@
 //! limits and modes set in the catalog reach the gateway and refuse calls with OpenAI's
 //! 400s; several answers (`n`) are priced as several answers. Every refusal here is
 //! also checked at the mock upstream: it received nothing.
+//!
+//! The prompt is first counted by its byte bound; a budget or a tokens/min limit that the
+//! bound would refuse or clamp gets the tokenizer's count instead, so the bound never
+//! refuses or shortens a call the real count lets through.
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -153,6 +157,11 @@ async fn catalog_limits_and_modes_refuse_calls_at_the_gateway_before_they_leave(
 /// A standalone gateway with model `chat` (1 µ$ per prompt token, 2 µ$ per output
 /// token; context window 200 tokens), model `single` (refuses n > 1), and `budget`.
 async fn standalone(budget: &str) -> (MockUpstream, TestKey, GatewayProcess) {
+    standalone_with(budget, "").await
+}
+
+/// [`standalone`], with extra lines in the key's entry (`limits = …`).
+async fn standalone_with(budget: &str, key_extra: &str) -> (MockUpstream, TestKey, GatewayProcess) {
     let mock = MockUpstream::start().await.unwrap();
     let key = TestKey::new();
     let deployment = |id: &str, model: &str| {
@@ -170,7 +179,7 @@ async fn standalone(budget: &str) -> (MockUpstream, TestKey, GatewayProcess) {
          {}{}{budget}\n{}",
         deployment("primary", "chat"),
         deployment("one", "single"),
-        key.entry("search", ""),
+        key.entry("search", key_extra),
     );
     let gateway = GatewayProcess::start(&config, &[]).await.unwrap();
     (mock, key, gateway)
@@ -272,4 +281,137 @@ async fn bad_n_a_refused_n_and_a_prompt_past_the_window_are_400s_that_never_leav
     )
     .await;
     assert_eq!(ok.status(), 200);
+}
+
+// `hello("chat", {})` with `max_tokens: 100`: the tokenizer counts 3 priming + 3 framing +
+// "user" (1) + "hello big world" (3) = 10 prompt tokens, a worst case of 10 + 100 × 2 =
+// 210 µ$; the bound counts "user" and "hello big world" by their bytes (4 + 15): 25
+// tokens, 225 µ$.
+const EXACT_WORST: i64 = 210;
+const BOUND_WORST: i64 = 225;
+
+#[tokio::test]
+async fn a_budget_with_room_reserves_the_prompts_byte_bound() {
+    let (mock, key, gateway) = standalone(
+        "[[budgets]]\nscope = \"team:search\"\namount_usd = \"1.00\"\nperiod = \"month\"\n",
+    )
+    .await;
+    let ok = post(
+        &gateway,
+        &key.full,
+        "/chat/completions",
+        hello("chat", json!({})),
+    )
+    .await;
+    assert_eq!(ok.status(), 200);
+    let event = gateway.usage_events(1).await.remove(0);
+    assert_eq!(event["reserved_micros"], BOUND_WORST, "{event}");
+    // Charged at the provider's own count all the same: 3 prompt words + 8 tokens × 2.
+    assert_eq!(event["cost_micros"], 3 + 8 * 2, "{event}");
+    assert_eq!(mock.requests()[0].json()["max_tokens"], 100);
+}
+
+#[tokio::test]
+async fn a_budget_the_bound_would_refuse_reserves_the_tokenizers_count() {
+    // 215 µ$: less than the bound's worst case, more than the tokenizer's.
+    let (mock, key, gateway) = standalone(
+        "[[budgets]]\nscope = \"team:search\"\namount_usd = \"0.000215\"\nperiod = \"month\"\n",
+    )
+    .await;
+    let ok = post(
+        &gateway,
+        &key.full,
+        "/chat/completions",
+        hello("chat", json!({})),
+    )
+    .await;
+    assert_eq!(ok.status(), 200);
+    let event = gateway.usage_events(1).await.remove(0);
+    assert_eq!(event["reserved_micros"], EXACT_WORST, "{event}");
+    // 215 - 19 = 196 µ$ left: the tokenizer's 210 does not fit either, so it is refused.
+    let refused = post(
+        &gateway,
+        &key.full,
+        "/chat/completions",
+        hello("chat", json!({})),
+    )
+    .await;
+    let e = error(refused, 429).await;
+    assert_eq!(e["code"], "insufficient_quota");
+    assert_eq!(mock.requests().len(), 1, "the refused call never left");
+}
+
+#[tokio::test]
+async fn a_clamping_budget_the_bound_would_clamp_lets_the_whole_answer_through() {
+    let (mock, key, gateway) = standalone(
+        "[[budgets]]\nscope = \"team:search\"\namount_usd = \"0.000215\"\nperiod = \"month\"\nclamp = \"clamp\"\n",
+    )
+    .await;
+    let ok = post(
+        &gateway,
+        &key.full,
+        "/chat/completions",
+        hello("chat", json!({})),
+    )
+    .await;
+    assert_eq!(ok.status(), 200);
+    assert!(
+        !ok.headers().contains_key("x-tollgate-max-tokens-clamped"),
+        "{:?}",
+        ok.headers()
+    );
+    assert_eq!(
+        mock.requests()[0].json()["max_tokens"],
+        100,
+        "not shortened"
+    );
+    let event = gateway.usage_events(1).await.remove(0);
+    assert_eq!(event["reserved_micros"], EXACT_WORST, "{event}");
+    // What is left now (196 µ$) cannot pay for 100 output tokens by either count: the
+    // tokenizer's prompt (10 µ$) decides the clamp, 93 tokens, not the bound's 85.
+    let clamped = post(
+        &gateway,
+        &key.full,
+        "/chat/completions",
+        hello("chat", json!({})),
+    )
+    .await;
+    assert_eq!(clamped.status(), 200);
+    assert_eq!(clamped.headers()["x-tollgate-max-tokens-clamped"], "93");
+    assert_eq!(mock.requests()[1].json()["max_tokens"], 93);
+}
+
+#[tokio::test]
+async fn a_tokens_per_minute_limit_the_bound_would_hit_counts_with_the_tokenizer() {
+    // 115 tokens a minute: the bound's 25 + 100 do not fit, the tokenizer's 10 + 100 do.
+    let (mock, key, gateway) = standalone_with("", "limits = { tpm = 115 }").await;
+    let ok = post(
+        &gateway,
+        &key.full,
+        "/chat/completions",
+        hello("chat", json!({})),
+    )
+    .await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["x-ratelimit-limit-tokens"], "115");
+    assert_eq!(ok.headers()["x-ratelimit-remaining-tokens"], "5");
+    // Once the call has ended the window counts what it used (3 + 8 tokens), not its
+    // estimate: 104 left, room for a call of 10 + 90 by the tokenizer's count. Polled,
+    // since the window is corrected as the call's last step, after its answer is sent.
+    let smaller = || hello("chat", json!({"max_tokens": 90}));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let response = post(&gateway, &key.full, "/chat/completions", smaller()).await;
+        if response.status() == 200 {
+            break;
+        }
+        let e = error(response, 429).await;
+        assert_eq!(e["code"], "rate_limit_exceeded", "{e}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the window never gave back the estimate: {e}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(mock.requests().len(), 2);
 }

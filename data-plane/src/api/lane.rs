@@ -19,12 +19,13 @@ use crate::gateway::Gateway;
 use crate::pipeline::authenticate::authenticate;
 use crate::pipeline::authorize::authorize;
 use crate::pipeline::forward::Answer;
-use crate::pipeline::limit::limit;
+use crate::pipeline::limit::{limit, limit_grant};
 use crate::pipeline::reserve::reserve;
 use crate::pipeline::settle::CallGuard;
 use crate::pipeline::{request, route};
 use crate::providers::{Chunk, ChunkStream, Endpoint, ProviderError};
 use crate::snapshot::now_ms;
+use crate::tokenize::Counting;
 
 /// How one lane speaks to its clients.
 #[derive(Clone, Copy)]
@@ -158,18 +159,20 @@ async fn run(
 
     let caller = authenticate(&snapshot, headers, gw.pepper(), now)?;
     guard.caller(&caller);
-    let grant = authorize(&snapshot, &caller, &req, endpoint)?;
+    let mut grant = authorize(&snapshot, &caller, &req, endpoint, Counting::Bound)?;
     guard.granted(&grant);
     let deadline_ms = gw.lease_deadline_ms(&grant.model, now);
-    let (permit, rate) = limit(
-        &gw.limiter,
-        &gw.ledger,
-        &gw.tasks,
-        &caller,
-        grant.estimate.tokens(),
-        now,
-        deadline_ms,
-    )
+    let (permit, rate) = limit_grant(&mut grant, &req, endpoint, |tokens| {
+        limit(
+            &gw.limiter,
+            &gw.ledger,
+            &gw.tasks,
+            &caller,
+            tokens,
+            now,
+            deadline_ms,
+        )
+    })
     .await?;
     guard.hold_permit(permit);
     let mut hold = reserve(
@@ -177,6 +180,7 @@ async fn run(
         &snapshot,
         &caller,
         &grant,
+        &req,
         endpoint,
         deadline_ms,
     )

@@ -26,6 +26,7 @@ use crate::pipeline::request::{self, RequestError};
 use crate::pipeline::settle::CallGuard;
 use crate::providers::{Endpoint, ProviderError};
 use crate::snapshot::now_ms;
+use crate::tokenize::Counting;
 
 pub const COUNT_TOKENS_PATH: &str = "/v1/messages/count_tokens";
 
@@ -136,7 +137,14 @@ async fn count(
     let now = now_ms();
     let caller = authenticate(&snapshot, headers, gw.pepper(), now)?;
     guard.caller(&caller);
-    let grant = authorize(&snapshot, &caller, &req, Endpoint::Messages)?;
+    // The count is the answer here: the tokenizer's, never the bound.
+    let grant = authorize(
+        &snapshot,
+        &caller,
+        &req,
+        Endpoint::Messages,
+        Counting::Exact,
+    )?;
     guard.granted(&grant);
     let deadline_ms = gw.lease_deadline_ms(&grant.model, now);
     // A request slot, no tokens: counting generates nothing.

@@ -22,12 +22,13 @@ use crate::gateway::Gateway;
 use crate::pipeline::authenticate::authenticate;
 use crate::pipeline::authorize::authorize;
 use crate::pipeline::forward::{Answer, Forwarded, Forwarder};
-use crate::pipeline::limit::{RateInfo, limit};
+use crate::pipeline::limit::{RateInfo, limit, limit_grant};
 use crate::pipeline::reserve::reserve;
 use crate::pipeline::settle::{CallGuard, RetryCover};
 use crate::pipeline::{request, route};
 use crate::providers::{Chunk, ChunkStream, Endpoint, JsonRequest, ProviderError};
 use crate::snapshot::{Deployment, now_ms};
+use crate::tokenize::Counting;
 
 pub async fn chat(
     State(gw): State<Arc<Gateway>>,
@@ -193,18 +194,20 @@ async fn run(
 
     let caller = authenticate(&snapshot, headers, gw.pepper(), now)?;
     guard.caller(&caller);
-    let grant = authorize(&snapshot, &caller, &req, endpoint)?;
+    let mut grant = authorize(&snapshot, &caller, &req, endpoint, Counting::Bound)?;
     guard.granted(&grant);
     let deadline_ms = gw.lease_deadline_ms(&grant.model, now);
-    let (permit, rate) = limit(
-        &gw.limiter,
-        &gw.ledger,
-        &gw.tasks,
-        &caller,
-        grant.estimate.tokens(),
-        now,
-        deadline_ms,
-    )
+    let (permit, rate) = limit_grant(&mut grant, &req, endpoint, |tokens| {
+        limit(
+            &gw.limiter,
+            &gw.ledger,
+            &gw.tasks,
+            &caller,
+            tokens,
+            now,
+            deadline_ms,
+        )
+    })
     .await?;
     guard.hold_permit(permit);
     let mut hold = reserve(
@@ -212,6 +215,7 @@ async fn run(
         &snapshot,
         &caller,
         &grant,
+        &req,
         endpoint,
         deadline_ms,
     )

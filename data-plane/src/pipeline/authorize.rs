@@ -2,14 +2,17 @@
 //! the way (key, project, team) must let it through — a list that is not set lets
 //! everything through, an empty one nothing; an entry naming an alias stands for the
 //! model the alias names — and the request must fit the model. The answer carries the
-//! call's worst case, which the limits (step 3) and the reservation (step 4) both use.
+//! call's worst case, which the limits (step 3) and the reservation (step 4) both use;
+//! its prompt is counted by the cheap bound unless the caller asks for the real count,
+//! and either step may ask for it later ([`Grant::count_exactly`]).
 
 use std::sync::Arc;
 
 use super::authenticate::Caller;
-use super::reserve::{Estimate, EstimateError, estimate};
+use super::reserve::{Estimate, EstimateError, estimate_counted};
 use crate::providers::{Endpoint, JsonRequest};
 use crate::snapshot::{Model, Snapshot};
+use crate::tokenize::Counting;
 
 /// Permission to make one call to one model.
 #[derive(Debug, Clone)]
@@ -35,12 +38,31 @@ pub fn authorize(
     caller: &Caller<'_>,
     req: &JsonRequest,
     endpoint: Endpoint,
+    counting: Counting,
 ) -> Result<Grant, AuthzError> {
     let model = resolve(snapshot, caller, req.model())?;
     Ok(Grant {
-        estimate: estimate(model, req, endpoint)?,
+        estimate: estimate_counted(model, req, endpoint, counting)?,
         model: model.clone(),
     })
+}
+
+impl Grant {
+    /// Counts the prompt with the tokenizer where the estimate was the bound, for a
+    /// step the bound would make say no. False when there is nothing to count again.
+    pub fn count_exactly(&mut self, req: &JsonRequest, endpoint: Endpoint) -> bool {
+        if self.estimate.counting == Counting::Exact {
+            return false;
+        }
+        // The bound passed every check the exact count faces, so this cannot fail.
+        match estimate_counted(&self.model, req, endpoint, Counting::Exact) {
+            Ok(exact) => {
+                self.estimate = exact;
+                true
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 /// The model `requested` names, if the caller may use it.

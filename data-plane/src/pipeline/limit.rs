@@ -5,6 +5,11 @@
 //! call, see `ledger::redis_limits`); with the in-process ledger — or while Redis is
 //! unreachable — they are this gateway's own. A caller with no limits anywhere costs
 //! nothing here (no lock, no round trip).
+//!
+//! Tokens per minute count the call's estimate while it runs — usually the prompt's
+//! cheap bound, see `tokenize` — and the tokens it really used once it ends (both
+//! ledgers correct the window then). A bound that a tokens/min limit refuses is counted
+//! again by the tokenizer and tried once more ([`limit_grant`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,11 +18,16 @@ use std::time::Duration;
 use tokio_util::task::TaskTracker;
 
 use super::authenticate::Caller;
+use super::authorize::Grant;
 use crate::ledger::Ledgers;
 use crate::ledger::redis_limits::{Refusal, SharedSlots};
+use crate::providers::Endpoint;
+use crate::providers::JsonRequest;
 use crate::snapshot::{Limits, ScopeKind};
 
 const WINDOW_MS: i64 = 60_000;
+
+const TOKENS_PER_MINUTE: &str = "tokens per minute";
 
 #[derive(Debug, Default)]
 pub struct LocalLimiter {
@@ -47,7 +57,10 @@ enum Held {
     Nothing,
     Local {
         limiter: Arc<LocalLimiter>,
-        scopes: Vec<(ScopeKind, String)>,
+        /// Scopes with a concurrency slot (`true`) or a tokens/min count to correct.
+        scopes: Vec<((ScopeKind, String), bool)>,
+        /// The window the call's tokens were counted in.
+        window_start_ms: i64,
     },
     Redis {
         ledger: Arc<Ledgers>,
@@ -87,11 +100,25 @@ impl Drop for Permit {
     fn drop(&mut self) {
         match std::mem::replace(&mut self.held, Held::Nothing) {
             Held::Nothing => {}
-            Held::Local { limiter, scopes } => {
+            Held::Local {
+                limiter,
+                scopes,
+                window_start_ms,
+            } => {
                 let mut state = limiter.lock();
-                for key in &scopes {
-                    if let Some(s) = state.get_mut(key) {
+                for (key, slot) in &scopes {
+                    let Some(s) = state.get_mut(key) else {
+                        continue;
+                    };
+                    if *slot {
                         s.in_flight = s.in_flight.saturating_sub(1);
+                    }
+                    // The window counts what the call used, not what it was estimated at
+                    // (a window that has moved on counts nothing of it anyway).
+                    if let Some(actual) = self.actual_tokens
+                        && s.window_start_ms == window_start_ms
+                    {
+                        s.tokens = s.tokens.saturating_sub(self.estimated_tokens) + actual;
                     }
                 }
             }
@@ -137,6 +164,28 @@ fn window(now_ms: i64) -> (i64, Duration) {
         start,
         Duration::from_millis(u64::try_from(start + WINDOW_MS - now_ms).unwrap_or(0)),
     )
+}
+
+/// The step for a granted call: `admit` (a [`limit`] call) at the grant's tokens; when a
+/// tokens/min limit refuses an estimate counted by the bound, the prompt is counted by
+/// the tokenizer and the call admitted once more (the refusal counted nowhere).
+pub async fn limit_grant<F, Fut>(
+    grant: &mut Grant,
+    req: &JsonRequest,
+    endpoint: Endpoint,
+    admit: F,
+) -> Result<(Permit, RateInfo), Box<LimitError>>
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = Result<(Permit, RateInfo), Box<LimitError>>>,
+{
+    match admit(grant.estimate.tokens()).await {
+        Err(refused) if refused.what == TOKENS_PER_MINUTE && grant.count_exactly(req, endpoint) => {
+            metrics::counter!("tollgate_estimates_recounted_total", "step" => "limit").increment(1);
+            admit(grant.estimate.tokens()).await
+        }
+        other => other,
+    }
 }
 
 /// The step: admit a call estimated at `tokens`, holding its slots until `lease_deadline_ms`
@@ -207,7 +256,7 @@ pub async fn limit(
                 let (scope, id, limits) = scopes[index];
                 let (what, retry_after) = match kind {
                     1 => ("requests per minute", reset),
-                    2 => ("tokens per minute", reset),
+                    2 => (TOKENS_PER_MINUTE, reset),
                     _ => ("concurrent requests", Duration::from_secs(1)),
                 };
                 return Err(Box::new(LimitError {
@@ -286,7 +335,7 @@ impl LocalLimiter {
             if let Some(tpm) = limits.tpm
                 && s.tokens + tokens > tpm
             {
-                return Err(refuse("tokens per minute", tpm, reset));
+                return Err(refuse(TOKENS_PER_MINUTE, tpm, reset));
             }
             if let Some(max) = limits.max_concurrent
                 && s.in_flight + 1 > max
@@ -318,9 +367,12 @@ impl LocalLimiter {
                     info.tokens = Some((tpm, remaining));
                 }
             }
-            if limits.max_concurrent.is_some() {
+            let slot = limits.max_concurrent.is_some();
+            if slot {
                 s.in_flight += 1;
-                held.push(key);
+            }
+            if slot || limits.tpm.is_some() {
+                held.push((key, slot));
             }
         }
         drop(state);
@@ -328,6 +380,7 @@ impl LocalLimiter {
             held: Held::Local {
                 limiter: self.clone(),
                 scopes: held,
+                window_start_ms: window_start,
             },
             estimated_tokens: tokens,
             actual_tokens: None,

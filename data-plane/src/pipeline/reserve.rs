@@ -1,7 +1,8 @@
 //! Step 4: price the worst case and reserve it in every budget that applies.
 //!
-//! Worst case = prompt tokens (real tokenizer, every billed input part, the provider
-//! family's safety factor) × input price (or the cache-write price, when higher) + output
+//! Worst case = prompt tokens (every billed input part, the provider family's safety
+//! factor; counted first by the cheap bound of [`Counting::Bound`], by the real tokenizer
+//! only where the bound would refuse or clamp) × input price (or the cache-write price, when higher) + output
 //! ceiling × answers billed (`n`, `best_of`) × output price, at the most expensive
 //! deployment of the model — routing may fall back to any of them, and the reservation
 //! must cover whichever serves the call. A call the model cannot take as asked (an
@@ -16,7 +17,7 @@ use crate::ledger::{BudgetLine, Ledger, Ledgers, Reservation, ReserveError, Rese
 use crate::money::{self, Micros, Prices};
 use crate::providers::{Endpoint, Fault, JsonRequest};
 use crate::snapshot::{Budget, ClampPolicy, Model, Period, ScopeKind, Snapshot};
-use crate::tokenize::{Family, Prompt};
+use crate::tokenize::{Counting, Family, Prompt};
 
 /// The worst case of one call, in tokens and money.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -28,6 +29,8 @@ pub struct Estimate {
     /// Answers the provider bills: `n`, or for legacy completions max(`n`, `best_of`).
     pub choices: u64,
     pub amount: Micros,
+    /// How the prompt was counted: the bound is never below the tokenizer's count.
+    pub counting: Counting,
 }
 
 impl Estimate {
@@ -140,44 +143,41 @@ impl EstimateError {
 /// the model serves, `max_tokens` within its output limit, the prompt within its context
 /// window, and `n`/`best_of` within 1..=its `max_n`. Several answers multiply the output
 /// part (and the token count); the prompt is billed once.
+///
+/// The prompt is counted by its bound; only a bound past the context window is counted
+/// again by the tokenizer, which decides.
 pub fn estimate(
     model: &Model,
     req: &JsonRequest,
     endpoint: Endpoint,
 ) -> Result<Estimate, EstimateError> {
+    estimate_counted(model, req, endpoint, Counting::Bound)
+}
+
+/// [`estimate`], counting the prompt as `counting` says.
+pub fn estimate_counted(
+    model: &Model,
+    req: &JsonRequest,
+    endpoint: Endpoint,
+    counting: Counting,
+) -> Result<Estimate, EstimateError> {
     check_endpoint(model, endpoint)?;
     let choices = choices(model, req, endpoint)?;
-    let (prompt, param, what) = match endpoint {
-        Endpoint::Chat => (
-            model.encoding.chat_prompt(&req.body),
-            "messages",
-            "messages",
-        ),
-        Endpoint::Completions => (
-            model.encoding.completion_prompt(&req.body),
-            "prompt",
-            "prompt",
-        ),
-        Endpoint::Embeddings => (model.encoding.embedding_prompt(&req.body), "input", "input"),
-        // The lanes are counted as the chat request they amount to.
-        Endpoint::Messages => (
-            model
-                .encoding
-                .chat_prompt(&crate::lanes::prompt_view(req, endpoint)),
-            "messages",
-            "messages",
-        ),
-        Endpoint::Responses => (
-            model
-                .encoding
-                .chat_prompt(&crate::lanes::prompt_view(req, endpoint)),
-            "input",
-            "input",
-        ),
+    let (param, what) = match endpoint {
+        Endpoint::Chat | Endpoint::Messages => ("messages", "messages"),
+        Endpoint::Completions => ("prompt", "prompt"),
+        Endpoint::Embeddings => ("input", "input"),
+        Endpoint::Responses => ("input", "input"),
     };
+    let mut prompt = read_prompt(model, req, endpoint, counting);
     if let Some(limit) = model.context_window {
-        let counted = prompt.text + prompt.image_tokens(&model.image_rules);
-        if counted > u64::from(limit) {
+        let limit_tokens = u64::from(limit);
+        let mut counted = prompt.text + prompt.image_tokens(&model.image_rules);
+        if counted > limit_tokens && prompt.counting == Counting::Bound {
+            prompt = read_prompt(model, req, endpoint, Counting::Exact);
+            counted = prompt.text + prompt.image_tokens(&model.image_rules);
+        }
+        if counted > limit_tokens {
             return Err(EstimateError::ContextTooLong {
                 param,
                 what,
@@ -196,6 +196,7 @@ pub fn estimate(
         max_output_tokens,
         choices,
         amount: Micros::ZERO,
+        counting: prompt.counting,
     };
     estimate.amount = money::worst_case(
         prompt_tokens,
@@ -203,6 +204,19 @@ pub fn estimate(
         &max_prices(model, prompt_tokens),
     );
     Ok(estimate)
+}
+
+fn read_prompt(model: &Model, req: &JsonRequest, endpoint: Endpoint, counting: Counting) -> Prompt {
+    let encoding = model.encoding;
+    match endpoint {
+        Endpoint::Chat => encoding.chat_prompt(&req.body, counting),
+        Endpoint::Completions => encoding.completion_prompt(&req.body, counting),
+        Endpoint::Embeddings => encoding.embedding_prompt(&req.body, counting),
+        // The lanes are counted as the chat request they amount to.
+        Endpoint::Messages | Endpoint::Responses => {
+            encoding.chat_prompt(&crate::lanes::prompt_view(req, endpoint), counting)
+        }
+    }
 }
 
 /// The prompt as the model's deployments count it at most: text by the family that
@@ -445,16 +459,22 @@ pub fn period_start(period: Period, now: OffsetDateTime) -> i64 {
 /// Step 4: reserves the call's worst case in every budget that applies to the caller,
 /// or — where a budget clamps and cannot pay for it all — what that budget has left,
 /// down to a minimal answer, lowering the output ceiling to what was granted.
+///
+/// A worst case priced on the prompt's bound that a budget would refuse or clamp is
+/// priced again on the tokenizer's count (the bound's clamped reservation released
+/// first), so that the bound never refuses or shortens a call the real count lets
+/// through.
 pub fn reserve<'a>(
     ledger: &'a Ledgers,
     snapshot: &Snapshot,
     caller: &Caller<'_>,
     grant: &Grant,
+    req: &'a JsonRequest,
     endpoint: Endpoint,
     deadline_ms: i64,
 ) -> impl Future<Output = Result<Hold, BudgetError>> + Send + use<'a> {
     // Everything borrowed from the snapshot is read before the first await, so the
-    // future holds only owned data and the ledger.
+    // future holds only owned data, the ledger and the request.
     let lines = budget_lines(snapshot, caller, OffsetDateTime::now_utc());
     let labels: Vec<(String, String, &'static str)> = scopes(caller)
         .into_iter()
@@ -465,16 +485,45 @@ pub fn reserve<'a>(
             (b.id.clone(), scope, period)
         })
         .collect();
-    let reserving = reserve_lines(
-        ledger,
-        lines,
-        grant.estimate,
-        max_prices(&grant.model, grant.estimate.prompt_tokens),
-        endpoint,
-        deadline_ms,
-    );
+    let mut grant = grant.clone();
+    // Kept for a second attempt only when there can be one.
+    let retry_lines =
+        (grant.estimate.counting == Counting::Bound && !lines.is_empty()).then(|| lines.clone());
     async move {
-        reserving.await.map_err(|e| match e {
+        // The long-context tier follows the prompt's count, so a recount re-prices.
+        let prices = max_prices(&grant.model, grant.estimate.prompt_tokens);
+        let mut result =
+            reserve_lines(ledger, lines, grant.estimate, prices, endpoint, deadline_ms).await;
+        let tight = match &result {
+            Ok(hold) => hold.clamped.is_some(),
+            Err(e) => matches!(e, ReserveError::Insufficient { .. }),
+        };
+        if tight
+            && let Some(lines) = retry_lines
+            && grant.count_exactly(req, endpoint)
+        {
+            let released = match &result {
+                Ok(Hold {
+                    reservation: Some(bound),
+                    ..
+                }) => ledger.release(bound).await,
+                _ => Ok(()),
+            };
+            match released {
+                Ok(()) => {
+                    metrics::counter!("tollgate_estimates_recounted_total", "step" => "reserve")
+                        .increment(1);
+                    let prices = max_prices(&grant.model, grant.estimate.prompt_tokens);
+                    result =
+                        reserve_lines(ledger, lines, grant.estimate, prices, endpoint, deadline_ms)
+                            .await;
+                }
+                // The clamped reservation stands (it is a valid one, only tighter than
+                // the real count would have made it).
+                Err(e) => tracing::warn!(error = %e, "could not release a bound reservation"),
+            }
+        }
+        result.map_err(|e| match e {
             ReserveError::Insufficient {
                 budget_id,
                 remaining,
@@ -770,16 +819,18 @@ prices = { input = 1000000, output = 2000000, tiers = [{ above_prompt_tokens = 1
     #[test]
     fn n_multiplies_the_output_part_and_the_tokens() {
         let g = grant("gpt-4o");
-        let one = estimate(
+        let one = estimate_counted(
             &g,
             &chat("gpt-4o", json!({"max_tokens": 1000})),
             Endpoint::Chat,
+            Counting::Exact,
         )
         .unwrap();
-        let four = estimate(
+        let four = estimate_counted(
             &g,
             &chat("gpt-4o", json!({"max_tokens": 1000, "n": 4})),
             Endpoint::Chat,
+            Counting::Exact,
         )
         .unwrap();
         assert_eq!((one.choices, four.choices), (1, 4));
@@ -886,28 +937,71 @@ prices = { input = 1000000, output = 2000000, tiers = [{ above_prompt_tokens = 1
                 ]}]}),
             )
         };
+        let exact = |model: &Model, req: &JsonRequest| {
+            estimate_counted(model, req, Endpoint::Chat, Counting::Exact).unwrap()
+        };
         let g = grant("gpt-4o");
         // 3 priming + 3 framing + "user" = 7, plus the image by OpenAI's rule.
-        let high = estimate(&g, &with_image("high"), Endpoint::Chat).unwrap();
+        let high = exact(&g, &with_image("high"));
         assert_eq!(high.prompt_tokens, 7 + 765);
-        let low = estimate(&g, &with_image("low"), Endpoint::Chat).unwrap();
+        let low = exact(&g, &with_image("low"));
         assert_eq!(low.prompt_tokens, 7 + 85);
+        // The bound counts "user" as its 4 bytes and the image the same way.
+        let bound = estimate(&g, &with_image("high"), Endpoint::Chat).unwrap();
+        assert_eq!(
+            (bound.prompt_tokens, bound.counting),
+            (10 + 765, Counting::Bound)
+        );
         // A model that may go to gpt-4o-mini reserves its rule: 2833 + 4 × 5667 for the
         // 1024 × 1024 image in high detail, 2833 in low (not gpt-4o's 765 and 85).
         let vision = grant("vision");
-        let high = estimate(&vision, &with_image("high"), Endpoint::Chat).unwrap();
+        let high = exact(&vision, &with_image("high"));
         assert_eq!(high.prompt_tokens, 7 + 25501);
-        let low = estimate(&vision, &with_image("low"), Endpoint::Chat).unwrap();
+        let low = exact(&vision, &with_image("low"));
         assert_eq!(low.prompt_tokens, 7 + 2833);
+    }
+
+    #[test]
+    fn the_estimate_is_the_bound_unless_the_bound_would_refuse() {
+        let g = grant("gpt-4o");
+        let req = chat("gpt-4o", json!({"max_tokens": 100}));
+        let bound = estimate(&g, &req, Endpoint::Chat).unwrap();
+        let exact = estimate_counted(&g, &req, Endpoint::Chat, Counting::Exact).unwrap();
+        // 3 + 3 + "user" + "hello world": 9 tokens, 21 bytes' worth of bound.
+        assert_eq!((exact.prompt_tokens, exact.counting), (9, Counting::Exact));
+        assert_eq!((bound.prompt_tokens, bound.counting), (21, Counting::Bound));
+        assert!(bound.amount > exact.amount);
+        // "hello " is 6 bytes but one token: 25,000 of them are 150,000 bytes, past the
+        // 128k window by their bound, within it by the tokenizer, which decides.
+        let long = "hello ".repeat(25_000);
+        let req =
+            request(json!({"model": "gpt-4o", "messages": [{"role": "user", "content": long}]}));
+        let recounted = estimate(&g, &req, Endpoint::Chat).unwrap();
+        assert_eq!(recounted.counting, Counting::Exact);
+        assert!(recounted.prompt_tokens < 128_000, "{recounted:?}");
+        // A grant already counted exactly has nothing to count again.
+        let mut granted = Grant {
+            model: Arc::clone(&g),
+            estimate: recounted,
+        };
+        assert!(!granted.count_exactly(&req, Endpoint::Chat));
+        let short = chat("gpt-4o", json!({"max_tokens": 100}));
+        let mut granted = Grant {
+            model: Arc::clone(&g),
+            estimate: bound,
+        };
+        assert!(granted.count_exactly(&short, Endpoint::Chat));
+        assert_eq!(granted.estimate, exact);
     }
 
     #[test]
     fn clamping_shares_what_is_left_among_the_answers() {
         let g = grant("gpt-4o");
-        let four = estimate(
+        let four = estimate_counted(
             &g,
             &chat("gpt-4o", json!({"max_tokens": 1000, "n": 4})),
             Endpoint::Chat,
+            Counting::Exact,
         )
         .unwrap();
         let prices = max_prices(&g, four.prompt_tokens);

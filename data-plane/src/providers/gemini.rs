@@ -31,7 +31,7 @@ use super::{
     CallCx, Chunk, ChunkStream, JsonReply, JsonRequest, Provider, ProviderError, read_json, send,
 };
 use crate::money::Usage;
-use crate::tokenize::{Encoding, Family};
+use crate::tokenize::{Counting, Encoding, Family};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gemini;
@@ -855,7 +855,7 @@ pub fn embeddings_response(
         })
         .collect::<Result<Vec<_>, ProviderError>>()?;
     let tokens = Encoding::O200k
-        .embedding_prompt(&req.body)
+        .embedding_prompt(&req.body, Counting::Exact)
         .text_tokens(Family::Gemini);
     Ok(JsonReply {
         body: json!({

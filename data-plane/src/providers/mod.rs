@@ -18,9 +18,11 @@ pub mod bedrock;
 pub mod gemini;
 pub mod google_auth;
 pub mod openai;
+pub mod patched;
 pub mod preset;
 pub mod sse;
 pub mod stream_samples;
+pub mod urls;
 pub mod vertex;
 
 use std::future::Future;
@@ -31,6 +33,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::{Map, Value};
 
+use self::patched::PatchedBody;
 use crate::money::Usage;
 use crate::snapshot::{Deployment, ProviderKind};
 
@@ -105,19 +108,19 @@ impl JsonRequest {
 /// bill more output than was reserved: into each limit field the client used (a
 /// clamping budget may have lowered it), or, when it named none, into `default_field`,
 /// the one that provider honours. The one place adapters take their cap from.
-pub fn apply_output_cap(body: &mut Map<String, Value>, cap: Option<u64>, default_field: &str) {
+pub fn apply_output_cap(body: &mut PatchedBody<'_>, cap: Option<u64>, default_field: &str) {
     let Some(cap) = cap else { return };
     let mut set = false;
     for field in ["max_completion_tokens", "max_tokens"] {
         if body.get(field).is_some_and(|v| !v.is_null()) {
-            body.insert(field.into(), cap.into());
+            body.insert(field, cap.into());
             set = true;
         } else {
             body.remove(field);
         }
     }
     if !set {
-        body.insert(default_field.into(), cap.into());
+        body.insert(default_field, cap.into());
     }
 }
 

@@ -10,9 +10,10 @@
 use bytes::Bytes;
 use futures_util::StreamExt;
 use secrecy::ExposeSecret;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::patched::PatchedBody;
 use super::preset::{AuthHeader, StreamUsage};
 use super::sse::{self, SseEvent};
 use super::{
@@ -79,7 +80,11 @@ impl Provider for OpenAi {
 }
 
 fn post(cx: CallCx<'_>, path: &str) -> reqwest::RequestBuilder {
-    let request = cx.http.post(format!("{}{path}", cx.deployment.base_url));
+    let base = &cx.deployment.base_url;
+    let request = match cx.deployment.urls.get(base, path) {
+        Some(url) => cx.http.post(url),
+        None => cx.http.post(format!("{base}{path}")),
+    };
     match (&cx.deployment.credential, cx.deployment.quirks().auth) {
         (Some(key), AuthHeader::Bearer) => request.bearer_auth(key.expose_secret()),
         (Some(key), AuthHeader::Named(header)) => request.header(header, key.expose_secret()),
@@ -100,17 +105,14 @@ fn check_supported(req: &JsonRequest, cx: CallCx<'_>) -> Result<(), ProviderErro
 }
 
 /// The client's body with the deployment's model, and for streams `include_usage` on.
-pub(super) fn upstream_body(
-    req: &JsonRequest,
+pub(super) fn upstream_body<'r>(
+    req: &'r JsonRequest,
     cx: CallCx<'_>,
     model_field: bool,
-) -> Map<String, Value> {
-    let mut body = req.body.clone();
+) -> PatchedBody<'r> {
+    let mut body = PatchedBody::new(&req.body);
     if model_field {
-        body.insert(
-            "model".into(),
-            Value::String(cx.deployment.upstream_model.clone()),
-        );
+        body.insert("model", Value::String(cx.deployment.upstream_model.clone()));
     } else {
         // Azure names the model in the URL.
         body.remove("model");
@@ -121,7 +123,7 @@ pub(super) fn upstream_body(
         body.remove("max_completion_tokens");
         body.remove("max_tokens");
         if let Some(cap) = req.output_cap() {
-            body.insert(quirks.max_tokens_field.into(), cap.into());
+            body.insert(quirks.max_tokens_field, cap.into());
         }
     } else {
         apply_output_cap(&mut body, req.output_cap(), cap_field(cx));
@@ -129,10 +131,14 @@ pub(super) fn upstream_body(
     if req.stream() {
         match quirks.stream_usage {
             StreamUsage::WhenAsked => {
-                let options = body.entry("stream_options").or_insert_with(|| json!({}));
-                if let Some(options) = options.as_object_mut() {
-                    options.insert("include_usage".into(), Value::Bool(true));
+                let mut options = body
+                    .get("stream_options")
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                if let Some(fields) = options.as_object_mut() {
+                    fields.insert("include_usage".into(), Value::Bool(true));
                 }
+                body.insert("stream_options", options);
             }
             // The gateway settles from the last chunk's usage, or counts the text.
             StreamUsage::Always | StreamUsage::Never => {

@@ -25,6 +25,7 @@ use crate::money::{self, Micros, PriceTier, Prices};
 use crate::prices::PriceTable;
 use crate::providers::aws_sign;
 use crate::providers::preset::{self, Preset, Quirks};
+use crate::providers::urls::UpstreamUrls;
 
 use crate::tokenize::image::ImageRule;
 use crate::tokenize::{self, Encoding, Family};
@@ -408,6 +409,8 @@ pub struct Deployment {
     pub region: String,
     pub timeouts: Timeouts,
     pub max_staleness: Option<Duration>,
+    /// Upstream URLs parsed so far.
+    pub urls: UpstreamUrls,
 }
 
 impl Deployment {
@@ -847,6 +850,7 @@ impl Snapshot {
                 timeouts,
                 max_staleness: (d.max_staleness_ms > 0)
                     .then(|| Duration::from_millis(d.max_staleness_ms)),
+                urls: UpstreamUrls::default(),
             };
             deployments_by_model
                 .entry(d.model)

@@ -14,6 +14,7 @@ use super::update_usage;
 use crate::lanes::client_header;
 use crate::lanes::frames::{self, Frame};
 use crate::money::Usage;
+use crate::providers::patched::PatchedBody;
 use crate::providers::{
     CallCx, Chunk, ChunkStream, JsonRequest, ProviderError, TimeoutPhase, apply_output_cap, send,
 };
@@ -22,11 +23,8 @@ use crate::providers::{
 const DEFAULT_VERSION: &str = "2023-06-01";
 
 pub async fn call(req: &JsonRequest, cx: CallCx<'_>) -> Result<ChunkStream, ProviderError> {
-    let mut body = req.body.clone();
-    body.insert(
-        "model".into(),
-        Value::String(cx.deployment.upstream_model.clone()),
-    );
+    let mut body = PatchedBody::new(&req.body);
+    body.insert("model", Value::String(cx.deployment.upstream_model.clone()));
     apply_output_cap(&mut body, req.output_cap(), "max_tokens");
     if let Some(cap) = req.output_cap() {
         fit_thinking_budget(&mut body, cap);
@@ -85,15 +83,17 @@ const MIN_THINKING_BUDGET: u64 = 1024;
 /// to fit (the answer's output stays within the reservation either way; this keeps the
 /// call from being refused for it). Below Anthropic's least budget it is left as sent:
 /// the provider's refusal says why better than a silent change would.
-fn fit_thinking_budget(body: &mut serde_json::Map<String, Value>, cap: u64) {
-    let Some(thinking) = body.get_mut("thinking").and_then(Value::as_object_mut) else {
+fn fit_thinking_budget(body: &mut PatchedBody<'_>, cap: u64) {
+    let Some(thinking) = body.get("thinking").and_then(Value::as_object) else {
         return;
     };
     let Some(budget) = thinking.get("budget_tokens").and_then(Value::as_u64) else {
         return;
     };
     if budget >= cap && cap > MIN_THINKING_BUDGET {
+        let mut thinking = thinking.clone();
         thinking.insert("budget_tokens".into(), (cap - 1).into());
+        body.insert("thinking", Value::Object(thinking));
     }
 }
 
@@ -164,12 +164,14 @@ mod tests {
                 .clone()
         };
         let fitted = |budget, cap| {
-            let mut b = body(budget);
+            let base = body(budget);
+            let mut b = PatchedBody::new(&base);
             apply_output_cap(&mut b, Some(cap), "max_tokens");
             fit_thinking_budget(&mut b, cap);
+            let sent = serde_json::to_value(&b).unwrap();
             (
-                b["max_tokens"].as_u64().unwrap(),
-                b["thinking"]["budget_tokens"].as_u64().unwrap(),
+                sent["max_tokens"].as_u64().unwrap(),
+                sent["thinking"]["budget_tokens"].as_u64().unwrap(),
             )
         };
         assert_eq!(fitted(6000, 8000), (8000, 6000), "fits: untouched");
@@ -184,13 +186,14 @@ mod tests {
             (1024, 2000),
             "below the least budget: as sent"
         );
-        let mut disabled = serde_json::json!({"thinking": {"type": "disabled"}})
+        let base = serde_json::json!({"thinking": {"type": "disabled"}})
             .as_object()
             .unwrap()
             .clone();
+        let mut disabled = PatchedBody::new(&base);
         fit_thinking_budget(&mut disabled, 10);
         assert_eq!(
-            disabled["thinking"],
+            serde_json::to_value(&disabled).unwrap()["thinking"],
             serde_json::json!({"type": "disabled"})
         );
     }
