@@ -850,7 +850,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Regions(RegionsCommand::Create { id, name }) => {
             let mut tx = pool.begin().await?;
-            let new = NewRegion { id, name };
+            let new = NewRegion {
+                id,
+                name,
+                public_url: None,
+            };
             let region = api::regions::create(&mut tx, &cli_actor(), &new)
                 .await
                 .map_err(refused)?;

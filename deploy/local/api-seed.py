@@ -69,6 +69,8 @@ def main():
     ids["rate_limit_id"] = post(f"/orgs/{org}/rate-limits", limit)["id"]
     webhook = {"url": "https://hooks.example.com/tollgate", "description": "api"}
     ids["webhook_id"] = post(f"/orgs/{org}/webhooks", webhook)["id"]
+    freeze = {"scope_kind": "project", "scope_id": ids["project_id"], "reason": "api tests"}
+    ids["freeze_id"] = post(f"/orgs/{org}/freezes", freeze)["id"]
 
     # What the DELETE operations remove: objects of their own, each deletable alone (a
     # provider or region still in use is a 409: an answer, but not the success path).

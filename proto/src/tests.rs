@@ -1,8 +1,9 @@
 use prost::Message;
 
 use crate::config::{
-    ApiKey, Budget, BudgetPeriod, ClampPolicy, Deployment, KeyStatus, Limits, Model, ModelMode,
-    Org, Prices, Project, ProviderKind, Scope, ScopeKind, SignedSnapshot, Snapshot, Team, Timeouts,
+    ApiKey, Budget, BudgetPeriod, ClampPolicy, Deployment, Freeze, KeyStatus, Limits, Model,
+    ModelMode, Org, Prices, Project, ProviderKind, Scope, ScopeKind, SignedSnapshot, Snapshot,
+    Team, Timeouts,
 };
 use crate::telemetry::{CallStatus, UsageBatch, UsageEvent};
 
@@ -119,6 +120,15 @@ fn realistic_snapshot() -> Snapshot {
             clamp: ClampPolicy::Clamp as i32,
         }],
         models_elsewhere: vec!["claude-elsewhere".into()],
+        freezes: vec![Freeze {
+            id: "frz-1".into(),
+            scope: Some(Scope {
+                kind: ScopeKind::Team as i32,
+                id: team.into(),
+            }),
+            org_id: org.into(),
+            reason: "incident".into(),
+        }],
     }
 }
 

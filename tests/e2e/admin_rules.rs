@@ -135,6 +135,12 @@ async fn fixture(w: &World, n: usize) -> Fixture {
         json!({"scope_kind": "project", "scope_id": project, "rpm": 10}),
     )
     .await;
+    let freeze = create(
+        cp,
+        &format!("/orgs/{a}/freezes"),
+        json!({"scope_kind": "key", "scope_id": key, "reason": "fixture"}),
+    )
+    .await;
     let webhook = create(
         cp,
         &format!("/orgs/{a}/webhooks"),
@@ -206,6 +212,7 @@ async fn fixture(w: &World, n: usize) -> Fixture {
             ("{key_id}", key),
             ("{budget_id}", budget),
             ("{rate_limit_id}", rate_limit),
+            ("{freeze_id}", freeze),
             ("{webhook_id}", webhook),
             ("{team_id}", spare_team),
             ("{membership_id}", membership),
@@ -295,6 +302,12 @@ fn case(
             (Action::AdminTeam, Some(json!({"rpm": 20})))
         }
         ("DELETE", "/orgs/{org_id}/rate-limits/{rate_limit_id}") => (Action::AdminTeam, None),
+        // Freezing follows the scope as budgets and limits do: the project is team t's.
+        ("POST", "/orgs/{org_id}/freezes") => (
+            Action::AdminTeam,
+            Some(json!({"scope_kind": "project", "scope_id": scope, "reason": "incident"})),
+        ),
+        ("POST", "/orgs/{org_id}/freezes/{freeze_id}/lift") => (Action::AdminTeam, None),
         ("POST", "/orgs/{org_id}/webhooks") => (
             Action::AdminOrg,
             Some(json!({"url": "https://hooks.a.example/new"})),
@@ -855,6 +868,7 @@ async fn lists_under_an_unknown_org_are_404() {
         "budgets",
         "rate-limits",
         "webhooks",
+        "freezes",
     ] {
         let status = send(
             Method::GET,

@@ -505,6 +505,7 @@ async fn every_route_hides_other_orgs(with_session: bool) {
             // Objects of sign-in need not exist: org b is hidden before any lookup.
             .replace("{mapping_id}", "01900000-0000-7000-8000-000000000000")
             .replace("{session_id}", "01900000-0000-7000-8000-000000000000")
+            .replace("{freeze_id}", "01900000-0000-7000-8000-000000000000")
             .replace("{domain}", "b.example");
         assert!(
             !concrete.contains('{'),

@@ -13,6 +13,7 @@ mod conformance;
 mod control_plane;
 mod deletes;
 mod estimate;
+mod freezes;
 mod gateway;
 mod grafana;
 mod hardening;

@@ -8,6 +8,7 @@ mod audit;
 mod budgets;
 pub mod deployments;
 pub mod error;
+pub mod freezes;
 mod gateways;
 pub mod health;
 mod idempotent;
@@ -73,7 +74,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
                 .merge(tokens::router())
                 .merge(sessions::router())
                 .merge(idp::router())
-                .merge(people::router()),
+                .merge(people::router())
+                .merge(freezes::router()),
         )
         .split_for_parts();
     api.merge(sign_in::router())

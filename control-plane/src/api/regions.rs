@@ -14,6 +14,7 @@ use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::idempotent::Idempotency;
+use super::patch::nullable;
 use super::validate::{Body, Checks};
 use super::{AppState, page_limit};
 use crate::auth::Principal;
@@ -36,13 +37,22 @@ pub struct NewRegion {
     pub id: String,
     #[schema(pattern = "\\S", min_length = 1, max_length = 200)]
     pub name: String,
+    /// Where callers reach the region's gateways: an `http(s)://` origin and optional
+    /// path, no query, fragment or credentials (e.g. `https://llm.eu.example.com`).
+    #[serde(default)]
+    #[schema(max_length = 2048)]
+    pub public_url: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+/// Absent fields keep their value; `public_url: null` unpublishes the URL.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegionUpdate {
     #[schema(pattern = "\\S", min_length = 1, max_length = 200)]
-    pub name: String,
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, max_length = 2048)]
+    pub public_url: Option<Option<String>>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -69,11 +79,14 @@ fn shaped(id: &str) -> Result<(), ApiError> {
 
 /// Validates, creates and audits a region.
 pub async fn create(tx: &mut Tx<'_>, actor: &Actor, new: &NewRegion) -> Result<Region, ApiError> {
-    Checks::default()
+    let mut checks = Checks::default()
         .slug("id", &new.id)
-        .name("name", &new.name)
-        .done()?;
-    let region = regions::create(tx, &new.id, new.name.trim()).await?;
+        .name("name", &new.name);
+    if let Some(url) = &new.public_url {
+        checks = checks.base_url("public_url", url);
+    }
+    checks.done()?;
+    let region = regions::create(tx, &new.id, new.name.trim(), new.public_url.as_deref()).await?;
     audit::record(
         tx,
         actor,
@@ -144,7 +157,8 @@ async fn get_region(
     Ok(Json(regions::get(&state.pool, &region_id).await?))
 }
 
-/// Rename a region (platform admins). Its id is what gateways name; it never changes.
+/// Rename a region or set its public URL (platform admins). Its id is what gateways
+/// name; it never changes.
 #[utoipa::path(patch, path = "/regions/{region_id}", tag = "regions", params(("region_id" = String, Path)), request_body = RegionUpdate,
     responses((status = 415, description = "Body is not JSON"), (status = 400, description = "Malformed path, query or body"),
         (status = 200, body = Region), (status = 401), (status = 403), (status = 404), (status = 422)))]
@@ -157,10 +171,26 @@ async fn update_region(
     require(&principal, Permission::ManagePlatform)?;
     shaped(&region_id)?;
     let Body(update) = body?;
-    Checks::default().name("name", &update.name).done()?;
+    let mut checks = Checks::default();
+    if let Some(name) = &update.name {
+        checks = checks.name("name", name);
+    }
+    if let Some(Some(url)) = &update.public_url {
+        checks = checks.base_url("public_url", url);
+    }
+    checks.done()?;
     let mut tx = state.pool.begin().await?;
     let before = regions::get_for_update(&mut tx, &region_id).await?;
-    let after = regions::rename(&mut tx, &region_id, update.name.trim()).await?;
+    let after = regions::update(
+        &mut tx,
+        &region_id,
+        update.name.as_deref().map_or(&before.name, str::trim),
+        match &update.public_url {
+            None => before.public_url.as_deref(),
+            Some(url) => url.as_deref(),
+        },
+    )
+    .await?;
     audit::record(
         &mut tx,
         &principal.actor(),

@@ -1,7 +1,7 @@
 //! From Postgres to one `Snapshot` per region. Orgs, teams, projects, keys and budgets are
 //! global; models and deployments are those served in the region. Only what a gateway
 //! can use is sent: revoked and expired keys are left out (an unknown key is a 401
-//! anyway), and so are budgets and limits on them.
+//! anyway), and so are budgets, limits and freezes on them.
 
 use std::collections::{HashMap, HashSet};
 
@@ -117,6 +117,7 @@ pub struct World {
     projects: Vec<proto::Project>,
     keys: Vec<proto::ApiKey>,
     budgets: Vec<proto::Budget>,
+    freezes: Vec<proto::Freeze>,
     models: Vec<ModelRow>,
     deployments: Vec<DeploymentRow>,
 }
@@ -278,6 +279,29 @@ impl World {
             })
             .collect();
 
+        let freezes = crate::store::freezes::all_active(&mut *db)
+            .await?
+            .into_iter()
+            .filter_map(|f| {
+                let (kind, scope_id) = match f.scope_kind.as_str() {
+                    "org" => (proto::ScopeKind::Org, f.scope_id.to_string()),
+                    "team" => (proto::ScopeKind::Team, f.scope_id.to_string()),
+                    "project" => (proto::ScopeKind::Project, f.scope_id.to_string()),
+                    // A revoked or expired key is refused anyway.
+                    _ => (proto::ScopeKind::Key, public_ids.get(&f.scope_id)?.clone()),
+                };
+                Some(proto::Freeze {
+                    id: f.id.to_string(),
+                    scope: Some(proto::Scope {
+                        kind: kind.into(),
+                        id: scope_id,
+                    }),
+                    org_id: f.org_id.to_string(),
+                    reason: f.reason,
+                })
+            })
+            .collect();
+
         let models: Vec<ModelRow> = sqlx::query_as(
             "SELECT name, aliases, default_max_output_tokens, tokenizer, owned_by,
                     context_window, max_output_tokens, modes, max_n
@@ -306,6 +330,7 @@ impl World {
             projects,
             keys,
             budgets,
+            freezes,
             models,
             deployments,
         })
@@ -350,6 +375,7 @@ impl World {
                 .collect(),
             deployments,
             budgets: self.budgets.clone(),
+            freezes: self.freezes.clone(),
             models_elsewhere: elsewhere
                 .into_iter()
                 .flat_map(|m| std::iter::once(&m.name).chain(&m.aliases).cloned())

@@ -123,6 +123,8 @@ impl From<StoreError> for Problem {
 fn constraint_field(constraint: &str) -> &'static str {
     if constraint.contains("credential_ref") {
         "credential_ref"
+    } else if constraint.contains("public_url") {
+        "public_url"
     } else if constraint.contains("base_url") {
         "base_url"
     } else if constraint.contains("upstream_model") {

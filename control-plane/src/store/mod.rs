@@ -11,6 +11,7 @@ pub mod budgets;
 pub mod config_errors;
 pub mod deployments;
 pub mod fleet;
+pub mod freezes;
 pub mod gateway_credentials;
 pub mod idempotency;
 pub mod idp;

@@ -11,6 +11,9 @@ pub struct Region {
     /// Slug, e.g. `eu-west`; what gateways name in their `server.region`.
     pub id: String,
     pub name: String,
+    /// Where callers reach the region's gateways (origin + optional path, e.g.
+    /// `https://llm.eu.example.com`); absent = not published. Shown in the portal's snippets.
+    pub public_url: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -25,13 +28,21 @@ pub struct RegionPage {
     pub next_cursor: Option<String>,
 }
 
-const COLUMNS: &str = "id, name, created_at, updated_at";
+const COLUMNS: &str = "id, name, public_url, created_at, updated_at";
 
-pub async fn create(tx: &mut Tx<'_>, id: &str, name: &str) -> Result<Region, StoreError> {
-    let sql = format!("INSERT INTO regions (id, name) VALUES ($1, $2) RETURNING {COLUMNS}");
+pub async fn create(
+    tx: &mut Tx<'_>,
+    id: &str,
+    name: &str,
+    public_url: Option<&str>,
+) -> Result<Region, StoreError> {
+    let sql = format!(
+        "INSERT INTO regions (id, name, public_url) VALUES ($1, $2, $3) RETURNING {COLUMNS}"
+    );
     Ok(sqlx::query_as::<_, Region>(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .bind(name)
+        .bind(public_url)
         .fetch_one(&mut **tx)
         .await?)
 }
@@ -73,11 +84,18 @@ pub async fn list(pool: &Pool, cursor: Option<&str>, limit: i64) -> Result<Regio
     Ok(RegionPage { items, next_cursor })
 }
 
-pub async fn rename(tx: &mut Tx<'_>, id: &str, name: &str) -> Result<Region, StoreError> {
-    let sql = format!("UPDATE regions SET name = $2 WHERE id = $1 RETURNING {COLUMNS}");
+pub async fn update(
+    tx: &mut Tx<'_>,
+    id: &str,
+    name: &str,
+    public_url: Option<&str>,
+) -> Result<Region, StoreError> {
+    let sql =
+        format!("UPDATE regions SET name = $2, public_url = $3 WHERE id = $1 RETURNING {COLUMNS}");
     Ok(sqlx::query_as::<_, Region>(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .bind(name)
+        .bind(public_url)
         .fetch_one(&mut **tx)
         .await?)
 }

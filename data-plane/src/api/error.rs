@@ -201,6 +201,12 @@ impl From<AuthzError> for GatewayError {
                     e.to_string(),
                 )
             },
+            AuthzError::Frozen { .. } => Self::new(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                Some("frozen"),
+                e.to_string(),
+            ),
             AuthzError::NotAllowed(_) => Self {
                 param,
                 ..Self::new(

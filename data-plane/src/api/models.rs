@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::pipeline::authenticate::authenticate;
-use crate::pipeline::authorize::{AuthzError, allowed, resolve};
+use crate::pipeline::authorize::{AuthzError, allowed, not_frozen, resolve};
 use crate::snapshot::{Model, now_ms};
 
 fn entry(model: &Model, created: i64) -> Value {
@@ -25,6 +25,9 @@ pub async fn list(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Respons
         Ok(caller) => caller,
         Err(e) => return GatewayError::from(e).into_response(),
     };
+    if let Err(e) = not_frozen(&snapshot, &caller) {
+        return GatewayError::from(e).into_response();
+    }
     let data: Vec<Value> = snapshot
         .model_names
         .iter()
@@ -45,6 +48,9 @@ pub async fn show(
         Ok(caller) => caller,
         Err(e) => return GatewayError::from(e).into_response(),
     };
+    if let Err(e) = not_frozen(&snapshot, &caller) {
+        return GatewayError::from(e).into_response();
+    }
     // A model the key may not use is reported as missing, like OpenAI does.
     match resolve(&snapshot, &caller, &id) {
         Ok(model) => Json(entry(model, snapshot.generated_at_ms)).into_response(),

@@ -23,7 +23,7 @@ use crate::gateway::Gateway;
 use crate::lanes::frames::Frame;
 use crate::ledger::pins::PinError;
 use crate::pipeline::authenticate::authenticate;
-use crate::pipeline::authorize::{AuthzError, allowed};
+use crate::pipeline::authorize::{AuthzError, allowed, not_frozen};
 use crate::pipeline::limit::limit;
 use crate::pipeline::settle::CallGuard;
 use crate::providers::{CallCx, Chunk, Endpoint, JsonRequest, ProviderError, TimeoutPhase, send};
@@ -244,6 +244,7 @@ async fn stored_call(
     let now = now_ms();
     let caller = authenticate(&snapshot, headers, gw.pepper(), now)?;
     guard.caller(&caller);
+    not_frozen(&snapshot, &caller)?;
     let pinned = gw
         .pins
         .pinned(&gw.ledger, &caller.org.id, id)

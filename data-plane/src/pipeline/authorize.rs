@@ -1,4 +1,6 @@
-//! Step 2: may this caller make this call? The alias must exist, every allow-list on
+//! Step 2: may this caller make this call? None of its key, project, team and org may be
+//! frozen (an emergency stop refuses every call, before anything is limited or
+//! reserved). The alias must exist, every allow-list on
 //! the way (key, project, team) must let it through — a list that is not set lets
 //! everything through, an empty one nothing; an entry naming an alias stands for the
 //! model the alias names — and the request must fit the model. The answer carries the
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use super::authenticate::Caller;
 use super::reserve::{Estimate, EstimateError, estimate_counted};
 use crate::providers::{Endpoint, JsonRequest};
-use crate::snapshot::{Model, Snapshot};
+use crate::snapshot::{Model, ScopeKind, Snapshot};
 use crate::tokenize::Counting;
 
 /// Permission to make one call to one model.
@@ -28,6 +30,16 @@ pub enum AuthzError {
     UnknownModel(String),
     #[error("Your key may not use the model `{0}`.")]
     NotAllowed(String),
+    /// An admin stopped calls of this scope (the broadest frozen one is named).
+    #[error(
+        "Calls are stopped: {kind} `{name}` ({id}) is frozen by an administrator. Reason: {reason}"
+    )]
+    Frozen {
+        kind: ScopeKind,
+        name: String,
+        id: String,
+        reason: String,
+    },
     /// The model cannot take the call as asked (a 400 naming the field).
     #[error(transparent)]
     Unfit(#[from] EstimateError),
@@ -40,6 +52,7 @@ pub fn authorize(
     endpoint: Endpoint,
     counting: Counting,
 ) -> Result<Grant, AuthzError> {
+    not_frozen(snapshot, caller)?;
     let model = resolve(snapshot, caller, req.model())?;
     Ok(Grant {
         estimate: estimate_counted(model, req, endpoint, counting)?,
@@ -63,6 +76,46 @@ impl Grant {
             Err(_) => false,
         }
     }
+}
+
+/// `Err(Frozen)` if a freeze covers the caller: its org, team, project or key, the
+/// broadest first (lifting a narrower one would not let the call through).
+pub fn not_frozen(snapshot: &Snapshot, caller: &Caller<'_>) -> Result<(), AuthzError> {
+    if snapshot.freezes.is_empty() {
+        return Ok(());
+    }
+    let project = caller
+        .project
+        .map(|p| (ScopeKind::Project, p.id.as_str(), p.name.as_str()));
+    let scopes = [
+        Some((
+            ScopeKind::Org,
+            caller.org.id.as_str(),
+            caller.org.name.as_str(),
+        )),
+        Some((
+            ScopeKind::Team,
+            caller.team.id.as_str(),
+            caller.team.name.as_str(),
+        )),
+        project,
+        Some((
+            ScopeKind::Key,
+            caller.key.public_id.as_str(),
+            caller.key.name.as_str(),
+        )),
+    ];
+    for (kind, id, name) in scopes.into_iter().flatten() {
+        if let Some(freeze) = snapshot.freezes.get(&(kind, id.to_owned())) {
+            return Err(AuthzError::Frozen {
+                kind,
+                name: name.to_owned(),
+                id: id.to_owned(),
+                reason: freeze.reason.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The model `requested` names, if the caller may use it.

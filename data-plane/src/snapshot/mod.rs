@@ -275,6 +275,13 @@ impl AllowList {
 }
 
 #[derive(Debug, Clone)]
+pub struct Freeze {
+    pub id: String,
+    /// Why calls are stopped, as the admin wrote it; quoted in the refusal.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
 pub struct Org {
     pub id: String,
     pub name: String,
@@ -509,6 +516,8 @@ pub struct Snapshot {
     pub model_names: Vec<String>,
     /// Scope id → budgets on it.
     pub budgets: HashMap<(ScopeKind, String), Vec<Budget>>,
+    /// Active emergency stops by scope (a key by its public id).
+    pub freezes: HashMap<(ScopeKind, String), Freeze>,
     /// Deployments left out because this build does not know their provider kind, each
     /// as `"id: why"` (reported in the Ack, so the fleet view shows them). Models left
     /// without a deployment are left out too, and listed here.
@@ -535,6 +544,7 @@ impl Snapshot {
             models: HashMap::new(),
             model_names: Vec::new(),
             budgets: HashMap::new(),
+            freezes: HashMap::new(),
             disabled: Vec::new(),
         }
     }
@@ -1158,6 +1168,37 @@ impl Snapshot {
                     alert_thresholds_pct: b.alert_thresholds_pct,
                     clamp,
                 });
+        }
+
+        // A freeze may name a scope this snapshot does not hold (the builder keeps freezes
+        // out of per-org isolation so they always apply): it has nothing to refuse then.
+        for (i, f) in wire.freezes.into_iter().enumerate() {
+            let at = |field: &str| format!("freezes[{i}].{field}");
+            let Some(scope) = f.scope else {
+                problems.push(format!("{}: missing", at("scope")));
+                continue;
+            };
+            let kind = match proto::ScopeKind::try_from(scope.kind) {
+                Ok(proto::ScopeKind::Org) => ScopeKind::Org,
+                Ok(proto::ScopeKind::Team) => ScopeKind::Team,
+                Ok(proto::ScopeKind::Project) => ScopeKind::Project,
+                Ok(proto::ScopeKind::Key) => ScopeKind::Key,
+                _ => {
+                    problems.push(format!(
+                        "{}: unknown scope kind {}",
+                        at("scope.kind"),
+                        scope.kind
+                    ));
+                    continue;
+                }
+            };
+            snapshot.freezes.insert(
+                (kind, scope.id),
+                Freeze {
+                    id: f.id,
+                    reason: f.reason,
+                },
+            );
         }
 
         if problems.is_empty() {

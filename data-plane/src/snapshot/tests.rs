@@ -591,3 +591,85 @@ fn models_that_go_into_a_url_path_must_be_one_segment() {
         "{problems:#?}"
     );
 }
+
+fn freeze(kind: proto::ScopeKind, id: &str, reason: &str) -> proto::Freeze {
+    proto::Freeze {
+        id: format!("f-{id}"),
+        scope: Some(proto::Scope {
+            kind: kind as i32,
+            id: id.into(),
+        }),
+        org_id: "acme".into(),
+        reason: reason.into(),
+    }
+}
+
+#[test]
+fn a_freeze_refuses_every_caller_under_its_scope_naming_the_broadest() {
+    use crate::pipeline::authenticate::Caller;
+    use crate::pipeline::authorize::{AuthzError, not_frozen};
+
+    let caller_of = |snapshot: &Snapshot| -> Result<(), AuthzError> {
+        let key = &snapshot.keys["AbC123"];
+        let caller = Caller {
+            key,
+            team: &snapshot.teams["search"],
+            org: &snapshot.orgs["acme"],
+            project: Some(&snapshot.projects["ranker"]),
+        };
+        not_frozen(snapshot, &caller)
+    };
+    let unfrozen = from_wire(wire(GOOD)).unwrap();
+    assert_eq!(caller_of(&unfrozen), Ok(()));
+
+    for (kind, id) in [
+        (proto::ScopeKind::Key, "AbC123"),
+        (proto::ScopeKind::Project, "ranker"),
+        (proto::ScopeKind::Team, "search"),
+        (proto::ScopeKind::Org, "acme"),
+    ] {
+        let mut w = wire(GOOD);
+        w.freezes.push(freeze(kind, id, "incident 7"));
+        // A freeze on a scope this snapshot does not hold is accepted and refuses nothing.
+        w.freezes
+            .push(freeze(proto::ScopeKind::Team, "elsewhere", "other org"));
+        let snapshot = from_wire(w).unwrap();
+        match caller_of(&snapshot) {
+            Err(AuthzError::Frozen {
+                id: got, reason, ..
+            }) => {
+                assert_eq!(got, id);
+                assert_eq!(reason, "incident 7");
+            }
+            other => panic!("{kind:?} {id}: {other:?}"),
+        }
+    }
+
+    // Key and org both frozen: the org is named (lifting the key alone would not help).
+    let mut w = wire(GOOD);
+    w.freezes
+        .push(freeze(proto::ScopeKind::Key, "AbC123", "key leaked"));
+    w.freezes
+        .push(freeze(proto::ScopeKind::Org, "acme", "org incident"));
+    let err = caller_of(&from_wire(w).unwrap()).unwrap_err();
+    assert!(
+        err.to_string().contains("org `") && err.to_string().contains("org incident"),
+        "{err}"
+    );
+
+    let mut w = wire(GOOD);
+    w.freezes.push(proto::Freeze {
+        scope: Some(proto::Scope {
+            kind: 99,
+            id: "x".into(),
+        }),
+        ..Default::default()
+    });
+    let problems = from_wire(w).unwrap_err().0;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("freezes[0].scope.kind")),
+        "{problems:?}"
+    );
+}
