@@ -67,10 +67,23 @@ async fn a_platform_admin_runs_an_org_from_the_dashboard_through_to_a_revoked_ke
     browser.fill("Slug", "Not A Slug").await.unwrap();
     browser.fill("Name", "Globex").await.unwrap();
     browser.submit("Create org").await.unwrap();
-    let error = browser.find("#new-org-slug-error").await.unwrap().text().await.unwrap();
+    let error = browser
+        .find("#new-org-slug-error")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(!error.is_empty(), "the slug's error is shown beside it");
     assert_eq!(
-        browser.find("#new-org-name").await.unwrap().prop("value").await.unwrap().as_deref(),
+        browser
+            .find("#new-org-name")
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
         Some("Globex"),
         "what was typed comes back"
     );
@@ -85,7 +98,10 @@ async fn a_platform_admin_runs_an_org_from_the_dashboard_through_to_a_revoked_ke
     browser.fill("new-team-name", "Search").await.unwrap();
     browser.submit("Create team").await.unwrap();
     browser.wait_for_text("Team created.").await.unwrap();
-    browser.fill("new-budget-scope", "team Search").await.unwrap();
+    browser
+        .fill("new-budget-scope", "team Search")
+        .await
+        .unwrap();
     browser.fill("new-budget-amount_usd", "5").await.unwrap();
     browser.submit("Create budget").await.unwrap();
     let page = browser.wait_for_text("Budget created.").await.unwrap();
@@ -97,7 +113,13 @@ async fn a_platform_admin_runs_an_org_from_the_dashboard_through_to_a_revoked_ke
     browser.wait_for_text("New key").await.unwrap();
     browser.fill("new-key-name", "search-prod").await.unwrap();
     browser.submit("Create key").await.unwrap();
-    let secret = browser.wait_for_css("#new-key").await.unwrap().text().await.unwrap();
+    let secret = browser
+        .wait_for_css("#new-key")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(secret.starts_with("tg_"), "{secret}");
     let page = browser.text().await.unwrap();
     assert!(page.contains("only time it is shown"), "{page}");
@@ -127,10 +149,19 @@ async fn a_platform_admin_runs_an_org_from_the_dashboard_through_to_a_revoked_ke
     .await
     .unwrap();
     let overview = browser.text().await.unwrap();
-    assert!(overview.contains("search-prod"), "top keys name it: {overview}");
-    assert!(browser.find("svg.chart rect.bar").await.is_ok(), "a chart bar");
+    assert!(
+        overview.contains("search-prod"),
+        "top keys name it: {overview}"
+    );
+    assert!(
+        browser.find("svg.chart rect.bar").await.is_ok(),
+        "a chart bar"
+    );
     check_page(&browser, "overview-with-usage").await;
-    browser.goto(&format!("/orgs/{org}/usage?group=key")).await.unwrap();
+    browser
+        .goto(&format!("/orgs/{org}/usage?group=key"))
+        .await
+        .unwrap();
     let usage = browser.find("#usage").await.unwrap().text().await.unwrap();
     assert!(usage.contains('1'), "{usage}");
     check_page(&browser, "usage").await;
@@ -146,15 +177,26 @@ async fn a_platform_admin_runs_an_org_from_the_dashboard_through_to_a_revoked_ke
     })
     .await
     .unwrap();
-    eprintln!("revocation from the dashboard reached the gateway in {:?}", revoked.elapsed());
+    eprintln!(
+        "revocation from the dashboard reached the gateway in {:?}",
+        revoked.elapsed()
+    );
 
     // The audit log shows each step.
     browser.goto(&format!("/orgs/{org}/audit")).await.unwrap();
     let audit = browser.find("#audit").await.unwrap().text().await.unwrap();
-    for step in ["create org", "create team", "create budget", "create key", "status: active → revoked"] {
+    for step in [
+        "create org",
+        "create team",
+        "create budget",
+        "create key",
+        "status: active → revoked",
+    ] {
         let (action, object) = step.split_once(' ').unwrap();
         let found = audit.contains(step)
-            || audit.lines().any(|l| l.contains(action) && l.contains(object));
+            || audit
+                .lines()
+                .any(|l| l.contains(action) && l.contains(object));
         assert!(found, "the audit log shows {step}: {audit}");
     }
     assert!(!audit.contains(&secret), "no secret in the audit log");
@@ -179,7 +221,11 @@ async fn each_role_sees_only_what_it_may_do_and_forged_posts_are_refused() {
             Some(json!({"email": email, "role": role, "team_id": plane.team})),
         )
         .await;
-        assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+        assert!(
+            response.status().is_success(),
+            "{}",
+            response.text().await.unwrap()
+        );
     }
     let (admin_key_id, _) = plane.create_key().await;
 
@@ -189,7 +235,10 @@ async fn each_role_sees_only_what_it_may_do_and_forged_posts_are_refused() {
         .sign_in(&plane.cp.url, idp, &viewer, &format!("pw-{viewer}"))
         .await
         .unwrap();
-    browser.goto(&format!("/orgs/{}/keys", plane.org)).await.unwrap();
+    browser
+        .goto(&format!("/orgs/{}/keys", plane.org))
+        .await
+        .unwrap();
     let html = browser.html().await.unwrap();
     assert!(!html.contains("Create key"), "a viewer gets no create form");
     assert!(!html.contains(">Revoke<"), "nor revoke buttons");
@@ -224,7 +273,11 @@ async fn each_role_sees_only_what_it_may_do_and_forged_posts_are_refused() {
     .await
     .unwrap();
     assert!(
-        keys["items"].as_array().unwrap().iter().all(|k| k["name"] != "forged"),
+        keys["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["name"] != "forged"),
         "no forged key exists: {keys}"
     );
 
@@ -234,7 +287,10 @@ async fn each_role_sees_only_what_it_may_do_and_forged_posts_are_refused() {
         .sign_in(&plane.cp.url, idp, &member, &format!("pw-{member}"))
         .await
         .unwrap();
-    browser.goto(&format!("/orgs/{}/keys", plane.org)).await.unwrap();
+    browser
+        .goto(&format!("/orgs/{}/keys", plane.org))
+        .await
+        .unwrap();
     browser.fill("new-key-name", "mine").await.unwrap();
     browser.submit("Create key").await.unwrap();
     browser.wait_for_css("#new-key").await.unwrap();
@@ -244,10 +300,17 @@ async fn each_role_sees_only_what_it_may_do_and_forged_posts_are_refused() {
         .unwrap();
     let text = browser.wait_for_text("Not found").await.unwrap();
     assert!(!text.contains("Rotate"), "{text}");
-    browser.goto(&format!("/orgs/{}/keys", plane.org)).await.unwrap();
+    browser
+        .goto(&format!("/orgs/{}/keys", plane.org))
+        .await
+        .unwrap();
     let listed = browser.find("#keys").await.unwrap().text().await.unwrap();
     assert!(listed.contains("mine"), "{listed}");
-    assert_eq!(listed.matches("tg_").count(), 1, "only its own key: {listed}");
+    assert_eq!(
+        listed.matches("tg_").count(),
+        1,
+        "only its own key: {listed}"
+    );
     check_page(&browser, "keys-as-member").await;
 
     // Another org's page is not found for it.

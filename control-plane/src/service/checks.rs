@@ -4,7 +4,7 @@
 use crate::service::problem::{FieldError, Problem};
 
 #[derive(Debug, Default)]
-pub struct Checks(Vec<FieldError>);
+pub struct Checks(pub(crate) Vec<FieldError>);
 
 impl Checks {
     fn fail(mut self, field: &str, message: impl Into<String>) -> Self {
