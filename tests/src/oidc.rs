@@ -686,10 +686,14 @@ impl Browser {
         self.callback(&callback).await
     }
 
-    /// The session's CSRF token, from the signed-in page.
+    /// The session's CSRF token, from the account page.
     pub async fn csrf(&mut self, control_url: &str) -> anyhow::Result<String> {
         let page = self
-            .request(reqwest::Method::GET, &format!("{control_url}/"), None)
+            .request(
+                reqwest::Method::GET,
+                &format!("{control_url}/account"),
+                None,
+            )
             .await?
             .text()
             .await?;
