@@ -128,9 +128,20 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         std::thread::spawn(move || {
             if let Ok((mut conn, _)) = listener.accept() {
+                // The whole request first: answering mid-request makes the client's
+                // write fail with a broken pipe (seen in CI on a loaded machine).
+                let mut request = Vec::new();
                 let mut buf = [0u8; 1024];
-                let _ = conn.read(&mut buf);
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
                 let _ = conn.write_all(answer.as_bytes());
+                let _ = conn.shutdown(std::net::Shutdown::Write);
+                // Keep the socket until the client is done reading.
+                while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
             }
         });
         format!("http://{addr}/readyz")
