@@ -76,6 +76,8 @@ async fn create_budget(
     Path(org_id): Path<Uuid>,
     body: Result<Body<NewBudget>, ApiError>,
 ) -> Result<(StatusCode, HeaderMap, Json<Budget>), ApiError> {
+    // Another org's caller learns nothing, not even that its body was malformed.
+    require(&principal, Permission::ReadOrg(org_id))?;
     let Body(new) = body?;
     let written = crate::service::budgets::create(&state, &principal, org_id, &new).await?;
     Ok((
